@@ -1,0 +1,33 @@
+# The README's two commands: `make bench` (main job on the embedded data) and `make test`.
+# Both create .venv on first use. CPU machines get torch's CPU build through constraints-cpu.txt.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PIP     := $(BIN)/python -m pip
+CONSTRAINTS ?= constraints-cpu.txt
+OUT     ?= out
+
+.PHONY: venv bench test test-slow clean
+
+$(BIN)/robustmri: pyproject.toml $(CONSTRAINTS)
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install -q --no-deps "torchattacks==3.5.1"
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
+	@touch $(BIN)/robustmri
+
+venv: $(BIN)/robustmri
+
+bench: venv
+	$(BIN)/robustmri data synth --out $(OUT)/embedded --subjects 20 --size 128 --seed 0
+	$(BIN)/robustmri data show $(OUT)/embedded --out $(OUT)/embedded_montage.png
+
+test: venv
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -m slow -q
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,7 @@
+"""``python -m robustmri`` runs the command line."""
+
+import sys
+
+from robustmri.cli import main
+
+sys.exit(main())

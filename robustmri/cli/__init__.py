@@ -1,0 +1,80 @@
+"""The ``robustmri`` command line: a thin typer layer over the Python API.
+
+Each command group lives in its own module and registers itself on :data:`app`. Errors caused by
+user input (:class:`robustmri.errors.RobustMRIError`) are printed as one line on stderr and end the
+process with exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from robustmri import __version__
+from robustmri.errors import RobustMRIError
+
+app = typer.Typer(
+    name="robustmri",
+    help="Robustness benchmark for multi-contrast MRI translation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"robustmri {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Robustness benchmark for multi-contrast MRI translation."""
+
+
+def _register_groups() -> None:
+    # Each module adds its command group to `app` when imported (one line per group).
+    import importlib
+
+    for module in _GROUP_MODULES:
+        importlib.import_module(module)
+
+
+_GROUP_MODULES: tuple[str, ...] = (
+    "robustmri.cli.data",
+)
+_register_groups()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit status."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except RobustMRIError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except typer.Exit as exc:  # --version, --help
+        return int(exc.exit_code or 0)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

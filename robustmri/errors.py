@@ -1,0 +1,31 @@
+"""User-facing errors.
+
+Every problem caused by user input (a missing file, a corrupt NIfTI, a wrong contrast name, a bad
+option) is raised as a :class:`RobustMRIError` subclass whose message is ONE line that names the
+offending file or value and the fix. The CLI prints it as ``error: <message>`` and exits with
+status 2; the Python API lets it propagate so callers can catch it.
+"""
+
+from __future__ import annotations
+
+
+class RobustMRIError(Exception):
+    """Base class for errors caused by user input or configuration (CLI exit code 2)."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str) -> None:
+        # Keep messages to one line: multi-line text from deep inside a library is folded.
+        super().__init__(" ".join(str(message).split()))
+
+
+class DataError(RobustMRIError):
+    """A data file or folder is missing, unreadable, corrupt or inconsistent."""
+
+
+class ConfigError(RobustMRIError):
+    """An option, preset or configuration value is invalid."""
+
+
+class DependencyError(RobustMRIError):
+    """An optional or required third-party package is missing or broken."""
