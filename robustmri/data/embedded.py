@@ -1,0 +1,470 @@
+"""The embedded default dataset: physics-based multi-contrast brain MRI, generated offline.
+
+A BrainWeb-like simulator built on the real MNI ICBM152 2009a anatomy shipped in nilearn's wheel
+(:mod:`robustmri.data.anatomy`). Every subject is a seed:
+
+1. **Anatomy** -- the template's CSF / GM / WM fraction maps seen through a random subject transform
+   (small affine + smooth elastic displacement, :mod:`robustmri.data.deform`), optionally with a
+   BraTS-like lesion (tumour core + oedema, :mod:`robustmri.data.lesions`) at ``lesion_rate``.
+2. **Physics** -- per-subject jittered T1/T2/PD per tissue (:mod:`robustmri.data.tissues`) turned
+   into T1w, T2w, PDw (spin echo) and FLAIR (CSF-nulling inversion recovery) images with the signal
+   equations of :mod:`robustmri.data.physics`; partial-volume voxels mix tissue signals by fraction.
+3. **Acquisition** -- a smooth multiplicative bias field (shared coil profile plus a smaller
+   per-contrast part), Rician noise at a given SNR, and optional misregistration of every contrast
+   but the first (a small rigid in-plane rotation and 3-D shift).
+
+The brain is skull-stripped (like BraTS); the background is zero plus Rician noise. Volumes are
+(H, W, S) = (size, size, n_slices): axis 0 runs left->right (x), axis 1 posterior->anterior (y),
+axis 2 inferior->superior (z, axial slices), RAS world coordinates in mm in the NIfTI affine.
+Intensities are in arbitrary units on the PD scale (CSF PD = 1). ``seg`` labels (uint8):
+0 background, 1 CSF, 2 GM, 3 WM, 4 oedema, 5 tumour core -- in the frame of the first contrast when
+misregistration is on (the other contrasts are then moved against it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustmri.atomic import atomic_dir, write_bytes_atomic, write_json_atomic
+from robustmri.data.anatomy import TemplateTissues, template_tissues
+from robustmri.data.contrasts import canonical_contrast
+from robustmri.data.deform import AffineMotion, Grid, random_affine, random_elastic, random_rigid_inplane
+from robustmri.data.lesions import random_lesion
+from robustmri.data.physics import DEFAULT_SEQUENCES, Sequence, add_rician_noise, null_ti, polynomial_bias_field, signal
+from robustmri.data.tissues import SEG_LABELS, TISSUES, jitter_tissues, tissue_table
+from robustmri.errors import ConfigError
+
+SYNTH_CONTRASTS: tuple[str, ...] = tuple(DEFAULT_SEQUENCES)
+"""Contrasts the simulator can produce: t1, t2, pd, flair (no contrast-enhanced T1)."""
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Every parameter of the embedded simulator (lengths in mm, times in ms).
+
+    size: in-plane matrix (size x size), any value >= 16 (64, 128 and 256 are the usual ones).
+    n_slices: axial slices in the slab, spread evenly over ``slab_mm`` (world z, MNI mm).
+    fov_mm: square in-plane field of view centred on the brain.
+    contrasts: which of t1, t2, pd, flair to simulate (the first is the misregistration reference).
+    field_strength: "1.5T" (BrainWeb tissue values) or "3T".
+    sequences: optional overrides ``{contrast: Sequence}`` of :data:`DEFAULT_SEQUENCES`.
+    snr: mean brain signal / noise standard deviation per contrast; ``0`` disables noise.
+    bias_strength: bias-field polynomial coefficient range (0 disables; 0.3 gives about +-20 %).
+    lesion_rate: probability that a subject has a lesion (0 to 1).
+    misregistration_mm: maximum rigid shift (mm, per axis) of contrasts 2.. against the first;
+        the in-plane rotation maximum is ``misregistration_deg`` (defaults to the same number).
+    deformation_mm: standard deviation of the elastic displacement at the control points.
+    rotation_deg, scale_fraction, translation_mm: ranges of the subject affine.
+    tissue_jitter: (subject-wide, per-tissue) relative ranges of T1/T2/PD variation.
+    seed: dataset seed; subject ``i`` uses ``numpy.random.default_rng([seed, i])``.
+    """
+
+    size: int = 128
+    n_slices: int = 32
+    slab_mm: tuple[float, float] = (-20.0, 60.0)
+    fov_mm: float = 210.0
+    contrasts: tuple[str, ...] = SYNTH_CONTRASTS
+    field_strength: str = "1.5T"
+    sequences: dict[str, Sequence] = field(default_factory=dict)
+    snr: float = 30.0
+    bias_strength: float = 0.3
+    lesion_rate: float = 0.0
+    misregistration_mm: float = 0.0
+    misregistration_deg: float | None = None
+    deformation_mm: float = 2.5
+    rotation_deg: float = 3.0
+    scale_fraction: float = 0.05
+    translation_mm: float = 3.0
+    tissue_jitter: tuple[float, float] = (0.08, 0.03)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < 16:
+            raise ConfigError(f"size must be an integer >= 16 (got {self.size!r}): use e.g. --size 128")
+        if not isinstance(self.n_slices, int) or self.n_slices < 1:
+            raise ConfigError(f"n_slices must be a positive integer (got {self.n_slices!r}): use e.g. --slices 32")
+        if self.fov_mm <= 0 or self.slab_mm[1] <= self.slab_mm[0]:
+            raise ConfigError(f"fov_mm must be > 0 and slab_mm increasing (got {self.fov_mm}, {self.slab_mm})")
+        if not self.contrasts:
+            raise ConfigError(f"choose at least one contrast of {', '.join(SYNTH_CONTRASTS)}")
+        canon = tuple(canonical_contrast(c) for c in self.contrasts)
+        for c in canon:
+            if c not in SYNTH_CONTRASTS:
+                raise ConfigError(
+                    f"the embedded simulator cannot make contrast {c!r}: use one of {', '.join(SYNTH_CONTRASTS)}"
+                )
+        if len(set(canon)) != len(canon):
+            raise ConfigError(f"contrasts are repeated in {self.contrasts!r}")
+        object.__setattr__(self, "contrasts", canon)
+        tissue_table(self.field_strength)  # validates
+        if self.snr < 0:
+            raise ConfigError(f"snr must be >= 0 (0 = noiseless), got {self.snr}")
+        if not 0.0 <= self.lesion_rate <= 1.0:
+            raise ConfigError(f"lesion rate must be within [0, 1], got {self.lesion_rate}")
+        for name in ("bias_strength", "misregistration_mm", "deformation_mm", "rotation_deg", "scale_fraction", "translation_mm"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for c in self.sequences:
+            if canonical_contrast(c) not in SYNTH_CONTRASTS:
+                raise ConfigError(f"sequence override for unknown contrast {c!r}")
+
+    # geometry -------------------------------------------------------------------------------
+    @property
+    def voxel_mm(self) -> tuple[float, float, float]:
+        """Voxel size (x, y, z) in mm."""
+        return (self.fov_mm / self.size, self.fov_mm / self.size, (self.slab_mm[1] - self.slab_mm[0]) / self.n_slices)
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 voxel -> world (RAS mm) affine shared by every volume of every subject."""
+        vx, vy, vz = self.voxel_mm
+        centre_xy = np.array([0.0, -18.0])  # centre of the MNI brain in x, y (mm)
+        a = np.diag([vx, vy, vz, 1.0])
+        a[0, 3] = centre_xy[0] - vx * (self.size - 1) / 2.0
+        a[1, 3] = centre_xy[1] - vy * (self.size - 1) / 2.0
+        a[2, 3] = self.slab_mm[0] + vz / 2.0
+        return a
+
+    def sequence(self, contrast: str) -> Sequence:
+        over = {canonical_contrast(k): v for k, v in self.sequences.items()}
+        return over.get(contrast, DEFAULT_SEQUENCES[contrast])
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sequences"}
+        out["slab_mm"] = list(self.slab_mm)
+        out["contrasts"] = list(self.contrasts)
+        out["tissue_jitter"] = list(self.tissue_jitter)
+        out["sequences"] = {c: asdict(self.sequence(c)) for c in self.contrasts}
+        return out
+
+
+@dataclass
+class Subject:
+    """One simulated subject.
+
+    images: contrast -> float32 volume (H, W, S), arbitrary units on the PD scale (>= 0).
+    seg: uint8 labels (H, W, S), see :data:`robustmri.data.tissues.SEG_LABELS`.
+    affine: 4x4 voxel -> world (mm).
+    params: every random draw and physical parameter, JSON-serialisable.
+    labels: contrast -> uint8 tissue labels in that contrast's own frame (equal to ``seg`` for the
+        first contrast, and for all contrasts when misregistration is off).
+    """
+
+    subject_id: str
+    images: dict[str, np.ndarray]
+    seg: np.ndarray
+    affine: np.ndarray
+    params: dict[str, Any]
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Brain mask (H, W, S) bool: ``seg > 0``."""
+        return self.seg > 0
+
+
+def _output_grid(config: SynthConfig) -> Grid:
+    a = config.affine
+    i = np.arange(config.size, dtype=np.float32)
+    k = np.arange(config.n_slices, dtype=np.float32)
+    x = (a[0, 0] * i + a[0, 3]).astype(np.float32)[:, None, None]
+    y = (a[1, 1] * i + a[1, 3]).astype(np.float32)[None, :, None]
+    z = (a[2, 2] * k + a[2, 3]).astype(np.float32)[None, None, :]
+    shape = (config.size, config.size, config.n_slices)
+    return (np.broadcast_to(x, shape), np.broadcast_to(y, shape), np.broadcast_to(z, shape))
+
+
+def _sample(template: TemplateTissues, grid: Grid) -> dict[str, np.ndarray]:
+    """Trilinear samples of the template fraction maps at world coordinates ``grid`` (mm)."""
+    from scipy.ndimage import map_coordinates
+
+    w2v = template.world_to_voxel
+    coords = np.stack(
+        [w2v[r, 0] * grid[0] + w2v[r, 1] * grid[1] + w2v[r, 2] * grid[2] + w2v[r, 3] for r in range(3)]
+    ).astype(np.float32)
+    return {
+        name: map_coordinates(arr, coords, order=1, mode="constant", cval=0.0, prefilter=False).astype(np.float32)
+        for name, arr in template.maps.items()
+    }
+
+
+def _lesion_candidates(template: TemplateTissues, config: SynthConfig) -> np.ndarray:
+    wm = template.maps["wm"]
+    idx = np.argwhere(wm > 0.7)
+    world = idx @ template.voxel_to_world[:3, :3].T + template.voxel_to_world[:3, 3]
+    lo, hi = config.slab_mm
+    inner = (world[:, 2] > lo + 0.25 * (hi - lo)) & (world[:, 2] < hi - 0.25 * (hi - lo))
+    return world[inner] if inner.any() else world
+
+
+def _add_lesion(fractions: dict[str, np.ndarray], core: np.ndarray, shell: np.ndarray) -> dict[str, np.ndarray]:
+    brain = fractions["csf"] + fractions["gm"] + fractions["wm"]
+    core = core * brain
+    oedema = shell * np.clip(fractions["wm"] + 0.5 * fractions["gm"], 0.0, None)
+    oedema = np.minimum(oedema, brain - core)
+    keep = np.where(brain > 1e-6, (brain - core - oedema) / np.maximum(brain, 1e-6), 0.0).astype(np.float32)
+    out = {name: fractions[name] * keep for name in ("csf", "gm", "wm")}
+    out["oedema"] = oedema.astype(np.float32)
+    out["core"] = core.astype(np.float32)
+    return out
+
+
+def _segmentation(fractions: dict[str, np.ndarray]) -> np.ndarray:
+    stack = [fractions.get(t, None) for t in TISSUES]
+    shape = fractions["csf"].shape
+    stack = [np.zeros(shape, np.float32) if s is None else s for s in stack]
+    brain = np.sum(stack, axis=0)
+    labels = (np.argmax(np.stack(stack), axis=0) + 1).astype(np.uint8)
+    labels[brain < 0.5] = SEG_LABELS["background"]
+    return labels
+
+
+def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
+    """Simulate subject ``index`` of the dataset defined by ``config`` (deterministic in both).
+
+    Returns a :class:`Subject` whose volumes have shape (config.size, config.size, config.n_slices).
+    """
+    config = config or SynthConfig()
+    if index < 0:
+        raise ConfigError(f"subject index must be >= 0, got {index}")
+    rng = np.random.default_rng([config.seed, index])
+    shape = (config.size, config.size, config.n_slices)
+    template = template_tissues(config.slab_mm, config.voxel_mm)
+    out_grid = _output_grid(config)
+    centre = np.array([0.0, -18.0, 0.5 * (config.slab_mm[0] + config.slab_mm[1])])
+
+    # Subject anatomy: output (subject) space -> template space.
+    subject_affine, affine_params = random_affine(
+        rng, centre, config.rotation_deg, config.scale_fraction, config.translation_mm
+    )
+    elastic = random_elastic(rng, shape, config.deformation_mm)
+    # Misregistration of contrasts 2.. against the first (applied in subject space, before anatomy).
+    motions: dict[str, AffineMotion | None] = {config.contrasts[0]: None}
+    motion_params: dict[str, Any] = {}
+    max_deg = config.misregistration_deg if config.misregistration_deg is not None else config.misregistration_mm
+    for c in config.contrasts[1:]:
+        if config.misregistration_mm > 0 or max_deg > 0:
+            motions[c], motion_params[c] = random_rigid_inplane(rng, centre, config.misregistration_mm, max_deg)
+        else:
+            motions[c] = None
+
+    has_lesion = bool(rng.random() < config.lesion_rate)
+    lesion = random_lesion(rng, _lesion_candidates(template, config)) if has_lesion else None
+    tissues = jitter_tissues(tissue_table(config.field_strength), rng, *config.tissue_jitter)
+
+    def template_grid(motion: AffineMotion | None) -> Grid:
+        g = out_grid if motion is None else motion.apply(out_grid)
+        g = subject_affine.apply(g)
+        if elastic is not None:
+            g = (g[0] + elastic[0], g[1] + elastic[1], g[2] + elastic[2])
+        return g
+
+    def fractions_for(motion: AffineMotion | None) -> dict[str, np.ndarray]:
+        g = template_grid(motion)
+        f = _sample(template, g)
+        if lesion is not None:
+            core, shell = lesion.fractions(g, edge_mm=max(config.voxel_mm[0], 1.0))
+            f = _add_lesion(f, core, shell)
+        return f
+
+    reference = fractions_for(None)
+    seg = _segmentation(reference)
+
+    # Bias field: a coil profile shared by all contrasts times a smaller per-contrast part.
+    norm = [(g - c) / (0.5 * config.fov_mm) for g, c in zip(out_grid, centre)]
+    shared_bias = polynomial_bias_field((norm[0], norm[1], norm[2]), rng, config.bias_strength)
+
+    nominal_csf_t1 = tissue_table(config.field_strength)["csf"].t1
+    images: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    sequences: dict[str, Any] = {}
+    noise_sigma: dict[str, float] = {}
+    for c in config.contrasts:
+        frac = reference if motions[c] is None else fractions_for(motions[c])
+        labels[c] = seg if motions[c] is None else _segmentation(frac)
+        seq = config.sequence(c)
+        ti = seq.ti if seq.kind == "ir" and seq.ti is not None else (null_ti(nominal_csf_t1, seq.tr) if seq.kind == "ir" else None)
+        sequences[c] = {"kind": seq.kind, "tr_ms": seq.tr, "te_ms": seq.te, "ti_ms": ti}
+        img = np.zeros(shape, dtype=np.float32)
+        for t in TISSUES:
+            if t not in frac:
+                continue
+            p = tissues[t]
+            s = float(signal(seq, p.pd, p.t1, p.t2, csf_t1=nominal_csf_t1))
+            img += frac[t] * s
+        own_bias = polynomial_bias_field((norm[0], norm[1], norm[2]), rng, config.bias_strength * 0.25)
+        img *= shared_bias * own_bias
+        brain = seg > 0
+        sigma = float(img[brain].mean() / config.snr) if (config.snr > 0 and brain.any()) else 0.0
+        noise_sigma[c] = sigma
+        images[c] = add_rician_noise(img, sigma, rng)
+
+    params: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "index": index,
+        "seed": [config.seed, index],
+        "config": config.to_json(),
+        "subject_affine": affine_params,
+        "misregistration": motion_params,
+        "lesion": lesion.to_json() if lesion is not None else None,
+        "tissues": {t: {"t1_ms": round(p.t1, 4), "t2_ms": round(p.t2, 4), "pd": round(p.pd, 6)} for t, p in tissues.items()},
+        "sequences": sequences,
+        "noise_sigma": {c: round(s, 8) for c, s in noise_sigma.items()},
+        "seg_labels": SEG_LABELS,
+    }
+    return Subject(f"sub-{index:03d}", images, seg, config.affine.copy(), params, labels)
+
+
+# ----------------------------------------------------------------------------------------- disk
+
+
+def nifti_bytes(volume: np.ndarray, affine: np.ndarray) -> bytes:
+    """Gzipped NIfTI-1 bytes of ``volume`` with ``affine``; byte-identical for identical input.
+
+    The gzip header carries no file name and mtime 0, so the same data always gives the same bytes.
+    """
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(volume), np.asarray(affine, dtype=np.float64))
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)
+
+
+def write_subject(subject: Subject, folder: str | os.PathLike[str]) -> Path:
+    """Write ``subject`` as ``folder/<contrast>.nii.gz``, ``seg.nii.gz`` and ``params.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for c, vol in subject.images.items():
+        write_bytes_atomic(folder / f"{c}.nii.gz", nifti_bytes(vol.astype(np.float32), subject.affine))
+    write_bytes_atomic(folder / "seg.nii.gz", nifti_bytes(subject.seg.astype(np.uint8), subject.affine))
+    write_json_atomic(folder / "params.json", subject.params)
+    return folder
+
+
+def write_dataset(
+    out_dir: str | os.PathLike[str],
+    n_subjects: int,
+    config: SynthConfig | None = None,
+    overwrite: bool = False,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> Path:
+    """Simulate ``n_subjects`` subjects and write them to ``out_dir`` in robustmri's generic layout.
+
+    Layout: ``out_dir/sub-000/{t1,t2,pd,flair,seg}.nii.gz`` + ``sub-000/params.json`` and
+    ``out_dir/dataset.json`` (the configuration). The folder is built under a temporary name and
+    renamed at the end, so an interrupted run leaves nothing half-written. An existing ``out_dir``
+    is an error unless ``overwrite`` is set. Same config -> byte-identical files.
+    """
+    config = config or SynthConfig()
+    if not isinstance(n_subjects, int) or n_subjects < 1:
+        raise ConfigError(f"number of subjects must be a positive integer, got {n_subjects!r}: use e.g. --subjects 20")
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists: choose another --out or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder: choose another --out")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {parent} ({exc.strerror}): choose a writable --out") from exc
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"output folder {parent} is not writable: choose a writable --out")
+    indices: Iterable[int] = range(n_subjects)
+    if progress is not None:
+        indices = progress(indices)
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            for i in indices:
+                write_subject(synth_subject(i, config), tmp / f"sub-{i:03d}")
+            write_json_atomic(
+                tmp / "dataset.json",
+                {
+                    "generator": "robustmri.data.embedded",
+                    "format_version": FORMAT_VERSION,
+                    "n_subjects": n_subjects,
+                    "subjects": [f"sub-{i:03d}" for i in range(n_subjects)],
+                    "config": config.to_json(),
+                },
+            )
+    except PermissionError as exc:
+        raise ConfigError(f"cannot write to {out} ({exc.strerror}): choose a writable --out") from exc
+    return out
+
+
+# ------------------------------------------------------------------------------ in-memory slices
+
+
+def _percentile_scale(volume: np.ndarray, mask: np.ndarray, upper: float = 99.5) -> np.ndarray:
+    hi = float(np.percentile(volume[mask], upper)) if mask.any() else float(volume.max())
+    return np.clip(volume / max(hi, 1e-8), 0.0, 1.0).astype(np.float32)
+
+
+def embedded_slices(
+    n_subjects: int = 4,
+    size: int = 64,
+    n_slices: int = 8,
+    seed: int = 0,
+    contrasts: tuple[str, ...] = ("t1", "t2"),
+    **config_overrides: Any,
+) -> dict[str, Any]:
+    """Axial slices of ``n_subjects`` simulated subjects as torch tensors, ready for a model.
+
+    Each volume is divided by its 99.5th percentile inside the brain and clipped to [0, 1].
+    Returns ``{contrast: FloatTensor (N, 1, size, size), "mask": BoolTensor (N, 1, size, size),
+    "subject": LongTensor (N,), "slice": LongTensor (N,)}`` with N = n_subjects * n_slices, subjects
+    in order. Extra keyword arguments override :class:`SynthConfig` fields. Results are cached per
+    process; the returned tensors are fresh copies.
+    """
+    import torch
+
+    key = json.dumps(
+        {"n": n_subjects, "size": size, "slices": n_slices, "seed": seed, "contrasts": list(contrasts), **config_overrides},
+        sort_keys=True,
+        default=str,
+    )
+    arrays = _embedded_arrays(key)
+    return {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+
+
+_ARRAY_CACHE: dict[str, dict[str, np.ndarray]] = {}
+
+
+def _embedded_arrays(key: str) -> dict[str, np.ndarray]:
+    if key in _ARRAY_CACHE:
+        return _ARRAY_CACHE[key]
+    spec = json.loads(key)
+    overrides = {k: v for k, v in spec.items() if k not in ("n", "size", "slices", "seed", "contrasts")}
+    for name in ("slab_mm", "tissue_jitter"):
+        if name in overrides:
+            overrides[name] = tuple(overrides[name])
+    config = SynthConfig(size=spec["size"], n_slices=spec["slices"], seed=spec["seed"], contrasts=tuple(spec["contrasts"]), **overrides)
+    per: dict[str, list[np.ndarray]] = {c: [] for c in config.contrasts}
+    masks, subjects, slices = [], [], []
+    for i in range(spec["n"]):
+        subj = synth_subject(i, config)
+        mask = subj.mask
+        for c in config.contrasts:
+            vol = _percentile_scale(subj.images[c], mask)
+            per[c].append(np.moveaxis(vol, 2, 0)[:, None])
+        masks.append(np.moveaxis(mask, 2, 0)[:, None])
+        subjects.append(np.full(config.n_slices, i, dtype=np.int64))
+        slices.append(np.arange(config.n_slices, dtype=np.int64))
+    out = {c: np.ascontiguousarray(np.concatenate(v)) for c, v in per.items()}
+    out["mask"] = np.ascontiguousarray(np.concatenate(masks))
+    out["subject"] = np.concatenate(subjects)
+    out["slice"] = np.concatenate(slices)
+    _ARRAY_CACHE[key] = out
+    return out

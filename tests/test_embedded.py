@@ -1,0 +1,211 @@
+"""The embedded physics-based dataset: physics ordering, determinism, geometry, NIfTI round trip."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from robustmri.data.embedded import SynthConfig, embedded_slices, synth_subject, write_dataset
+from robustmri.data.physics import inversion_recovery, null_ti, spin_echo
+from robustmri.data.tissues import SEG_LABELS
+from robustmri.errors import ConfigError
+
+CSF, GM, WM, OEDEMA, CORE = (SEG_LABELS[k] for k in ("csf", "gm", "wm", "oedema", "core"))
+
+SMALL = SynthConfig(size=64, n_slices=12, seed=3)
+
+
+def _interior(seg: np.ndarray, label: int) -> np.ndarray:
+    """Voxels of ``label`` whose 6 neighbours share the label (little partial volume)."""
+    m = seg == label
+    inner = m.copy()
+    for axis in range(3):
+        for shift in (1, -1):
+            inner &= np.roll(m, shift, axis=axis)
+    return inner
+
+
+@pytest.fixture(scope="module")
+def lesion_subjects():
+    cfg = SynthConfig(size=64, n_slices=12, seed=11, lesion_rate=1.0)
+    return [synth_subject(i, cfg) for i in range(3)]
+
+
+def test_physics_ordering_inside_labels(lesion_subjects):
+    for subj in lesion_subjects:
+        means = {
+            c: {lab: float(img[subj.seg == lab].mean()) for lab in (CSF, GM, WM, OEDEMA)}
+            for c, img in subj.images.items()
+        }
+        t1, t2, pd, fl = means["t1"], means["t2"], means["pd"], means["flair"]
+        assert t1[WM] > t1[GM] > t1[CSF], t1
+        assert t2[CSF] > t2[GM] > t2[WM], t2
+        assert pd[CSF] > pd[GM] > pd[WM], pd
+        assert fl[CSF] < min(fl[GM], fl[WM]), fl
+        # CSF is nulled: pure CSF (ventricles) is far darker than tissue, close to the noise floor
+        pure_csf = float(subj.images["flair"][_interior(subj.seg, CSF)].mean())
+        assert pure_csf < 0.35 * min(fl[GM], fl[WM]), (pure_csf, fl)
+        # lesions: oedema dark on T1w, bright on T2w and FLAIR (BraTS appearance)
+        assert t1[OEDEMA] < t1[WM] and t2[OEDEMA] > t2[WM] and fl[OEDEMA] > fl[WM]
+
+
+def test_noiseless_intensities_follow_signal_equations():
+    cfg = SynthConfig(size=64, n_slices=12, seed=5, snr=0.0, bias_strength=0.0)
+    subj = synth_subject(0, cfg)
+    nominal_csf_t1 = 2569.0
+    for c, img in subj.images.items():
+        seq = cfg.sequence(c)
+        expected = {}
+        for tissue in ("csf", "gm", "wm"):
+            p = subj.params["tissues"][tissue]
+            if seq.kind == "se":
+                expected[tissue] = float(spin_echo(p["pd"], p["t1_ms"], p["t2_ms"], seq.tr, seq.te))
+            else:
+                ti = null_ti(nominal_csf_t1, seq.tr)
+                expected[tissue] = float(inversion_recovery(p["pd"], p["t1_ms"], p["t2_ms"], seq.tr, seq.te, ti))
+        for tissue, label in (("wm", WM), ("gm", GM)):
+            pure = _interior(subj.seg, label)
+            assert pure.sum() > 50
+            # inside pure tissue the typical value is the tissue's own signal equation
+            assert float(np.median(img[pure])) == pytest.approx(expected[tissue], rel=0.12), (c, tissue)
+        # partial volume mixes tissue signals: nothing exceeds the brightest tissue, which is reached
+        brightest = max(expected.values())
+        assert float(img.max()) <= brightest * (1 + 1e-4), c
+        assert float(img.max()) >= 0.97 * brightest, c
+    assert subj.images["t1"][subj.seg == 0].min() == 0.0  # noiseless background
+
+
+def test_null_ti_nulls_the_tissue():
+    ti = null_ti(2569.0, 9000.0)
+    assert inversion_recovery(1.0, 2569.0, 329.0, 9000.0, 100.0, ti) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_rician_background_is_rayleigh():
+    cfg = SynthConfig(size=64, n_slices=8, seed=2, snr=20.0, bias_strength=0.0)
+    subj = synth_subject(0, cfg)
+    sigma = subj.params["noise_sigma"]["t1"]
+    from scipy.ndimage import binary_dilation
+
+    far = ~binary_dilation(subj.seg > 0, iterations=4)  # background away from partial-volume edges
+    bg = subj.images["t1"][far]
+    assert bg.size > 5000
+    assert bg.mean() == pytest.approx(sigma * np.sqrt(np.pi / 2), rel=0.05)
+
+
+def test_no_misregistration_shares_labels_voxel_for_voxel():
+    subj = synth_subject(1, SMALL)
+    for c, lab in subj.labels.items():
+        assert np.array_equal(lab, subj.seg), c
+
+
+def test_misregistration_moves_contrasts_against_t1():
+    cfg = SynthConfig(size=64, n_slices=12, seed=3, misregistration_mm=3.0)
+    subj = synth_subject(1, cfg)
+    assert np.array_equal(subj.labels["t1"], subj.seg)
+    for c in ("t2", "pd", "flair"):
+        changed = (subj.labels[c] != subj.seg).mean()
+        assert changed > 0.01, c
+    assert set(subj.params["misregistration"]) == {"t2", "pd", "flair"}
+    # anatomy and physics draws stay those of the aligned dataset (only motion is added)
+    aligned = synth_subject(1, SMALL)
+    assert np.array_equal(aligned.seg, subj.seg)
+
+
+def test_same_seed_identical_other_seed_differs():
+    a = synth_subject(2, SMALL)
+    b = synth_subject(2, SMALL)
+    for c in a.images:
+        assert np.array_equal(a.images[c], b.images[c])
+    assert np.array_equal(a.seg, b.seg)
+    other = synth_subject(2, SynthConfig(size=64, n_slices=12, seed=4))
+    assert not np.array_equal(a.images["t1"], other.images["t1"])
+    assert not np.array_equal(a.seg, other.seg)
+    assert not np.array_equal(a.images["t1"], synth_subject(3, SMALL).images["t1"])
+
+
+def test_shapes_and_sizes():
+    for size in (64, 128):
+        cfg = SynthConfig(size=size, n_slices=4, seed=0, snr=0.0)
+        subj = synth_subject(0, cfg)
+        assert subj.images["t2"].shape == (size, size, 4)
+        assert subj.images["t2"].dtype == np.float32
+        assert subj.seg.dtype == np.uint8
+        # the brain fills a sensible part of the field of view at every size
+        assert 0.2 < subj.mask[:, :, 2].mean() < 0.6
+
+
+def test_nifti_round_trip_and_byte_identical(tmp_path):
+    cfg = SynthConfig(size=32, n_slices=6, seed=9, lesion_rate=0.5)
+    out_a = write_dataset(tmp_path / "a", 2, cfg)
+    out_b = write_dataset(tmp_path / "b", 2, cfg)
+    subj = synth_subject(1, cfg)
+    for name in ("t1", "t2", "pd", "flair", "seg"):
+        fa = out_a / "sub-001" / f"{name}.nii.gz"
+        assert fa.read_bytes() == (out_b / "sub-001" / f"{name}.nii.gz").read_bytes()
+        img = nib.load(str(fa))
+        np.testing.assert_allclose(img.affine, subj.affine)
+        expected = subj.seg if name == "seg" else subj.images[name]
+        np.testing.assert_array_equal(np.asarray(img.dataobj), expected)
+    params = json.loads((out_a / "sub-001" / "params.json").read_text())
+    assert params["config"]["size"] == 32 and params["seed"] == [9, 1]
+    meta = json.loads((out_a / "dataset.json").read_text())
+    assert meta["subjects"] == ["sub-000", "sub-001"]
+    # the affine's voxel sizes are the documented ones
+    zooms = nib.load(str(out_a / "sub-000" / "t1.nii.gz")).header.get_zooms()
+    np.testing.assert_allclose(zooms, cfg.voxel_mm, rtol=1e-6)
+    assert not list(tmp_path.glob(".*"))  # no temporary folders left
+
+
+def test_write_dataset_failure_leaves_nothing(tmp_path, monkeypatch):
+    import robustmri.data.embedded as emb
+
+    calls = {"n": 0}
+    real = emb.synth_subject
+
+    def flaky(i, config):
+        calls["n"] += 1
+        if i == 1:
+            raise RuntimeError("boom")
+        return real(i, config)
+
+    monkeypatch.setattr(emb, "synth_subject", flaky)
+    with pytest.raises(RuntimeError):
+        emb.write_dataset(tmp_path / "out", 3, SynthConfig(size=32, n_slices=4))
+    assert calls["n"] == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"size": 0}, "size"),
+        ({"n_slices": -1}, "n_slices"),
+        ({"contrasts": ("t1", "dwi")}, "unknown contrast"),
+        ({"contrasts": ("t1ce",)}, "cannot make contrast"),
+        ({"lesion_rate": 1.5}, "lesion rate"),
+        ({"field_strength": "7T"}, "field strength"),
+    ],
+)
+def test_bad_config_one_line_errors(kwargs, fragment):
+    with pytest.raises(ConfigError) as info:
+        SynthConfig(**kwargs)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_contrast_aliases_accepted():
+    assert SynthConfig(contrasts=("T1w", "t2w", "t2f")).contrasts == ("t1", "t2", "flair")
+
+
+def test_embedded_slices_tensor_view():
+    data = embedded_slices(n_subjects=2, size=32, n_slices=4, seed=1, contrasts=("t1", "t2"))
+    assert data["t1"].shape == (8, 1, 32, 32) and data["t1"].dtype.is_floating_point
+    assert data["mask"].dtype == __import__("torch").bool
+    assert float(data["t2"].min()) >= 0.0 and float(data["t2"].max()) == pytest.approx(1.0)
+    assert data["subject"].tolist() == [0] * 4 + [1] * 4
+    again = embedded_slices(n_subjects=2, size=32, n_slices=4, seed=1, contrasts=("t1", "t2"))
+    assert again["t1"].equal(data["t1"])
+    again["t1"].zero_()  # callers get copies: the cache is not corrupted
+    assert embedded_slices(n_subjects=2, size=32, n_slices=4, seed=1, contrasts=("t1", "t2"))["t1"].equal(data["t1"])
