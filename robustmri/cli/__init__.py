@@ -48,6 +48,8 @@ def _register_groups() -> None:
 
 _GROUP_MODULES: tuple[str, ...] = (
     "robustmri.cli.data",
+    "robustmri.cli.prepare",
+    "robustmri.cli.train",
 )
 _register_groups()
 

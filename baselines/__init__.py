@@ -1,0 +1,2 @@
+"""Baseline translation generators (pix2pix, ResViT-like, diffusion, Reg-GAN), registered in
+:mod:`robustmri.models.registry`."""

@@ -1,0 +1,58 @@
+"""``robustmri train``: train a registered model with the engine (also under ``torchrun``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from robustmri.cli import app
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option(..., "--model", help="Registered model name (see `robustmri models`)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (config, checkpoints, log)."),
+    size: str = typer.Option("tiny", "--size", help="Model size preset: tiny, small or paper."),
+    data: str = typer.Option("embedded", "--data", help="'embedded[:N]', a prepared folder or a NIfTI dataset root."),
+    source: str = typer.Option("t1", "--source", help="Source contrast."),
+    target: str = typer.Option("t2", "--target", help="Target contrast."),
+    image_size: int = typer.Option(64, "--image-size", help="Square slice size the data is prepared at."),
+    steps: int = typer.Option(500, "--steps", help="Optimisation steps."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Slices per step and process."),
+    seed: int = typer.Option(0, "--seed", help="Seed for weights, batch order and training randomness."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA), bf16 or off."),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Steps between checkpoints."),
+    cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train a translation model; `--resume` continues exactly where the last checkpoint left off."""
+    from robustmri.data.resolve import load_split_tensors, resolve_data
+    from robustmri.train.engine import TrainConfig, train
+
+    config = TrainConfig(
+        model=model, size=size, source=source, target=target, steps=steps, batch_size=batch_size, seed=seed,
+        checkpoint_every=checkpoint_every, amp=amp, device=device,
+    )
+    from robustmri.models.registry import _resolve
+
+    _resolve(config.model)  # unknown model -> one-line error before any data work
+    from robustmri.train.distributed import barrier, init_distributed
+    from robustmri.train.engine import resolve_device
+
+    dist = init_distributed(resolve_device(device).type)
+    main_process = dist.is_main
+    contrasts = (config.source, config.target)
+    if not main_process:
+        barrier(dist)  # rank 0 prepares the data first; the others then find it in the cache
+    spec = resolve_data(data, image_size, contrasts, cache=cache, progress=main_process)
+    if main_process:
+        barrier(dist)
+    train_data = load_split_tensors(spec, "train", config.source, config.target)
+    result = train(config, train_data, out, resume=resume)
+    if main_process:
+        typer.echo(
+            f"trained {config.model} ({config.size}) {config.source}->{config.target} on {spec.description}: "
+            f"step {result.step}/{config.steps}, {result.seconds:.1f} s this run; run folder {out}"
+        )

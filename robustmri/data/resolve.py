@@ -1,0 +1,112 @@
+"""Turn a ``--data`` argument into prepared train/val/test slices.
+
+``--data`` accepts:
+
+- ``embedded`` or ``embedded:N`` -- the embedded simulator with N subjects (default 10), written once
+  as NIfTI into the cache folder (deterministic, so it is reused) and prepared like any dataset;
+- a folder holding ``prepared.json`` -- the output of ``robustmri data prepare``;
+- a NIfTI dataset root (IXI, BraTS or the generic layout) -- prepared into the cache folder on first
+  use (keyed by its files and options, see :mod:`robustmri.data.cache`).
+
+The cache folder defaults to ``$ROBUSTMRI_CACHE`` or ``$XDG_CACHE_HOME/robustmri`` (``~/.cache/robustmri``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustmri.data.contrasts import canonical_contrast
+from robustmri.errors import DataError
+
+EMBEDDED_DEFAULT_SUBJECTS = 10
+EMBEDDED_DEFAULT_SLICES = 16
+
+
+def default_cache_dir() -> Path:
+    """Where prepared data and the embedded dataset are cached."""
+    if os.environ.get("ROBUSTMRI_CACHE"):
+        return Path(os.environ["ROBUSTMRI_CACHE"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "robustmri"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A resolved ``--data``: the prepared folder (with ``prepared.json``) and a readable description."""
+
+    prepared: Path
+    description: str
+
+
+def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress: bool) -> Path:
+    from robustmri.data.embedded import SynthConfig, write_dataset
+
+    config = SynthConfig(size=size, n_slices=EMBEDDED_DEFAULT_SLICES, seed=seed)
+    tag = hashlib.sha256(repr((n_subjects, config.to_json())).encode()).hexdigest()[:12]
+    root = cache / f"embedded-{tag}"
+    if not (root / "dataset.json").is_file():
+        progress_fn = None
+        if progress:
+            from tqdm import tqdm
+
+            def progress_fn(it):  # type: ignore[no-untyped-def]
+                return tqdm(it, total=n_subjects, desc="synth embedded", unit="subject", disable=None)
+
+        try:
+            write_dataset(root, n_subjects, config, overwrite=root.exists(), progress=progress_fn)
+        except FileExistsError:  # another process finished the same (deterministic) dataset first
+            if not (root / "dataset.json").is_file():
+                raise
+    return root
+
+
+def resolve_data(
+    data: str,
+    size: int,
+    contrasts: tuple[str, ...],
+    cache: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    norm: str = "percentile",
+) -> DataSpec:
+    """Prepare (or reuse) the slices ``data`` names at ``size`` x ``size`` for ``contrasts``."""
+    from robustmri.data.prepare import POINTER_NAME, prepare_dataset
+
+    cache_dir = Path(cache).expanduser() if cache else default_cache_dir()
+    contrasts = tuple(canonical_contrast(c) for c in contrasts)
+    if data == "embedded" or data.startswith("embedded:"):
+        n = EMBEDDED_DEFAULT_SUBJECTS
+        if ":" in data:
+            try:
+                n = int(data.split(":", 1)[1])
+            except ValueError:
+                raise DataError(f"bad --data {data!r}: use embedded or embedded:N with N subjects") from None
+        root = _embedded_root(n, size, seed, cache_dir, progress)
+        out = cache_dir / f"prepared-{root.name}-{size}"
+        prepare_dataset(root, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress)
+        return DataSpec(out, f"embedded ({n} subjects, {size}x{size}, seed {seed})")
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DataError(f"--data {path} does not exist: pass a NIfTI dataset folder, a prepared folder or 'embedded'")
+    if (path / POINTER_NAME).is_file():
+        return DataSpec(path, f"prepared {path}")
+    tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    out = cache_dir / f"prepared-{path.name}-{tag}-{size}"
+    prepare_dataset(path, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress)
+    return DataSpec(out, f"{path} ({size}x{size})")
+
+
+def load_split_tensors(spec: DataSpec, split: str, source: str, target: str):  # type: ignore[no-untyped-def]
+    """The ``split`` of ``spec`` as :class:`robustmri.train.data.PairedTensors` for ``source`` -> ``target``."""
+    from robustmri.data.dataset import PairedSlices
+    from robustmri.train.data import PairedTensors
+
+    ds = PairedSlices(spec.prepared, split=split, source=source, target=target)
+    if len(ds) == 0:
+        raise DataError(f"the {split} split of {spec.prepared} has no slices: use more subjects or another split")
+    src, tgt, mask, subject = ds.tensors()
+    slice_idx = __import__("torch").from_numpy(ds.entry.arrays["slice"][ds.rows].astype("int64"))
+    return PairedTensors(src, tgt, mask, subject, slice_idx)

@@ -1,0 +1,121 @@
+"""The interface every translation model implements, and the step context the training engine gives it.
+
+A translation model maps a source batch ``(B, C_in, H, W)`` with intensities in [0, 1] to the
+synthesised target ``(B, 1, H, W)`` in [0, 1]. Networks that work in [-1, 1] internally (pix2pix,
+ResViT, ...) convert with :func:`to_signed` / :func:`to_unit` inside the model, so callers (metrics,
+perturbations, attacks) always see [0, 1].
+
+Training is owned by the model through one hook, :meth:`TranslationModel.training_step`: it computes
+its losses and calls ``ctx.optimize(name, loss)`` once per optimiser (e.g. the discriminator, then
+the generator). The engine's :class:`StepContext` does the backward pass, gradient averaging across
+processes (DDP), optional gradient clipping, the optimiser and scheduler steps, so every model gets
+AMP, distributed training, checkpointing and resume for free.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+Batch = dict[str, Tensor]
+"""A training batch: ``source`` (B, C_in, H, W), ``target`` (B, 1, H, W), ``mask`` (B, 1, H, W) bool,
+all on the model's device; intensities in [0, 1]."""
+
+
+def to_signed(x: Tensor) -> Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return x * 2.0 - 1.0
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] (no clamping)."""
+    return (x + 1.0) * 0.5
+
+
+class StepContext(Protocol):
+    """What the engine hands to :meth:`TranslationModel.training_step`."""
+
+    step: int
+    device: torch.device
+
+    def optimize(self, name: str, loss: Tensor) -> None:
+        """Backward ``loss`` and step optimiser ``name`` (zeroing its gradients first)."""
+        ...
+
+    def autocast(self) -> torch.autocast:
+        """The mixed-precision context for forward passes (a no-op when AMP is off)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimiser over ``params`` with an optional learning-rate schedule.
+
+    ``schedule``: ``"constant"`` or ``"linear_decay"`` (constant for the first half of training, then
+    linear to zero, as pix2pix's default ``linear`` policy).
+    """
+
+    params: list[nn.Parameter]
+    lr: float
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+
+
+class TranslationModel(nn.Module, ABC):
+    """Base class: ``forward(source) -> target``, both documented in [0, 1].
+
+    Subclasses set :attr:`name`, build their networks in ``__init__`` and implement
+    :meth:`translate`, :meth:`optimizers` and :meth:`training_step`. Stochastic models (diffusion)
+    set :attr:`stochastic` and draw all randomness from the ``generator`` argument.
+    """
+
+    name: str = "model"
+    stochastic: bool = False
+
+    def __init__(self, in_channels: int = 1, image_size: int = 64) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.image_size = image_size
+
+    @abstractmethod
+    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Synthesise the target: ``(B, C_in, H, W)`` in [0, 1] -> ``(B, 1, H, W)`` in [0, 1]."""
+
+    def forward(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:  # noqa: D401
+        """Same as :meth:`translate` (so models compose with attacks and ``nn.Sequential``)."""
+        return self.translate(source, generator=generator)
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        """Named optimiser specifications, in the order ``training_step`` uses them."""
+
+    @abstractmethod
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+        """One training iteration on ``batch``; returns scalar losses for logging."""
+
+    def inference_modules(self) -> Iterable[nn.Module]:
+        """Sub-networks used by :meth:`translate` (the others, e.g. discriminators, are training-only)."""
+        return [self]
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """pix2pix/CycleGAN initialisation: conv weights ~ N(0, std), norm weights ~ N(1, std), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,320 @@
+"""The training engine: config -> model, data order, optimisers; AMP; atomic checkpoints; exact resume; DDP.
+
+One engine trains every registered model. A run folder holds::
+
+    RUN_DIR/config.json          the TrainConfig (and a description of the data)
+    RUN_DIR/checkpoints/last.pt  model, optimisers, schedulers, RNG states and step (atomic)
+    RUN_DIR/log.jsonl            one JSON line per logged step: losses, lr, it/s, elapsed seconds
+    RUN_DIR/summary.json         written at the end: steps, wall time, final losses
+
+Determinism: the model's initial weights come from ``torch.manual_seed(seed)``; training randomness
+(dropout, diffusion time steps) from the global RNG re-seeded with ``seed + 1 + rank``; the batch
+order from :class:`robustmri.train.data.BatchOrder`. A checkpoint holds the RNG states and the step,
+so ``resume=True`` continues exactly: a resumed run equals an uninterrupted one, bit for bit, on the
+same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustmri.atomic import write_json_atomic, write_text_atomic
+from robustmri.errors import ConfigError
+from robustmri.models.base import TranslationModel
+from robustmri.models.registry import build_model
+from robustmri.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from robustmri.train.context import EngineStepContext, build_optimizer, build_scheduler
+from robustmri.train.data import BatchOrder, PairedTensors
+from robustmri.train.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_buffers,
+    broadcast_module,
+    init_distributed,
+    replicas_identical,
+    shutdown,
+)
+
+CHECKPOINT_NAME = "last.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON-serialisable).
+
+    model, size: registry name and preset (tiny | small | paper); model_options: extra builder kwargs.
+    source, target: contrast names (recorded; the data passed to :func:`train` must match).
+    steps: optimisation steps; batch_size: slices per step and process; seed: see module docstring.
+    checkpoint_every, log_every: in steps (a checkpoint is also written at the end).
+    amp: "auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off".
+    device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    grad_clip: max gradient L2 norm per optimiser step, 0 = off.
+    """
+
+    model: str
+    size: str = "tiny"
+    source: str = "t1"
+    target: str = "t2"
+    steps: int = 500
+    batch_size: int = 4
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    amp: str = "auto"
+    device: str = "auto"
+    grad_clip: float = 0.0
+    model_options: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 0  # filled from the data
+    in_channels: int = 0  # filled from the data
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ConfigError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ConfigError("checkpoint_every and log_every must be >= 1")
+        from robustmri.data.contrasts import canonical_contrast
+
+        self.source, self.target = canonical_contrast(self.source), canonical_contrast(self.target)
+        if self.source == self.target:
+            raise ConfigError(f"source and target are the same contrast ({self.source}): choose two different contrasts")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
+    """``auto`` -> CUDA (this process's local rank) when available, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda requested but no CUDA device is available: use --device cpu")
+        if name == "cuda" and dist is not None and dist.enabled:
+            name = f"cuda:{dist.local_rank}"
+    elif name != "cpu":
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+    return torch.device(name)
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if config.amp == "off" or (config.amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def build_from_config(config: TrainConfig) -> TranslationModel:
+    """The model of ``config`` with its seeded initial weights."""
+    torch.manual_seed(config.seed)
+    return build_model(
+        config.model, size=config.size, in_channels=config.in_channels, image_size=config.image_size, **config.model_options
+    )
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: TranslationModel
+    step: int
+    losses: dict[str, float]
+    seconds: float
+
+
+def train(
+    config: TrainConfig,
+    data: PairedTensors,
+    run_dir: str | os.PathLike[str],
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Train ``config.model`` on ``data`` into ``run_dir``; continue from its checkpoint with ``resume``.
+
+    ``stop_at`` ends the run after that step as a preemption would (a checkpoint is written), for
+    tests and time-sliced jobs; ``resume=True`` later continues to ``config.steps``.
+    """
+    run_dir = Path(run_dir)
+    config.image_size, config.in_channels = data.image_size, data.in_channels
+    dist = init_distributed("cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
+    try:
+        return _train(config, data, run_dir, resume, progress, stop_at, dist)
+    finally:
+        shutdown(dist)
+
+
+def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, dist: DistInfo) -> dict[str, Any] | None:
+    ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
+    if resume:
+        if not ckpt_path.exists():
+            if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / "config.json").exists():
+                raise ConfigError(f"{run_dir} is not a robustmri run folder: choose another --out")
+            return None  # nothing to resume: start fresh
+        saved = json.loads((run_dir / "config.json").read_text())
+        mine = config.to_dict()
+        diff = [k for k in mine if k not in ("steps", "checkpoint_every", "log_every", "device") and saved.get(k) != mine[k]]
+        if diff:
+            raise ConfigError(
+                f"cannot resume {run_dir}: its config differs in {', '.join(diff)} "
+                f"(saved {', '.join(f'{k}={saved.get(k)!r}' for k in diff)}); use the same options or another --out"
+            )
+        return load_checkpoint(ckpt_path)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
+    return None
+
+
+def _train(
+    config: TrainConfig,
+    data: PairedTensors,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    stop_at: int | None,
+    dist: DistInfo,
+) -> TrainResult:
+    device = resolve_device(config.device, dist)
+    checkpoint = _prepare_run_dir(run_dir, config, resume, dist)
+    barrier(dist)  # every process has checked the run folder before rank 0 writes to it
+    model = build_from_config(config).to(device)
+    if dist.enabled:
+        broadcast_module(model)
+    specs = model.optimizers()
+    optimizers = {n: build_optimizer(s) for n, s in specs.items()}
+    schedulers = {n: build_scheduler(specs[n], o, config.steps) for n, o in optimizers.items()}
+    start_step = 0
+    torch.manual_seed(config.seed + 1 + dist.rank)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        for n, o in optimizers.items():
+            o.load_state_dict(checkpoint["optimizers"][n])
+            schedulers[n].load_state_dict(checkpoint["schedulers"][n])
+        start_step = int(checkpoint["step"])
+        set_rng_state(checkpoint["rng"][dist.rank] if dist.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
+    if dist.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", config.to_dict())
+        _truncate_log(run_dir / "log.jsonl", start_step)
+
+    ctx = EngineStepContext(
+        optimizers=optimizers,
+        schedulers=schedulers,
+        device=device,
+        amp_dtype=_amp_dtype(config, device),
+        grad_clip=config.grad_clip,
+        world_size=dist.world_size,
+    )
+    order = BatchOrder(len(data), config.batch_size, config.seed, dist.rank, dist.world_size)
+    end_step = config.steps if stop_at is None else min(stop_at, config.steps)
+    bar = None
+    if progress and dist.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=start_step, desc=f"train {config.model}", unit="step", disable=None)
+    losses: dict[str, float] = {}
+    t_start = time.perf_counter()
+    t_log, steps_since_log = t_start, 0
+    model.train()
+    for step in range(start_step, end_step):
+        ctx.step = step
+        batch = data.batch(order.indices(step), device)
+        losses = model.training_step(batch, ctx)
+        if any(not math.isfinite(v) for v in losses.values()):
+            raise FloatingPointError(f"non-finite loss at step {step + 1}: {losses}; lower the learning rate or enable --grad-clip")
+        if dist.enabled:
+            broadcast_buffers(model)
+        steps_since_log += 1
+        done = step + 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+        if dist.is_main and (done % config.log_every == 0 or done == end_step):
+            now = time.perf_counter()
+            record = {
+                "step": done,
+                "elapsed_s": round(now - t_start, 4),
+                "it_per_s": round(steps_since_log / max(now - t_log, 1e-9), 3),
+                "lr": {n: o.param_groups[0]["lr"] for n, o in optimizers.items()},
+                **{k: round(v, 6) for k, v in losses.items()},
+            }
+            with open(run_dir / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            t_log, steps_since_log = now, 0
+        if done % config.checkpoint_every == 0 or done == end_step:
+            _save(run_dir, model, optimizers, schedulers, done, config, dist)
+    if bar is not None:
+        bar.close()
+    if dist.enabled and not replicas_identical(model):
+        raise RuntimeError("DDP replicas diverged: parameters differ between processes (please report this)")
+    seconds = time.perf_counter() - t_start
+    if dist.is_main and end_step == config.steps:
+        write_json_atomic(
+            run_dir / "summary.json",
+            {"steps": config.steps, "resumed_from": start_step, "seconds_this_run": round(seconds, 3), "final_losses": losses},
+        )
+    model.eval()
+    return TrainResult(run_dir, model, end_step, losses, seconds)
+
+
+def _gather_rng(dist: DistInfo) -> list[dict[str, Any]]:
+    state = rng_state()
+    if not dist.enabled:
+        return [state]
+    import torch.distributed as dist_mod
+
+    gathered: list[Any] = [None] * dist.world_size
+    dist_mod.all_gather_object(gathered, state)
+    return gathered
+
+
+def _save(run_dir: Path, model: torch.nn.Module, optimizers: dict, schedulers: dict, step: int, config: TrainConfig, dist: DistInfo) -> None:
+    rngs = _gather_rng(dist)
+    if not dist.is_main:
+        return
+    save_checkpoint(
+        run_dir / "checkpoints" / CHECKPOINT_NAME,
+        {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
+            "rng": rngs,
+            "config": config.to_dict(),
+        },
+    )
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step`` (they belong to work lost after the last checkpoint)."""
+    if not path.exists():
+        return
+    kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    write_text_atomic(path, "".join(ln + "\n" for ln in kept))
+
+
+def load_trained(run_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[TranslationModel, TrainConfig]:
+    """The trained model of ``run_dir`` (eval mode, on ``device``) and its config."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} has no config.json: pass a run folder written by `robustmri train`")
+    config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    payload = load_checkpoint(run_dir / "checkpoints" / CHECKPOINT_NAME, map_location=device)
+    model = build_from_config(config)
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), config
