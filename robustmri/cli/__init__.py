@@ -48,8 +48,10 @@ def _register_groups() -> None:
 
 _GROUP_MODULES: tuple[str, ...] = (
     "robustmri.cli.data",
+    "robustmri.cli.perturb",
     "robustmri.cli.prepare",
     "robustmri.cli.train",
+    "robustmri.cli.evaluate",
 )
 _register_groups()
 

@@ -26,6 +26,8 @@ def train_cmd(
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Steps between checkpoints."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    generator: str = typer.Option("pix2pix", "--generator", help="kd_attack only: the wrapped generator."),
+    variant: str = typer.Option("full", "--variant", help="kd_attack only: g_only, g_attack, g_kd, full or teacher_oracle."),
 ) -> None:
     """Train a translation model; `--resume` continues exactly where the last checkpoint left off."""
     from robustmri.data.resolve import load_split_tensors, resolve_data
@@ -34,6 +36,7 @@ def train_cmd(
     config = TrainConfig(
         model=model, size=size, source=source, target=target, steps=steps, batch_size=batch_size, seed=seed,
         checkpoint_every=checkpoint_every, amp=amp, device=device,
+        model_options={"generator": generator, "variant": variant} if model == "kd_attack" else {},
     )
     from robustmri.models.registry import _resolve
 
@@ -56,3 +59,12 @@ def train_cmd(
             f"trained {config.model} ({config.size}) {config.source}->{config.target} on {spec.description}: "
             f"step {result.step}/{config.steps}, {result.seconds:.1f} s this run; run folder {out}"
         )
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered translation models and their size presets."""
+    from robustmri.models.registry import SIZES, list_models
+
+    for name in list_models():
+        typer.echo(f"{name:<12} sizes: {', '.join(SIZES)}")

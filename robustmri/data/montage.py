@@ -43,7 +43,7 @@ def _label_cmap():  # type: ignore[no-untyped-def]
     return ListedColormap(["black", "#3b8bd9", "#8c8c8c", "#f2f2f2", "#f2c94c", "#d64541"])
 
 
-def _display(slice_xy: np.ndarray) -> np.ndarray:
+def display_axial(slice_xy: np.ndarray) -> np.ndarray:
     """(x, y) RAS slice -> image rows = anterior to posterior, columns = patient right to left (radiological)."""
     return np.flipud(slice_xy.T)
 
@@ -74,7 +74,7 @@ def draw_montage(root: str | os.PathLike[str], out: str | os.PathLike[str], max_
                 ax.set_facecolor("black")
                 continue
             vol = _load(files[0])
-            img = _display(vol[:, :, vol.shape[2] // 2])
+            img = display_axial(vol[:, :, vol.shape[2] // 2])
             if name == "seg":
                 ax.imshow(img, cmap=_label_cmap(), vmin=-0.5, vmax=5.5, interpolation="nearest")
             else:

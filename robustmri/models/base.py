@@ -99,6 +99,9 @@ class TranslationModel(nn.Module, ABC):
     def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
         """One training iteration on ``batch``; returns scalar losses for logging."""
 
+    def set_total_steps(self, steps: int) -> None:
+        """Called by the engine with the run's total number of steps (for models with schedules)."""
+
     def inference_modules(self) -> Iterable[nn.Module]:
         """Sub-networks used by :meth:`translate` (the others, e.g. discriminators, are training-only)."""
         return [self]

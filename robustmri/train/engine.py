@@ -122,9 +122,11 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 def build_from_config(config: TrainConfig) -> TranslationModel:
     """The model of ``config`` with its seeded initial weights."""
     torch.manual_seed(config.seed)
-    return build_model(
+    model = build_model(
         config.model, size=config.size, in_channels=config.in_channels, image_size=config.image_size, **config.model_options
     )
+    model.set_total_steps(config.steps)
+    return model
 
 
 @dataclass

@@ -1,0 +1,410 @@
+"""Adversarial attacks on a translation model ``f: (B, C, H, W) -> (B, 1, H, W)`` (family
+``adversarial``).
+
+The attacks maximise the *output distortion* ``L(f(x + delta), y_ref)`` where ``y_ref`` is the
+clean output ``f(x)`` (untargeted, default) or a given target image, and ``L`` is the per-image mean
+squared error (``"mse"``) or mean absolute error (``"l1"``) over the output pixels.
+
+Threat models (all epsilons in *normalised* intensity units, i.e. fractions of the data range):
+
+- ``fgsm_linf`` / ``fgsm_l2``: one gradient step from a random start (Wong et al. 2020). A random
+  start is required: at ``delta = 0`` the MSE to the clean output is at its minimum and its gradient
+  is exactly zero.
+- ``pgd_linf`` / ``pgd_l2``: projected gradient ascent (Madry et al. 2018), random start, the
+  per-image best iterate is returned. L2 budgets are given as an RMS per pixel ``eps``; the L2
+  radius is ``eps * sqrt(C * H * W)`` (so a severity means the same at every image size).
+- ``square_linf``: black-box, query-only random search (Square attack, Andriushchenko et al. 2020)
+  with a per-severity query budget; runs entirely under :func:`torch.no_grad`, so any model,
+  diffusion samplers included, is attacked on equal footing.
+
+Expectation over transformation (EOT) for stochastic models: each loss evaluation averages
+``eot_samples`` model calls; call ``j`` runs under :func:`torch.random.fork_rng` with a seed drawn
+from the attack's generator, so the model's own global-RNG sampling is reproducible and the
+caller's RNG state is left untouched.
+
+Why not torchattacks: its attacks hard-code ``CrossEntropyLoss``; with an image output that loss is
+constant (one output channel) and the gradient is zero, so e.g. ``torchattacks.PGD`` silently
+returns only its random start (tests/test_perturb_adversarial.py demonstrates it). ``UPGD`` accepts
+a loss callable but clamps to [0, 1], has no L2 variant, no mask, and draws its random start from
+the global RNG; it serves as a reference implementation in the tests instead (same iterates as our
+L-inf PGD without random start).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from robustmri.errors import ConfigError, DataError
+from robustmri.perturb.base import (
+    PERTURBATIONS,
+    Params,
+    Perturbation,
+    check_range,
+    check_severity,
+    make_generator,
+    rand,
+    randn,
+    register,
+)
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+LossName = Literal["mse", "l1"]
+Norm = Literal["linf", "l2"]
+
+
+@dataclass
+class AttackContext:
+    """What an attack needs besides the images.
+
+    model: the translation model, called as ``model(x)`` with x (B, C, H, W) in the data range and
+        returning (B, 1, H, W) (or any shape matching ``target``). Put it in eval mode yourself.
+    target: optional reference output (B, 1, H, W); None = the clean output f(x) (untargeted).
+    loss: "mse" or "l1", the per-image distortion that is maximised.
+    eot_samples: model calls averaged per loss evaluation (>1 for stochastic models).
+    """
+
+    model: Model
+    target: torch.Tensor | None = None
+    loss: LossName = "mse"
+    eot_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if not callable(self.model):
+            raise ConfigError(f"AttackContext.model must be callable, got {type(self.model).__name__}")
+        if self.loss not in ("mse", "l1"):
+            raise ConfigError(f"attack loss={self.loss!r} is unknown; use 'mse' or 'l1'")
+        if int(self.eot_samples) < 1:
+            raise ConfigError(f"eot_samples={self.eot_samples!r} must be >= 1")
+
+
+def per_image_loss(out: torch.Tensor, ref: torch.Tensor, loss: LossName) -> torch.Tensor:
+    """Mean squared (``"mse"``) or absolute (``"l1"``) difference per image: (B,)."""
+    d = out - ref
+    val = d * d if loss == "mse" else d.abs()
+    return val.flatten(1).mean(dim=1)
+
+
+def _seeds(generator: torch.Generator, k: int) -> list[int]:
+    return [int(v) for v in torch.randint(0, 2**62, (k,), generator=generator, device=generator.device)]
+
+
+def _call_model(model: Model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return model(x)
+
+
+def expected_loss(
+    ctx: AttackContext, x_adv: torch.Tensor, ref: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """EOT estimate of the per-image loss (B,): mean over ``ctx.eot_samples`` seeded model calls."""
+    total = None
+    for seed in _seeds(generator, ctx.eot_samples):
+        val = per_image_loss(_call_model(ctx.model, x_adv, seed), ref, ctx.loss)
+        total = val if total is None else total + val
+    assert total is not None
+    return total / ctx.eot_samples
+
+
+def reference_output(ctx: AttackContext, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``ctx.target`` or the clean output f(x) (EOT mean over ``ctx.eot_samples`` calls), detached."""
+    if ctx.target is not None:
+        return ctx.target.detach().to(x.device)
+    with torch.no_grad():
+        outs = [_call_model(ctx.model, x, s) for s in _seeds(generator, ctx.eot_samples)]
+    return torch.stack(outs).mean(dim=0).detach()
+
+
+def distortion_gradient(
+    ctx: AttackContext, x_adv: torch.Tensor, ref: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gradient of the summed per-image EOT loss w.r.t. ``x_adv``, per-image loss (B,))."""
+    xa = x_adv.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = expected_loss(ctx, xa, ref, generator)
+        (grad,) = torch.autograd.grad(loss.sum(), xa)
+    return grad.detach(), loss.detach()
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+def _l2(v: torch.Tensor) -> torch.Tensor:
+    return v.flatten(1).norm(dim=1)
+
+
+def _project(delta: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    n = _l2(delta)
+    scale = torch.clamp(eps / (n + 1e-12), max=1.0)
+    return delta * _bcast(scale, delta)
+
+
+def gradient_attack(
+    ctx: AttackContext,
+    x: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm = "linf",
+    random_start: bool = True,
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | int | None = None,
+    data_range: tuple[float, float] = (0.0, 1.0),
+    keep_best: bool = True,
+) -> torch.Tensor:
+    """White-box FGSM/PGD on ``x`` (B, C, H, W); returns the adversarial input (same shape).
+
+    ``eps`` and ``alpha`` (step size) are in normalised units: L-inf per pixel, or for ``"l2"``
+    RMS per pixel (the L2 radius is ``eps * sqrt(C*H*W)``). ``steps=1`` with ``alpha=1.25*eps`` is
+    FGSM with a random start. ``mask`` (B, 1, H, W) bool confines the perturbation. The per-image
+    best iterate (highest loss) is returned (``keep_best=False``: the last iterate, as plain PGD);
+    every iterate is clamped to ``data_range``.
+    """
+    lo, hi = check_range(data_range)
+    gen = make_generator(generator)
+    x = x.detach()
+    scale = (hi - lo) * (math.sqrt(x[0].numel()) if norm == "l2" else 1.0)
+    eps_a, alpha_a = eps * scale, alpha * scale
+    m = None if mask is None else mask.to(device=x.device, dtype=x.dtype)
+    ref = reference_output(ctx, x, gen)
+
+    def constrain(delta: torch.Tensor) -> torch.Tensor:
+        if m is not None:
+            delta = delta * m
+        delta = _project(delta, eps_a, norm)
+        return (x + delta).clamp(lo, hi) - x
+
+    if not random_start:
+        delta = torch.zeros_like(x)
+    elif norm == "linf":
+        delta = (2.0 * rand(tuple(x.shape), gen, x.device) - 1.0) * eps_a
+    else:
+        d = randn(tuple(x.shape), gen, x.device)
+        if m is not None:
+            d = d * m
+        r = rand((x.shape[0],), gen, x.device)
+        delta = d / _bcast(_l2(d) + 1e-12, d) * _bcast(r, d) * eps_a
+    delta = constrain(delta.to(x.dtype))
+
+    best = x + delta
+    best_loss = torch.full((x.shape[0],), -math.inf, device=x.device)
+    for _ in range(int(steps)):
+        grad, loss = distortion_gradient(ctx, x + delta, ref, gen)
+        improved = loss > best_loss
+        best = torch.where(_bcast(improved, x), x + delta, best)
+        best_loss = torch.where(improved, loss, best_loss)
+        if norm == "linf":
+            step = grad.sign()
+        else:
+            step = grad / _bcast(_l2(grad) + 1e-12, grad)
+        delta = constrain(delta + alpha_a * step)
+    if not keep_best:
+        return (x + delta).detach()
+    with torch.no_grad():
+        loss = expected_loss(ctx, x + delta, ref, gen)
+    improved = loss > best_loss
+    return torch.where(_bcast(improved, x), x + delta, best).detach()
+
+
+def _square_fraction(p_init: float, it: int, n_iters: int) -> float:
+    """Square-attack schedule: the square's area fraction halves at fixed points of the budget."""
+    it = int(it / n_iters * 10000)
+    for bound, div in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256)):
+        if it <= bound:
+            return p_init / div
+    return p_init / 512
+
+
+@torch.no_grad()
+def square_attack(
+    ctx: AttackContext,
+    x: torch.Tensor,
+    eps: float,
+    queries: int,
+    p_init: float = 0.05,
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | int | None = None,
+    data_range: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
+    """Black-box L-inf random search (Square attack) maximising the output distortion.
+
+    ``queries`` loss evaluations (each ``ctx.eot_samples`` model calls; the clean reference adds
+    one more): vertical-stripe initialisation at +-eps, then each query proposes a random square
+    (side ``sqrt(p * H * W)`` pixels, ``p`` halving on the Square-attack schedule) set to +-eps per
+    channel, accepted per image when the loss increases. No gradient is ever computed.
+    """
+    lo, hi = check_range(data_range)
+    gen = make_generator(generator)
+    b, c, h, w = x.shape
+    eps_a = eps * (hi - lo)
+    m = None if mask is None else mask.to(device=x.device, dtype=x.dtype)
+    ref = reference_output(ctx, x, gen)
+
+    def constrain(delta: torch.Tensor) -> torch.Tensor:
+        if m is not None:
+            delta = delta * m
+        return (x + delta).clamp(lo, hi) - x
+
+    signs = torch.where(rand((b, c, 1, w), gen, x.device) < 0.5, -1.0, 1.0).to(x.dtype)
+    delta = constrain(signs.expand(b, c, h, w) * eps_a)
+    best_loss = expected_loss(ctx, x + delta, ref, gen)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    for i in range(1, int(queries)):
+        p = _square_fraction(p_init, i, int(queries))
+        side = int(min(max(round(math.sqrt(p * h * w)), 1), h - 1, w - 1))
+        r0 = torch.floor(rand((b,), gen, x.device) * (h - side + 1)).long().view(b, 1, 1, 1)
+        c0 = torch.floor(rand((b,), gen, x.device) * (w - side + 1)).long().view(b, 1, 1, 1)
+        window = (rows >= r0) & (rows < r0 + side) & (cols >= c0) & (cols < c0 + side)
+        new_sign = torch.where(rand((b, c, 1, 1), gen, x.device) < 0.5, -1.0, 1.0).to(x.dtype)
+        cand = constrain(torch.where(window, new_sign * eps_a, delta))
+        loss = expected_loss(ctx, x + cand, ref, gen)
+        better = loss > best_loss
+        delta = torch.where(_bcast(better, x), cand, delta)
+        best_loss = torch.where(better, loss, best_loss)
+    return (x + delta).detach()
+
+
+# --------------------------------------------------------------------------------------------------
+# Registered attacks
+
+
+class Attack(Perturbation):
+    """Base of the registered attacks: call ``p(x, severity, context=AttackContext(model))``.
+
+    Unlike corruptions, ``x`` may have C >= 1 input channels (the model's input).
+    """
+
+    family = "adversarial"
+    needs_model = True
+    stochastic = True
+
+    def __call__(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        severity: int,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | int | None = None,
+        data_range: tuple[float, float] = (0.0, 1.0),
+        context: AttackContext | None = None,
+    ) -> torch.Tensor:
+        sev = check_severity(severity)
+        if sev == 0:
+            return x.clone()
+        return self.run(x, self.params(sev), mask=mask, generator=generator, data_range=data_range, context=context)
+
+    def run(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        params: Params,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | int | None = None,
+        data_range: tuple[float, float] = (0.0, 1.0),
+        context: AttackContext | None = None,
+    ) -> torch.Tensor:
+        if context is None:
+            raise ConfigError(f"perturbation {self.name!r} is an attack and needs context=AttackContext(model)")
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+            raise DataError(f"attack input must be a float tensor (B, C, H, W), got {getattr(x, 'shape', type(x))}")
+        if mask is not None and (mask.ndim != 4 or mask.shape[0] != x.shape[0] or mask.shape[1] != 1 or mask.shape[2:] != x.shape[2:]):
+            raise DataError(f"attack mask has shape {tuple(mask.shape)}; pass (B, 1, H, W) matching x {tuple(x.shape)}")
+        return self.attack(context, x, mask=mask, generator=generator, data_range=data_range, **params)
+
+    def attack(self, ctx: AttackContext, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+_LINF_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+_L2_EPS = (0.004, 0.008, 0.016, 0.032, 0.064)
+
+
+@register
+class FGSMLinf(Attack):
+    """FGSM (L-inf) with a random start: eps per pixel (fraction of the data range), step 1.25 eps."""
+
+    name = "fgsm_linf"
+    severities = {i + 1: {"eps": e, "alpha": 1.25 * e, "steps": 1, "random_start": True} for i, e in enumerate(_LINF_EPS)}
+
+    def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
+        return gradient_attack(ctx, x, norm="linf", **kw)
+
+
+@register
+class FGSML2(Attack):
+    """Fast gradient method (L2) with a random start: eps = RMS per pixel (fraction of the range)."""
+
+    name = "fgsm_l2"
+    severities = {i + 1: {"eps": e, "alpha": e, "steps": 1, "random_start": True} for i, e in enumerate(_L2_EPS)}
+
+    def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
+        return gradient_attack(ctx, x, norm="l2", **kw)
+
+
+@register
+class PGDLinf(Attack):
+    """PGD (L-inf), random start, 10 steps of 0.25 eps; eps per pixel (fraction of the range)."""
+
+    name = "pgd_linf"
+    severities = {
+        i + 1: {"eps": e, "alpha": 0.25 * e, "steps": 10, "random_start": True} for i, e in enumerate(_LINF_EPS)
+    }
+
+    def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
+        return gradient_attack(ctx, x, norm="linf", **kw)
+
+
+@register
+class PGDL2(Attack):
+    """PGD (L2), random start, 10 steps of 0.25 eps; eps = RMS per pixel (fraction of the range)."""
+
+    name = "pgd_l2"
+    severities = {i + 1: {"eps": e, "alpha": 0.25 * e, "steps": 10, "random_start": True} for i, e in enumerate(_L2_EPS)}
+
+    def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
+        return gradient_attack(ctx, x, norm="l2", **kw)
+
+
+@register
+class SquareLinf(Attack):
+    """Square attack (L-inf, black-box, no gradients): eps per pixel and a query budget."""
+
+    name = "square_linf"
+    severities = {
+        i + 1: {"eps": e, "queries": q, "p_init": 0.05}
+        for i, (e, q) in enumerate(zip(_LINF_EPS, (100, 200, 300, 400, 500), strict=True))
+    }
+
+    def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
+        return square_attack(ctx, x, **kw)
+
+
+def attack(
+    model: Model,
+    x: torch.Tensor,
+    name: str = "pgd_linf",
+    severity: int = 3,
+    target: torch.Tensor | None = None,
+    loss: LossName = "mse",
+    eot_samples: int = 1,
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | int | None = None,
+    data_range: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
+    """One-call entry point: attack ``model`` on ``x`` (B, C, H, W) with the registered attack
+    ``name`` at ``severity`` (0..5); returns the adversarial input."""
+    cls = PERTURBATIONS.get(name)
+    if cls is None or not cls.needs_model:
+        from robustmri.perturb.base import list_perturbations
+
+        raise ConfigError(f"{name!r} is not an attack; use one of: {', '.join(list_perturbations('adversarial'))}")
+    ctx = AttackContext(model=model, target=target, loss=loss, eot_samples=eot_samples)
+    return cls()(x, severity, mask=mask, generator=generator, data_range=data_range, context=ctx)

@@ -1,0 +1,242 @@
+"""Base class, registry and shared helpers of the perturbation library.
+
+Every perturbation is a small class with
+
+- a **deterministic core** (:meth:`Perturbation.apply`): explicit parameters -> output, for one batch
+  of images already mapped to normalised intensities ``u`` in [0, 1];
+- a **severity table** (:attr:`Perturbation.severities`): severity 1..5 -> parameter dict;
+  severity 0 is the identity and returns exactly the input (same tensor values, a copy);
+- a **sampler** (:meth:`Perturbation.sample`): per-image random draws (noise fields, spike
+  positions, motion parameters, ...) taken from ONE :class:`torch.Generator`, so a seed fixes the
+  whole batch while images inside the batch still get different draws.
+
+This is the split of TorchIO's ``Random*`` (sampling) / deterministic transform pair.
+
+Intensity convention: the input lives in the protocol's intensity range ``data_range=(lo, hi)``
+(default ``(0, 1)``). :meth:`Perturbation.__call__` maps it to ``u = (x - lo) / (hi - lo)``, applies
+the core in those normalised units (so every parameter with an intensity unit is a fraction of the
+data range), maps back and clamps to ``[lo, hi]``. A brain ``mask`` (bool, (B, 1, H, W)), when given,
+confines the corruption to the mask: pixels outside keep their input value.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from robustmri.errors import ConfigError, DataError
+
+Params = dict[str, Any]
+
+#: name -> perturbation class. Filled by :func:`register` when the family modules are imported.
+PERTURBATIONS: dict[str, type[Perturbation]] = {}
+
+#: The family names, in display order.
+FAMILIES: tuple[str, ...] = ("noise", "image", "kspace", "geometric", "adversarial")
+
+MAX_SEVERITY = 5
+
+
+def register(cls: type[Perturbation]) -> type[Perturbation]:
+    """Class decorator: add ``cls`` to :data:`PERTURBATIONS` under ``cls.name``."""
+    if not cls.name or cls.name in PERTURBATIONS:
+        raise RuntimeError(f"perturbation name {cls.name!r} is empty or registered twice")
+    if cls.family not in FAMILIES:
+        raise RuntimeError(f"perturbation {cls.name!r} has unknown family {cls.family!r}")
+    if sorted(cls.severities) != list(range(1, MAX_SEVERITY + 1)):
+        raise RuntimeError(f"perturbation {cls.name!r} must define severities 1..{MAX_SEVERITY}")
+    PERTURBATIONS[cls.name] = cls
+    return cls
+
+
+def list_perturbations(family: str | None = None, include_adversarial: bool = True) -> list[str]:
+    """Registered perturbation names (sorted by family, then name), optionally of one family."""
+    if family is not None and family not in FAMILIES:
+        raise ConfigError(f"unknown perturbation family {family!r}; use one of {', '.join(FAMILIES)}")
+    names = [
+        n
+        for n, c in PERTURBATIONS.items()
+        if (family is None or c.family == family) and (include_adversarial or c.family != "adversarial")
+    ]
+    return sorted(names, key=lambda n: (FAMILIES.index(PERTURBATIONS[n].family), n))
+
+
+def get_perturbation(name: str, **options: Any) -> Perturbation:
+    """Instantiate the registered perturbation ``name`` (options go to its constructor)."""
+    try:
+        cls = PERTURBATIONS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown perturbation {name!r}; use one of: {', '.join(list_perturbations())}"
+        ) from None
+    return cls(**options)
+
+
+def make_generator(seed: int | torch.Generator | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """Return ``seed`` if it is a generator, else a new generator seeded with ``seed`` (None -> 0)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0 if seed is None else int(seed))
+    return gen
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A stable 63-bit seed from ``seed`` and any keys (names, severities, indices).
+
+    Uses CRC32 of the keys' text, not Python's salted ``hash``, so the result is the same in every
+    process and Python version.
+    """
+    text = "|".join([str(int(seed))] + [str(k) for k in keys])
+    lo = zlib.crc32(text.encode("utf-8"))
+    hi = zlib.crc32(text[::-1].encode("utf-8"))
+    return ((hi << 32) | lo) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _draw(kind: str, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    # Draw on the generator's device (a CPU generator cannot feed CUDA kernels), then move.
+    gdev = generator.device
+    if kind == "normal":
+        out = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
+    elif kind == "uniform":
+        out = torch.rand(shape, generator=generator, device=gdev, dtype=torch.float32)
+    else:  # pragma: no cover - internal misuse
+        raise ValueError(kind)
+    return out.to(device)
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard normal float32 draws of ``shape`` from ``generator``, returned on ``device``."""
+    return _draw("normal", shape, generator, device)
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) float32 draws of ``shape`` from ``generator``, returned on ``device``."""
+    return _draw("uniform", shape, generator, device)
+
+
+def random_sign(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Random +-1 float32 values of ``shape`` from ``generator``."""
+    return torch.where(rand(shape, generator, device) < 0.5, -1.0, 1.0)
+
+
+def check_images(x: torch.Tensor, what: str = "x") -> None:
+    """Raise :class:`DataError` unless ``x`` is a floating (B, 1, H, W) tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{what} must be a torch.Tensor of shape (B, 1, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise DataError(f"{what} has shape {tuple(x.shape)}; pass images as (B, 1, H, W), e.g. x[:, None]")
+    if not x.is_floating_point():
+        raise DataError(f"{what} has dtype {x.dtype}; convert it with x.float()")
+
+
+def check_mask(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """Validate an optional brain mask against ``x``; return it as bool on ``x``'s device."""
+    if mask is None:
+        return None
+    if mask.shape != x.shape:
+        raise DataError(f"mask has shape {tuple(mask.shape)} but images have {tuple(x.shape)}; pass a (B, 1, H, W) mask")
+    return mask.to(device=x.device, dtype=torch.bool)
+
+
+def check_range(data_range: tuple[float, float]) -> tuple[float, float]:
+    """Validate ``data_range=(lo, hi)`` with hi > lo."""
+    try:
+        lo, hi = (float(v) for v in data_range)
+    except (TypeError, ValueError):
+        raise ConfigError(f"data_range={data_range!r} is not a pair of numbers; pass e.g. (0.0, 1.0)") from None
+    if not hi > lo:
+        raise ConfigError(f"data_range={data_range!r} needs hi > lo; pass e.g. (0.0, 1.0) or (-1.0, 1.0)")
+    return lo, hi
+
+
+def check_severity(severity: int) -> int:
+    """Validate a severity (integer 0..5)."""
+    if isinstance(severity, bool) or int(severity) != severity or not 0 <= int(severity) <= MAX_SEVERITY:
+        raise ConfigError(f"severity={severity!r} is invalid; use an integer from 0 (clean) to {MAX_SEVERITY}")
+    return int(severity)
+
+
+class Perturbation:
+    """Base class. Subclasses set the class attributes and implement :meth:`apply` (and
+    :meth:`sample` when they are random).
+
+    Call ``p(x, severity, mask=None, generator=None, data_range=(0, 1))``; see the module docstring.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    #: severity (1..5) -> parameters of :meth:`apply` (units documented by each subclass).
+    severities: ClassVar[Mapping[int, Params]] = {}
+    #: True when :meth:`sample` draws random numbers (seed matters).
+    stochastic: ClassVar[bool] = False
+    #: True for attacks, which need a model (see :mod:`robustmri.perturb.adversarial`).
+    needs_model: ClassVar[bool] = False
+
+    def params(self, severity: int) -> Params:
+        """The parameter dict of ``severity`` (1..5); a copy, safe to modify."""
+        sev = check_severity(severity)
+        if sev == 0:
+            raise ConfigError(f"severity 0 of {self.name!r} is the identity and has no parameters; use 1..5")
+        return dict(self.severities[sev])
+
+    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+        """Add per-image random draws to ``params`` (batch of ``shape``). Default: none."""
+        return params
+
+    def apply(self, u: torch.Tensor, **params: Any) -> torch.Tensor:
+        """Deterministic core on normalised images ``u`` (B, 1, H, W) in [0, 1]; no clamping."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        severity: int,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | int | None = None,
+        data_range: tuple[float, float] = (0.0, 1.0),
+    ) -> torch.Tensor:
+        """Corrupt ``x`` (B, 1, H, W) at ``severity`` (0..5); returns the same shape, dtype and device.
+
+        ``generator`` may be a :class:`torch.Generator`, an int seed or None (seed 0).
+        """
+        check_images(x)
+        sev = check_severity(severity)
+        lo, hi = check_range(data_range)
+        m = check_mask(mask, x)
+        if sev == 0:
+            return x.clone()
+        return self.run(x, self.params(sev), mask=m, generator=generator, data_range=(lo, hi))
+
+    def run(
+        self,
+        x: torch.Tensor,
+        params: Params,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | int | None = None,
+        data_range: tuple[float, float] = (0.0, 1.0),
+    ) -> torch.Tensor:
+        """Like :meth:`__call__` with explicit ``params`` instead of a severity."""
+        check_images(x)
+        lo, hi = check_range(data_range)
+        m = check_mask(mask, x)
+        gen = make_generator(generator)
+        u = (x.to(torch.promote_types(x.dtype, torch.float32)) - lo) / (hi - lo)
+        full = self.sample(dict(params), x.shape, gen, x.device)
+        out = self.apply(u, **full)
+        out = out * (hi - lo) + lo
+        out = out.clamp(lo, hi).to(x.dtype)
+        if m is not None:
+            out = torch.where(m, out, x)
+        return out
+
+    @classmethod
+    def describe(cls) -> str:
+        """First line of the class docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else cls.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, family={self.family!r})"

@@ -1,0 +1,82 @@
+"""Geometric perturbations (family ``geometric``): rigid in-plane misregistration of the input.
+
+Conventions for every rigid transform in this package (also used by the motion artifact):
+``angle`` in degrees, positive = counter-clockwise on a display with row 0 at the top, about the
+image centre; ``shift`` (B, 2) in pixels as (rows, cols): positive moves the content down / right.
+Sampling is bilinear; pixels coming from outside the field of view are background (0 in
+normalised units).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from robustmri.perturb.base import Params, Perturbation, rand, random_sign, register
+
+
+def rigid_theta(angle_deg: torch.Tensor, shift_px: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, 2, 3) ``affine_grid`` matrices (align_corners=False) for rigid motions.
+
+    The output image is ``out(p) = in(R^-1 (p - t))`` in centred pixel coordinates (x = col,
+    y = row), i.e. the content is rotated by ``angle_deg`` (N,) and moved by ``shift_px`` (N, 2)
+    = (rows, cols).
+    """
+    a = angle_deg.float() * (math.pi / 180.0)
+    c, s = torch.cos(a), torch.sin(a)
+    # Inverse rotation in (x=col, y=row) coordinates: R^-1 = [[c, -s], [s, c]].
+    sx, sy = 2.0 / width, 2.0 / height
+    theta = torch.zeros(a.shape[0], 2, 3, dtype=torch.float32, device=a.device)
+    theta[:, 0, 0] = c
+    theta[:, 0, 1] = -s * sx / sy
+    theta[:, 1, 0] = s * sy / sx
+    theta[:, 1, 1] = c
+    tx, ty = shift_px[:, 1].float(), shift_px[:, 0].float()
+    # -S R^-1 t
+    theta[:, 0, 2] = -sx * (c * tx - s * ty)
+    theta[:, 1, 2] = -sy * (s * tx + c * ty)
+    return theta
+
+
+def rigid_warp(u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:
+    """Rotate by ``angle_deg`` (N,) and shift by ``shift_px`` (N, 2) every image of ``u`` (N, C, H, W)."""
+    n, ch, h, w = u.shape
+    theta = rigid_theta(angle_deg.to(u.device), shift_px.to(u.device), h, w).to(u.dtype)
+    grid = F.affine_grid(theta, [n, ch, h, w], align_corners=False)
+    return F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def misregister(u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:
+    """Deterministic core of :class:`Misregistration`: one rigid motion per image of (B, 1, H, W)."""
+    return rigid_warp(u, angle_deg, shift_px)
+
+
+@register
+class Misregistration(Perturbation):
+    """Rigid in-plane misregistration: rotation by +-``rotation_deg`` degrees and a shift of
+    ``shift_px`` pixels in a random direction (each image draws its own sign and direction)."""
+
+    name = "misregistration"
+    family = "geometric"
+    stochastic = True
+    severities = {
+        1: {"shift_px": 0.25, "rotation_deg": 0.25},
+        2: {"shift_px": 0.4, "rotation_deg": 0.4},
+        3: {"shift_px": 0.7, "rotation_deg": 0.7},
+        4: {"shift_px": 1.3, "rotation_deg": 1.3},
+        5: {"shift_px": 2.6, "rotation_deg": 2.6},
+    }
+
+    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+        b = shape[0]
+        rot = float(params.pop("rotation_deg"))
+        shift = float(params.pop("shift_px"))
+        params["angle_deg"] = random_sign((b,), generator, device) * rot
+        phi = rand((b,), generator, device) * (2.0 * math.pi)
+        params["shift_px"] = shift * torch.stack([torch.sin(phi), torch.cos(phi)], dim=1)
+        return params
+
+    def apply(self, u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:
+        return misregister(u, angle_deg, shift_px)

@@ -1,0 +1,211 @@
+"""Image-domain perturbations (family ``image``): Gaussian blur, bias field, gamma (contrast) shift,
+resolution loss. All work on batches (B, 1, H, W) without per-image Python loops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from robustmri.perturb.base import Params, Perturbation, rand, random_sign, register
+
+# --------------------------------------------------------------------------------------------------
+# Gaussian blur
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device: torch.device | None = None) -> torch.Tensor:
+    """Normalised 1-D Gaussian kernel with std ``sigma`` pixels and radius ``int(truncate*sigma+0.5)``
+    (the radius rule of ``scipy.ndimage.gaussian_filter``)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    k = torch.exp(-0.5 * (t / float(sigma)) ** 2)
+    return k / k.sum()
+
+
+def symmetric_pad_index(n: int, radius: int, device: torch.device | None = None) -> torch.Tensor:
+    """Indices of a length-``n`` axis padded by ``radius`` on both sides with half-sample symmetric
+    reflection (``d c b a | a b c d | d c b a``, scipy's ``mode='reflect'``), valid for any radius."""
+    idx = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(idx >= n, 2 * n - 1 - idx, idx)
+
+
+def gaussian_blur(u: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) images with std ``sigma`` pixels on both axes.
+
+    Boundary: half-sample symmetric reflection; kernel truncated at 4 sigma. Numerically equal to
+    ``scipy.ndimage.gaussian_filter(img, sigma)`` (and so to TorchIO's ``Blur`` at 1 mm spacing).
+    """
+    if sigma <= 0:
+        return u.clone()
+    k = gaussian_kernel1d(sigma, device=u.device).to(u.dtype)
+    r = (k.numel() - 1) // 2
+    h, w = u.shape[-2:]
+    v = u.index_select(-2, symmetric_pad_index(h, r, u.device))
+    v = F.conv2d(v, k.view(1, 1, -1, 1))
+    v = v.index_select(-1, symmetric_pad_index(w, r, u.device))
+    return F.conv2d(v, k.view(1, 1, 1, -1))
+
+
+@register
+class GaussianBlur(Perturbation):
+    """Gaussian blur; sigma = kernel std in pixels (isotropic)."""
+
+    name = "gaussian_blur"
+    family = "image"
+    severities = {
+        1: {"sigma": 0.6},
+        2: {"sigma": 0.85},
+        3: {"sigma": 1.5},
+        4: {"sigma": 2.8},
+        5: {"sigma": 6.0},
+    }
+
+    def apply(self, u: torch.Tensor, sigma: float) -> torch.Tensor:
+        return gaussian_blur(u, sigma)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bias field
+
+
+def polynomial_terms(order: int) -> list[tuple[int, int]]:
+    """Exponents (i, j) of the 2-D monomials x^i y^j with i + j <= order, in TorchIO's loop order
+    (i outer over rows, j inner over columns)."""
+    return [(i, j) for i in range(order + 1) for j in range(order + 1 - i)]
+
+
+def _centred_axis(n: int, device: torch.device) -> torch.Tensor:
+    c = torch.arange(n, dtype=torch.float32, device=device) - (n - 1) / 2.0
+    m = c.max()
+    return c / m if m > 0 else c
+
+
+def bias_field_map(shape: tuple[int, int], coefficients: torch.Tensor, order: int) -> torch.Tensor:
+    """Multiplicative field ``exp(sum_k c_k x^i y^j)`` of shape (B, 1, H, W).
+
+    ``coefficients`` is (B, K) with K = len(polynomial_terms(order)); x runs over rows (H) and y over
+    columns (W), both scaled to [-1, 1] at the outermost pixel centres, as in TorchIO's ``BiasField``.
+    """
+    h, w = shape
+    dev = coefficients.device
+    x = _centred_axis(h, dev).view(h, 1)
+    y = _centred_axis(w, dev).view(1, w)
+    basis = torch.stack([x**i * y**j for i, j in polynomial_terms(order)])  # (K, H, W)
+    log_field = torch.einsum("bk,khw->bhw", coefficients.float(), basis)
+    return torch.exp(log_field).unsqueeze(1)
+
+
+def bias_field(u: torch.Tensor, coefficients: torch.Tensor, order: int = 3) -> torch.Tensor:
+    """``u * exp(polynomial)``; see :func:`bias_field_map`."""
+    return u * bias_field_map(tuple(u.shape[-2:]), coefficients, order).to(u.dtype)
+
+
+@register
+class BiasField(Perturbation):
+    """Smooth multiplicative bias field exp(polynomial of order 3) with random coefficients.
+
+    Each image draws its coefficients uniformly from [-c, c] (c = ``coefficient``, unitless log-gain
+    at the image border), as TorchIO's ``RandomBiasField``.
+    """
+
+    name = "bias_field"
+    family = "image"
+    stochastic = True
+    severities = {
+        1: {"coefficient": 0.05, "order": 3},
+        2: {"coefficient": 0.08, "order": 3},
+        3: {"coefficient": 0.13, "order": 3},
+        4: {"coefficient": 0.22, "order": 3},
+        5: {"coefficient": 0.39, "order": 3},
+    }
+
+    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+        k = len(polynomial_terms(int(params["order"])))
+        c = float(params.pop("coefficient"))
+        params["coefficients"] = (2.0 * rand((shape[0], k), generator, device) - 1.0) * c
+        return params
+
+    def apply(self, u: torch.Tensor, coefficients: torch.Tensor, order: int = 3) -> torch.Tensor:
+        return bias_field(u, coefficients, order)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gamma / contrast
+
+
+def gamma_shift(u: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tensor:
+    """``u ** gamma`` on normalised intensities (negative values are first clipped to 0).
+
+    ``gamma`` is a float or a (B,) tensor (one exponent per image).
+    """
+    g = torch.as_tensor(gamma, dtype=u.dtype, device=u.device)
+    if g.ndim == 1:
+        g = g.view(-1, 1, 1, 1)
+    return u.clamp(min=0.0) ** g
+
+
+@register
+class Gamma(Perturbation):
+    """Contrast change by a power law u**gamma; each image gets gamma or 1/gamma at random.
+
+    ``gamma`` (> 1, unitless) sets the strength; the random direction makes half the images darker
+    in the mid-tones and half brighter.
+    """
+
+    name = "gamma"
+    family = "image"
+    stochastic = True
+    severities = {
+        1: {"gamma": 1.07},
+        2: {"gamma": 1.12},
+        3: {"gamma": 1.2},
+        4: {"gamma": 1.36},
+        5: {"gamma": 1.65},
+    }
+
+    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+        g = float(params["gamma"])
+        params["gamma"] = torch.exp(random_sign((shape[0],), generator, device) * math.log(g))
+        return params
+
+    def apply(self, u: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tensor:
+        return gamma_shift(u, gamma)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution loss
+
+
+def resolution_loss(u: torch.Tensor, factor: float) -> torch.Tensor:
+    """Downsample (B, 1, H, W) by ``factor`` (antialiased bicubic), then upsample back (bicubic).
+
+    The low-resolution grid has ``max(2, round(H / factor)) x max(2, round(W / factor))`` pixels.
+    Antialiased bicubic keeps the PSNR monotone in ``factor``; area/bilinear resampling is not
+    (a 1.1x bilinear round trip blurs more than a 1.5x one).
+    """
+    if factor <= 1:
+        return u.clone()
+    h, w = u.shape[-2:]
+    small = (max(2, round(h / factor)), max(2, round(w / factor)))
+    low = F.interpolate(u, size=small, mode="bicubic", antialias=True, align_corners=False)
+    return F.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)
+
+
+@register
+class ResolutionLoss(Perturbation):
+    """Lower resolution: antialiased bicubic downsampling by ``factor`` (unitless, >= 1) and back."""
+
+    name = "resolution"
+    family = "image"
+    severities = {
+        1: {"factor": 1.25},
+        2: {"factor": 2.0},
+        3: {"factor": 3.5},
+        4: {"factor": 6.0},
+        5: {"factor": 13.0},
+    }
+
+    def apply(self, u: torch.Tensor, factor: float) -> torch.Tensor:
+        return resolution_loss(u, factor)

@@ -1,0 +1,327 @@
+"""k-space perturbations (family ``kspace``): motion, ghosting, spike, Cartesian undersampling.
+
+k-space is the centred 2-D DFT of each (H, W) image (``fftshift(fft2(u))``, DC at index
+``(H//2, W//2)``). The phase-encode direction is the column axis (W): one k-space *line* is a
+column ``k[..., :, j]`` (all readout samples of one phase-encode step), as in fastMRI's masks and
+in TorchIO's motion segments along the last axis.
+
+Output: scanners show magnitude images, so every core returns ``|ifft2(...)|`` by default
+(``output="magnitude"``); ``output="real"`` returns the real part, as TorchIO does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from robustmri.perturb.base import Params, Perturbation, rand, register
+from robustmri.perturb.geometric import rigid_warp
+
+Output = Literal["magnitude", "real"]
+
+
+def fft2c(u: torch.Tensor) -> torch.Tensor:
+    """Centred 2-D DFT over the last two axes (complex64 for float32 input)."""
+    return torch.fft.fftshift(torch.fft.fft2(u), dim=(-2, -1))
+
+
+def ifft2c(k: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2c`."""
+    return torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1)))
+
+
+def _to_image(z: torch.Tensor, output: Output, dtype: torch.dtype) -> torch.Tensor:
+    if output == "magnitude":
+        return z.abs().to(dtype)
+    if output == "real":
+        return z.real.to(dtype)
+    raise ValueError(f"output must be 'magnitude' or 'real', got {output!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Ghosting
+
+
+def ghosting(
+    u: torch.Tensor,
+    num_ghosts: int,
+    intensity: float,
+    restore: float | None = 0.02,
+    axis: int = -1,
+    output: Output = "magnitude",
+) -> torch.Tensor:
+    """Periodic ghosts: every ``num_ghosts``-th k-space line along ``axis`` is scaled by
+    ``1 - intensity``; the central ``restore`` fraction of lines (None: the central line only) is
+    kept, as TorchIO's ``Ghosting`` (``spectrum[::n] *= 1 - intensity``, then restore the centre).
+    One difference: the ``max(1, round(restore * n))`` central lines ``[n//2 - size//2, ... + size)``
+    are restored, so the DC line always is; TorchIO restores ``size - 1`` lines for odd sizes and
+    none when ``size < 2`` (then the whole image dims by ``1 - intensity``).
+
+    ``num_ghosts`` lines apart in k-space -> ``num_ghosts`` replicas across the field of view.
+    Zero ``intensity`` or ``num_ghosts`` returns the input unchanged.
+    """
+    if not num_ghosts or not intensity:
+        return u.clone()
+    axis = axis % u.ndim
+    n = u.shape[axis]
+    weight = torch.ones(n, dtype=torch.float32, device=u.device)
+    weight[:: int(num_ghosts)] = 1.0 - float(intensity)
+    mid = n // 2
+    size = 1 if restore is None else max(1, int(round(float(restore) * n)))
+    weight[mid - size // 2 : mid - size // 2 + size] = 1.0
+    view = [1] * u.ndim
+    view[axis] = n
+    return _to_image(ifft2c(fft2c(u) * weight.view(view)), output, u.dtype)
+
+
+@register
+class Ghosting(Perturbation):
+    """Ghosting along the phase-encode axis (W): every ``num_ghosts``-th k-space line scaled by
+    ``1 - intensity`` (unitless, 0..1), central 2 % of lines restored (TorchIO's ``Ghosting``).
+
+    ``num_ghosts=2`` (the N/2 ghost at half the field of view) at every severity: with every 4th
+    line or sparser, even removing the lines (intensity 1) stays above ~24 dB.
+    """
+
+    name = "ghosting"
+    family = "kspace"
+    severities = {
+        1: {"num_ghosts": 2, "intensity": 0.12, "restore": 0.02},
+        2: {"num_ghosts": 2, "intensity": 0.2, "restore": 0.02},
+        3: {"num_ghosts": 2, "intensity": 0.33, "restore": 0.02},
+        4: {"num_ghosts": 2, "intensity": 0.58, "restore": 0.02},
+        5: {"num_ghosts": 2, "intensity": 1.0, "restore": 0.02},
+    }
+
+    def apply(self, u: torch.Tensor, num_ghosts: int, intensity: float, restore: float | None) -> torch.Tensor:
+        return ghosting(u, num_ghosts, intensity, restore, axis=-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Spike (herringbone)
+
+
+def spike(
+    u: torch.Tensor,
+    positions: torch.Tensor,
+    intensity: float | torch.Tensor,
+    output: Output = "magnitude",
+) -> torch.Tensor:
+    """Add k-space spikes: at ``floor(positions * (H, W))`` add ``intensity * max|k|`` (real, > 0).
+
+    ``positions`` is (B, S, 2) in [0, 1) (row, col fraction of the centred k-space); ``intensity``
+    a float or (B,) tensor: the spike height relative to the image's k-space maximum, as TorchIO's
+    ``Spike``. A spike off the centre gives stripes of amplitude ``intensity * mean(u)``.
+    """
+    b, _, h, w = u.shape
+    if positions.numel() == 0:
+        return u.clone()
+    k = fft2c(u)  # (B, 1, H, W)
+    peak = k.abs().amax(dim=(-3, -2, -1))  # (B,)
+    amp = peak * torch.as_tensor(intensity, dtype=peak.dtype, device=u.device)
+    s = positions.shape[1]
+    pos = positions.to(u.device)
+    rows = torch.floor(pos[..., 0] * h).long().clamp(0, h - 1).reshape(-1)
+    cols = torch.floor(pos[..., 1] * w).long().clamp(0, w - 1).reshape(-1)
+    bidx = torch.arange(b, device=u.device).repeat_interleave(s)
+    vals = amp.repeat_interleave(s).to(k.dtype) if amp.ndim else amp.expand(b * s).to(k.dtype)
+    k = k.index_put((bidx, torch.zeros_like(bidx), rows, cols), vals, accumulate=True)
+    return _to_image(ifft2c(k), output, u.dtype)
+
+
+@register
+class Spike(Perturbation):
+    """Spike (herringbone) artifact: ``num_spikes`` random k-space peaks of height ``intensity``
+    times the k-space maximum (unitless); positions drawn per image as TorchIO's ``RandomSpike``."""
+
+    name = "spike"
+    family = "kspace"
+    stochastic = True
+    severities = {
+        1: {"num_spikes": 1, "intensity": 0.09},
+        2: {"num_spikes": 1, "intensity": 0.145},
+        3: {"num_spikes": 1, "intensity": 0.24},
+        4: {"num_spikes": 1, "intensity": 0.39},
+        5: {"num_spikes": 1, "intensity": 0.66},
+    }
+
+    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+        n = int(params.pop("num_spikes"))
+        params["positions"] = rand((shape[0], n, 2), generator, device)
+        return params
+
+    def apply(self, u: torch.Tensor, positions: torch.Tensor, intensity: float) -> torch.Tensor:
+        return spike(u, positions, intensity)
+
+
+# --------------------------------------------------------------------------------------------------
+# Motion (Shaw et al. 2019)
+
+
+def motion(
+    u: torch.Tensor,
+    angle_deg: torch.Tensor,
+    shift_px: torch.Tensor,
+    times: torch.Tensor,
+    output: Output = "magnitude",
+) -> torch.Tensor:
+    """Rigid in-plane motion during the acquisition (Shaw et al. 2019; TorchIO's ``Motion``).
+
+    The phase-encode lines (k-space columns) are split at ``floor(W * times)`` into S segments;
+    segment s is filled with the spectrum of the image moved by the rigid transform
+    ``(angle_deg[:, s], shift_px[:, s])``. Shapes: ``angle_deg`` (B, S) degrees, ``shift_px``
+    (B, S, 2) pixels (rows, cols), ``times`` (B, S-1) increasing in (0, 1). Identity transforms in
+    every segment return the input (up to FFT round-off).
+    """
+    b, _, h, w = u.shape
+    s = angle_deg.shape[1]
+    moved = rigid_warp(
+        u.repeat_interleave(s, dim=0), angle_deg.reshape(-1), shift_px.reshape(-1, 2)
+    ).view(b, s, h, w)
+    spectra = fft2c(moved)  # (B, S, H, W)
+    cols = torch.arange(w, device=u.device).view(1, 1, w)
+    starts = torch.floor(times.to(u.device) * w).long().unsqueeze(-1)  # (B, S-1, 1)
+    seg = (cols >= starts).sum(dim=1)  # (B, W): segment index of each column
+    index = seg.view(b, 1, 1, w).expand(b, 1, h, w)
+    k = torch.gather(spectra, 1, index)
+    return _to_image(ifft2c(k), output, u.dtype)
+
+
+@register
+class Motion(Perturbation):
+    """Rigid motion artifact: ``num_transforms`` movements at random times; each rotation drawn
+    uniformly in +-``degrees`` (degrees) and each shift component in +-``translation_px`` (pixels).
+
+    The k-space segment holding the centre keeps the original position (TorchIO's convention);
+    times are evenly spaced with +-30 % jitter, as TorchIO's ``RandomMotion``. Because that
+    central segment (1 / (num_transforms + 1) of k-space) stays clean, PSNR saturates near 30 dB
+    with 2 movements however large they are: higher severities use more movements.
+    """
+
+    name = "motion"
+    family = "kspace"
+    stochastic = True
+    severities = {
+        1: {"num_transforms": 2, "degrees": 0.75, "translation_px": 0.75},
+        2: {"num_transforms": 3, "degrees": 1.5, "translation_px": 1.5},
+        3: {"num_transforms": 6, "degrees": 4.0, "translation_px": 4.0},
+        4: {"num_transforms": 8, "degrees": 8.0, "translation_px": 8.0},
+        5: {"num_transforms": 16, "degrees": 16.0, "translation_px": 16.0},
+    }
+
+    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+        b = shape[0]
+        t = int(params.pop("num_transforms"))
+        deg = float(params.pop("degrees"))
+        tr = float(params.pop("translation_px"))
+        step = 1.0 / (t + 1)
+        base = torch.arange(1, t + 1, dtype=torch.float32, device=device) * step
+        jitter = (2.0 * rand((b, t), generator, device) - 1.0) * (0.3 * step)
+        times = base + jitter  # (B, T), increasing
+        angles = (2.0 * rand((b, t + 1), generator, device) - 1.0) * deg
+        shifts = (2.0 * rand((b, t + 1, 2), generator, device) - 1.0) * tr
+        # The segment holding the k-space centre column W//2 keeps the original image.
+        width = shape[-1]
+        centre = (torch.floor(times * width) <= width // 2).sum(dim=1)  # same rule as motion()
+        keep = torch.nn.functional.one_hot(centre, t + 1).bool()  # (B, T+1)
+        params["angle_deg"] = angles.masked_fill(keep, 0.0)
+        params["shift_px"] = shifts.masked_fill(keep.unsqueeze(-1), 0.0)
+        params["times"] = times
+        return params
+
+    def apply(self, u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        return motion(u, angle_deg, shift_px, times)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cartesian undersampling
+
+
+def cartesian_mask(
+    batch: int,
+    width: int,
+    acceleration: float,
+    center_fraction: float,
+    pattern: str,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """Per-image phase-encode line masks (B, W) bool, centred k-space, as fastMRI's mask functions.
+
+    The ``round(W * center_fraction)`` central lines are always kept. ``pattern="random"``
+    (fastMRI ``RandomMaskFunc``): every other line with probability
+    ``(W / R - n_low) / (W - n_low)``. ``pattern="equispaced"`` (``EquispacedMaskFunc``): every
+    ``round(R')``-th line from a random offset, with R' adjusted so that about W / R lines are kept.
+    """
+    n_low = int(round(width * center_fraction))
+    pad = (width - n_low + 1) // 2
+    centre = torch.zeros(width, dtype=torch.bool, device=device)
+    centre[pad : pad + n_low] = True
+    if pattern == "random":
+        prob = (width / acceleration - n_low) / max(width - n_low, 1)
+        mask = rand((batch, width), generator, device) < prob
+    elif pattern == "equispaced":
+        if n_low * acceleration != width:
+            adjusted = acceleration * (n_low - width) / (n_low * acceleration - width)
+        else:
+            adjusted = acceleration
+        step = max(1, int(round(adjusted)))
+        offset = torch.floor(rand((batch, 1), generator, device) * step).long()
+        cols = torch.arange(width, device=device).view(1, width)
+        mask = (cols - offset) % step == 0
+    else:
+        raise ValueError(f"pattern must be 'random' or 'equispaced', got {pattern!r}")
+    return mask | centre.view(1, width)
+
+
+def undersample(u: torch.Tensor, line_mask: torch.Tensor, output: Output = "magnitude") -> torch.Tensor:
+    """Zero-filled reconstruction of (B, 1, H, W) images keeping the k-space columns where
+    ``line_mask`` (B, W) is True (no density compensation)."""
+    b, _, h, w = u.shape
+    m = line_mask.to(u.device).view(b, 1, 1, w)
+    return _to_image(ifft2c(fft2c(u) * m), output, u.dtype)
+
+
+@register
+class Undersampling(Perturbation):
+    """Cartesian undersampling at acceleration R (unitless) with a fully sampled centre fraction,
+    zero-filled magnitude reconstruction; ``pattern`` "random" (default) or "equispaced" lines."""
+
+    name = "undersampling"
+    family = "kspace"
+    stochastic = True
+    severities = {
+        1: {"acceleration": 1.5, "center_fraction": 0.24},
+        2: {"acceleration": 2.0, "center_fraction": 0.16},
+        3: {"acceleration": 3.0, "center_fraction": 0.10},
+        4: {"acceleration": 6.0, "center_fraction": 0.06},
+        5: {"acceleration": 8.0, "center_fraction": 0.04},
+    }
+
+    def __init__(self, pattern: str = "random") -> None:
+        if pattern not in ("random", "equispaced"):
+            from robustmri.errors import ConfigError
+
+            raise ConfigError(f"undersampling pattern={pattern!r} is unknown; use 'random' or 'equispaced'")
+        self.pattern = pattern
+
+    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+        r = float(params.pop("acceleration"))
+        cf = float(params.pop("center_fraction"))
+        params["line_mask"] = cartesian_mask(shape[0], shape[-1], r, cf, self.pattern, generator, device)
+        return params
+
+    def apply(self, u: torch.Tensor, line_mask: torch.Tensor) -> torch.Tensor:
+        return undersample(u, line_mask)
+
+
+__all__ = [
+    "fft2c",
+    "ifft2c",
+    "ghosting",
+    "spike",
+    "motion",
+    "cartesian_mask",
+    "undersample",
+]

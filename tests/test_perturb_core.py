@@ -1,0 +1,145 @@
+"""Contracts every corruption must meet: registry, shapes/dtypes/devices, seeding, identity at
+severity 0, monotone degradation, data_range handling, mask confinement, user errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustmri.errors import ConfigError, DataError
+from robustmri.perturb import (
+    PERTURBATIONS,
+    apply_perturbation,
+    corruption_grid,
+    derive_seed,
+    get_perturbation,
+    list_perturbations,
+)
+from robustmri.perturb.calibration import masked_psnr, replace_between_markers
+
+CORRUPTIONS = list_perturbations(include_adversarial=False)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    from robustmri.data.embedded import embedded_slices
+
+    d = embedded_slices(n_subjects=2, size=64, n_slices=4, seed=0, contrasts=("t1",))
+    return d["t1"], d["mask"]
+
+
+def test_registry_lists_every_family() -> None:
+    assert set(CORRUPTIONS) == {
+        "gaussian_noise", "rician_noise", "gaussian_blur", "bias_field", "gamma", "resolution",
+        "motion", "ghosting", "spike", "undersampling", "misregistration",
+    }
+    adv = list_perturbations("adversarial")
+    assert {"fgsm_linf", "pgd_linf", "pgd_l2", "square_linf"} <= set(adv)
+    assert all(PERTURBATIONS[n].needs_model for n in adv)
+    for name in PERTURBATIONS:
+        assert sorted(PERTURBATIONS[name].severities) == [1, 2, 3, 4, 5]
+
+
+def test_unknown_name_and_bad_severity_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown perturbation 'nois'"):
+        get_perturbation("nois")
+    p = get_perturbation("gaussian_noise")
+    x = torch.rand(1, 1, 8, 8)
+    for bad in (6, -1, 2.5):
+        with pytest.raises(ConfigError, match="severity"):
+            p(x, bad)
+    with pytest.raises(ConfigError, match="data_range"):
+        p(x, 1, data_range=(1.0, 0.0))
+
+
+def test_bad_images_are_data_errors() -> None:
+    p = get_perturbation("gaussian_blur")
+    with pytest.raises(DataError, match=r"\(B, 1, H, W\)"):
+        p(torch.rand(8, 8), 1)
+    with pytest.raises(DataError, match="dtype"):
+        p(torch.ones(1, 1, 8, 8, dtype=torch.int64), 1)
+    with pytest.raises(DataError, match="mask"):
+        p(torch.rand(1, 1, 8, 8), 1, mask=torch.ones(1, 1, 4, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_shape_dtype_device_and_severity0_identity(name: str, device: str, batch) -> None:
+    x = batch[0][:3].to(device)
+    p = get_perturbation(name)
+    for dtype in (torch.float32, torch.float64):
+        xd = x.to(dtype)
+        y = p(xd, 3, generator=1)
+        assert y.shape == xd.shape and y.dtype == dtype and y.device == xd.device
+        assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+    y0 = p(x, 0, generator=1)
+    assert torch.equal(y0, x) and y0 is not x
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_seed_determinism(name: str, batch) -> None:
+    x = batch[0][:4]
+    p = get_perturbation(name)
+    a = p(x, 3, generator=torch.Generator().manual_seed(5))
+    b = p(x, 3, generator=5)
+    assert torch.equal(a, b)
+    c = p(x, 3, generator=6)
+    if p.stochastic:
+        assert not torch.equal(a, c)
+        # different draws per image: the same image repeated in a batch is corrupted differently
+        twin = p(torch.cat([x[:1], x[:1]]), 3, generator=5)
+        assert not torch.equal(twin[0], twin[1])
+    else:
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_degradation_monotone_in_severity(name: str, batch) -> None:
+    x, mask = batch
+    psnr = [float(masked_psnr(x, apply_perturbation(x, name, s, seed=0), mask).mean()) for s in range(1, 6)]
+    assert all(b < a for a, b in zip(psnr, psnr[1:])), psnr
+    assert psnr[0] > 28 and psnr[-1] < 24, psnr  # a useful span even at 64 px
+
+
+def test_data_range_is_respected_not_blindly_zero_one(batch) -> None:
+    x = batch[0][:2]
+    xs = x * 2.0 - 1.0  # the same images in [-1, 1]
+    for name in ("gaussian_noise", "ghosting", "gamma"):
+        y01 = apply_perturbation(x, name, 4, seed=3)
+        ypm = apply_perturbation(xs, name, 4, seed=3, data_range=(-1.0, 1.0))
+        assert ypm.min() >= -1 and ypm.max() <= 1 and ypm.min() < -0.9
+        torch.testing.assert_close(ypm, y01 * 2.0 - 1.0, atol=1e-5, rtol=0)
+
+
+def test_mask_confines_the_corruption(batch) -> None:
+    x, mask = batch[0][:2], batch[1][:2]
+    y = apply_perturbation(x, "gaussian_noise", 3, mask=mask)
+    assert torch.equal(y[~mask], x[~mask])
+    assert not torch.equal(y[mask], x[mask])
+
+
+def test_grid_cells_are_order_independent(batch) -> None:
+    x = batch[0][:2]
+    cells = {(c.name, c.severity): c.images for c in corruption_grid(x, severities=[0, 2], seed=7)}
+    assert len(cells) == 2 * len(CORRUPTIONS)
+    alone = apply_perturbation(x, "spike", 2, seed=7)
+    assert torch.equal(cells[("spike", 2)], alone)
+    assert torch.equal(cells[("motion", 0)], x)
+    assert derive_seed(7, "spike") == derive_seed(7, "spike") != derive_seed(7, "motion")
+    # common random numbers across severities: the same noise field, scaled
+    n2 = apply_perturbation(x, "gaussian_noise", 2, seed=7) - x
+    n4 = apply_perturbation(x, "gaussian_noise", 4, seed=7) - x
+    inside = (x > 0.35) & (x < 0.65)  # > 4 sigma away from the clamp
+    torch.testing.assert_close(n4[inside], n2[inside] * (0.079 / 0.029), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ConfigError, match="attack"):
+        list(corruption_grid(x, names=["pgd_linf"]))
+
+
+def test_replace_between_markers_is_idempotent() -> None:
+    text = "# T\n\nintro\n"
+    once = replace_between_markers(text, "| a |")
+    twice = replace_between_markers(once, "| b |")
+    assert once.count("BEGIN CALIBRATION") == 1 and "| a |" in once
+    assert twice.count("BEGIN CALIBRATION") == 1 and "| b |" in twice and "| a |" not in twice
+    assert twice.startswith("# T\n\nintro")
