@@ -52,6 +52,8 @@ _GROUP_MODULES: tuple[str, ...] = (
     "robustmri.cli.prepare",
     "robustmri.cli.train",
     "robustmri.cli.evaluate",
+    "robustmri.cli.bench",
+    "robustmri.cli.report",
 )
 _register_groups()
 
@@ -59,7 +61,9 @@ _register_groups()
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit status."""
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)
+        if isinstance(status, int):  # click returns the code of typer.Exit in non-standalone mode
+            return status
     except RobustMRIError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
@@ -69,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("interrupted", err=True)
         return 130
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+        try:
+            import click
+        except ImportError:  # newer typer releases vendor click
+            from typer import _click as click  # type: ignore[no-redef]
 
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             return 2
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click.exceptions.Abort if hasattr(click.exceptions, 'Abort') else ()):
             return 1
         raise
     return 0

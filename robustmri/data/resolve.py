@@ -41,10 +41,10 @@ class DataSpec:
     description: str
 
 
-def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress: bool) -> Path:
+def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress: bool, options: dict | None = None) -> Path:
     from robustmri.data.embedded import SynthConfig, write_dataset
 
-    config = SynthConfig(size=size, n_slices=EMBEDDED_DEFAULT_SLICES, seed=seed)
+    config = SynthConfig(**{"size": size, "n_slices": EMBEDDED_DEFAULT_SLICES, "seed": seed, **(options or {})})
     tag = hashlib.sha256(repr((n_subjects, config.to_json())).encode()).hexdigest()[:12]
     root = cache / f"embedded-{tag}"
     if not (root / "dataset.json").is_file():
@@ -71,8 +71,13 @@ def resolve_data(
     seed: int = 0,
     progress: bool = False,
     norm: str = "percentile",
+    embedded_options: dict | None = None,
 ) -> DataSpec:
-    """Prepare (or reuse) the slices ``data`` names at ``size`` x ``size`` for ``contrasts``."""
+    """Prepare (or reuse) the slices ``data`` names at ``size`` x ``size`` for ``contrasts``.
+
+    ``embedded_options`` are :class:`robustmri.data.embedded.SynthConfig` fields for the embedded
+    dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``).
+    """
     from robustmri.data.prepare import POINTER_NAME, prepare_dataset
 
     cache_dir = Path(cache).expanduser() if cache else default_cache_dir()
@@ -84,10 +89,11 @@ def resolve_data(
                 n = int(data.split(":", 1)[1])
             except ValueError:
                 raise DataError(f"bad --data {data!r}: use embedded or embedded:N with N subjects") from None
-        root = _embedded_root(n, size, seed, cache_dir, progress)
+        root = _embedded_root(n, size, seed, cache_dir, progress, embedded_options)
         out = cache_dir / f"prepared-{root.name}-{size}"
         prepare_dataset(root, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress)
-        return DataSpec(out, f"embedded ({n} subjects, {size}x{size}, seed {seed})")
+        extra = "".join(f", {k}={v}" for k, v in sorted((embedded_options or {}).items()))
+        return DataSpec(out, f"embedded ({n} subjects, {size}x{size}, seed {seed}{extra})")
     path = Path(data).expanduser()
     if not path.exists():
         raise DataError(f"--data {path} does not exist: pass a NIfTI dataset folder, a prepared folder or 'embedded'")
@@ -109,4 +115,4 @@ def load_split_tensors(spec: DataSpec, split: str, source: str, target: str):  #
         raise DataError(f"the {split} split of {spec.prepared} has no slices: use more subjects or another split")
     src, tgt, mask, subject = ds.tensors()
     slice_idx = __import__("torch").from_numpy(ds.entry.arrays["slice"][ds.rows].astype("int64"))
-    return PairedTensors(src, tgt, mask, subject, slice_idx)
+    return PairedTensors(src, tgt, mask, subject, slice_idx, subject_names=list(ds.subjects))

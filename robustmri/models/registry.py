@@ -22,6 +22,10 @@ Builder = Callable[..., TranslationModel]
 
 _BUILTIN: dict[str, str] = {
     "pix2pix": "baselines.pix2pix:build",
+    "resvit": "baselines.resvit:build",
+    "diffusion": "baselines.diffusion:build",
+    "reggan": "baselines.reggan:build",
+    "kd_attack": "robustmri.kd.model:build",
 }
 _REGISTERED: dict[str, Builder] = {}
 

@@ -16,7 +16,8 @@ class PairedTensors:
     """Source/target slice pairs held as tensors (CPU memory or memory-mapped arrays).
 
     source: (N, C_in, H, W) float32 in [0, 1]; target: (N, 1, H, W) float32 in [0, 1];
-    mask: (N, 1, H, W) bool brain mask; subject: (N,) int64 subject index; slice: (N,) int64.
+    mask: (N, 1, H, W) bool brain mask; subject: (N,) int64 subject index; slice: (N,) int64;
+    subject_names: optional names indexed by ``subject`` (e.g. the prepared dataset's subject ids).
     """
 
     source: Tensor
@@ -24,6 +25,7 @@ class PairedTensors:
     mask: Tensor
     subject: Tensor
     slice: Tensor | None = None
+    subject_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         n = self.source.shape[0]
@@ -61,7 +63,16 @@ class PairedTensors:
     def subset(self, keep: Tensor) -> PairedTensors:
         """The slices where the bool vector ``keep`` (N,) is true."""
         assert self.slice is not None
-        return PairedTensors(self.source[keep], self.target[keep], self.mask[keep], self.subject[keep], self.slice[keep])
+        return PairedTensors(
+            self.source[keep], self.target[keep], self.mask[keep], self.subject[keep], self.slice[keep], self.subject_names
+        )
+
+    def subject_labels(self, rows: slice | Tensor) -> list[str]:
+        """Subject names of ``rows`` (the integer index as text when no names are known)."""
+        idx = self.subject[rows].tolist()
+        if self.subject_names is None:
+            return [str(i) for i in idx]
+        return [self.subject_names[i] for i in idx]
 
 
 class BatchOrder:

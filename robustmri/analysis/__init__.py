@@ -1,0 +1,46 @@
+"""Statistics and robustness scores over a benchmark's results table.
+
+- :mod:`robustmri.analysis.stats`: per-subject values, summaries, paired Wilcoxon tests against a
+  reference model with Holm correction, percentile-bootstrap confidence intervals.
+- :mod:`robustmri.analysis.robustness`: degradation vs the clean value, the area under the
+  degradation curve and an ImageNet-C-style mean corruption error (mCE).
+
+Both work on the *subject frame* that :func:`robustmri.analysis.stats.subject_means` builds from a
+``results.csv`` (one row per model, direction, perturbation, severity and subject).
+"""
+
+from __future__ import annotations
+
+from robustmri.analysis.robustness import (
+    corruption_errors,
+    degradation,
+    degradation_auc,
+    mean_corruption_error,
+    with_clean_curves,
+)
+from robustmri.analysis.stats import (
+    BETTER,
+    RESULT_COLUMNS,
+    bootstrap_ci,
+    compare_to_reference,
+    holm,
+    subject_means,
+    summarize,
+    wilcoxon_paired,
+)
+
+__all__ = [
+    "BETTER",
+    "RESULT_COLUMNS",
+    "bootstrap_ci",
+    "compare_to_reference",
+    "corruption_errors",
+    "degradation",
+    "degradation_auc",
+    "holm",
+    "mean_corruption_error",
+    "subject_means",
+    "summarize",
+    "wilcoxon_paired",
+    "with_clean_curves",
+]

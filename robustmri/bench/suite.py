@@ -1,0 +1,272 @@
+"""Benchmark suites: TOML files (``benchmarks/suites/<name>.toml``) validated against a schema.
+
+A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
+
+    name = "smoke"
+    description = "..."
+    directions = ["t1->t2"]          # source->target contrast pairs
+    seeds = [0]                      # one trained model per (model, direction, seed)
+    reference_model = "pix2pix"      # label of the model others are tested against
+    ablation = false                 # true: the report adds the ablation table
+    device = "auto"                  # auto | cpu | cuda | cuda:N
+
+    [data]
+    source = "embedded:8"            # embedded[:N] | prepared folder | NIfTI root
+    image_size = 64
+    embedded = { misregistration_mm = 2.0 }   # optional SynthConfig fields of the embedded data
+
+    [protocol]
+    name = "robustmri"               # scoring protocol preset
+
+    [train]                          # defaults for every model
+    steps = 300
+    batch_size = 4
+
+    [[models]]
+    name = "pix2pix"                 # registry name
+    size = "tiny"
+    label = "pix2pix"                # optional display name (default: name, or name:variant)
+    options = {}                     # builder options, e.g. {variant = "full", generator = "pix2pix"}
+    steps = 300                      # optional override of [train]
+
+    [perturbations]
+    names = "all"                    # or a list of corruption names
+    severities = [1, 2, 3, 4, 5]
+
+    [attacks]
+    names = ["fgsm_linf", "pgd_linf", "square_linf"]
+    severities = [1, 3]
+    loss = "mse"                     # distortion maximised: mse | l1, to the clean output
+    eot_samples = 1
+
+    [eval]
+    batch_size = 32
+    seed = 0                         # seeds the corruptions (same draws for every model)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustmri.data.contrasts import canonical_contrast
+from robustmri.errors import ConfigError
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+"""Where the built-in suites live in a source checkout."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    size: str = "tiny"
+    label: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite; :attr:`hash` identifies its content (recorded in the manifest)."""
+
+    name: str
+    description: str
+    directions: tuple[tuple[str, str], ...]
+    seeds: tuple[int, ...]
+    models: tuple[ModelSpec, ...]
+    data_source: str = "embedded"
+    image_size: int = 64
+    embedded_options: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "robustmri"
+    train_steps: int = 300
+    train_batch_size: int = 4
+    perturbations: tuple[str, ...] = ()
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    attacks: tuple[str, ...] = ()
+    attack_severities: tuple[int, ...] = (1, 3)
+    attack_loss: str = "mse"
+    eot_samples: int = 1
+    eval_batch_size: int = 32
+    eval_seed: int = 0
+    reference_model: str = "pix2pix"
+    ablation: bool = False
+    device: str = "auto"
+    path: str = ""
+
+    @property
+    def hash(self) -> str:
+        d = asdict(self)
+        d.pop("path")
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TOP_KEYS = {
+    "name", "description", "directions", "seeds", "reference_model", "ablation", "device",
+    "data", "protocol", "train", "models", "perturbations", "attacks", "eval",
+}
+_SECTIONS = {
+    "data": {"source", "image_size", "embedded"},
+    "protocol": {"name"},
+    "train": {"steps", "batch_size"},
+    "perturbations": {"names", "severities"},
+    "attacks": {"names", "severities", "loss", "eot_samples"},
+    "eval": {"batch_size", "seed"},
+}
+_MODEL_KEYS = {"name", "size", "label", "options", "steps", "batch_size"}
+
+
+def _err(path: str, msg: str) -> ConfigError:
+    return ConfigError(f"suite {path}: {msg}")
+
+
+def _int_list(path: str, key: str, value: Any, lo: int, hi: int) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _err(path, f"{key} must be a list of integers, got {value!r}")
+    for v in value:
+        if not lo <= v <= hi:
+            raise _err(path, f"{key} values must be within {lo}..{hi}, got {v}")
+    return tuple(value)
+
+
+def _embedded_options(path: str, options: Any) -> dict[str, Any]:
+    from dataclasses import fields as dc_fields
+
+    from robustmri.data.embedded import SynthConfig
+
+    if not isinstance(options, dict):
+        raise _err(path, "[data] embedded must be a table of SynthConfig fields, e.g. { misregistration_mm = 2.0 }")
+    allowed = {f.name for f in dc_fields(SynthConfig)} - {"size", "seed", "sequences", "contrasts"}
+    bad = set(options) - allowed
+    if bad:
+        raise _err(path, f"unknown embedded option(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+    return dict(options)
+
+
+def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
+    """Validate a suite dictionary (as read from TOML) and return a :class:`Suite`."""
+    from robustmri.models.registry import SIZES, list_models
+    from robustmri.perturb import PERTURBATIONS, list_perturbations
+    from robustmri.protocol import list_protocols
+
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise _err(path, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    for section, keys in _SECTIONS.items():
+        if section in raw:
+            if not isinstance(raw[section], dict):
+                raise _err(path, f"[{section}] must be a table")
+            bad = set(raw[section]) - keys
+            if bad:
+                raise _err(path, f"unknown key(s) {sorted(bad)} in [{section}]; allowed: {sorted(keys)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise _err(path, "needs a non-empty string `name`")
+    directions = []
+    for d in raw.get("directions", ["t1->t2"]):
+        if not isinstance(d, str) or "->" not in d:
+            raise _err(path, f"direction {d!r} must look like 't1->t2'")
+        s, t = (canonical_contrast(p) for p in d.split("->", 1))
+        if s == t:
+            raise _err(path, f"direction {d!r} maps a contrast to itself")
+        directions.append((s, t))
+    seeds = _int_list(path, "seeds", raw.get("seeds", [0]), 0, 2**31 - 1)
+    data = raw.get("data", {})
+    train = raw.get("train", {})
+    models: list[ModelSpec] = []
+    raw_models = raw.get("models")
+    if not isinstance(raw_models, list) or not raw_models:
+        raise _err(path, "needs at least one [[models]] entry")
+    known = list_models()
+    for m in raw_models:
+        if not isinstance(m, dict) or set(m) - _MODEL_KEYS:
+            raise _err(path, f"[[models]] entry {m!r} has unknown keys; allowed: {sorted(_MODEL_KEYS)}")
+        if m.get("name") not in known:
+            raise _err(path, f"unknown model {m.get('name')!r}; registered: {', '.join(known)}")
+        if m.get("size", "tiny") not in SIZES:
+            raise _err(path, f"model {m['name']}: size must be one of {', '.join(SIZES)}")
+        options = m.get("options", {})
+        label = m.get("label") or (f"{m['name']}:{options['variant']}" if "variant" in options else m["name"])
+        models.append(ModelSpec(m["name"], m.get("size", "tiny"), label, dict(options), m.get("steps"), m.get("batch_size")))
+    labels = [m.label for m in models]
+    if len(set(labels)) != len(labels):
+        raise _err(path, f"model labels must be unique, got {labels}; set `label` on the duplicates")
+    reference = raw.get("reference_model", labels[0])
+    if reference not in labels:
+        raise _err(path, f"reference_model {reference!r} is not one of the model labels {labels}")
+    pert = raw.get("perturbations", {})
+    names = pert.get("names", "all")
+    corruptions = list_perturbations(include_adversarial=False)
+    if names == "all":
+        names = corruptions
+    if not isinstance(names, list):
+        raise _err(path, "perturbations.names must be 'all' or a list")
+    for n in names:
+        if n not in corruptions:
+            raise _err(path, f"unknown corruption {n!r}; use one of {', '.join(corruptions)}")
+    att = raw.get("attacks", {})
+    attack_names = att.get("names", [])
+    for n in attack_names:
+        if n not in PERTURBATIONS or not PERTURBATIONS[n].needs_model:
+            raise _err(path, f"unknown attack {n!r}; use one of {', '.join(list_perturbations('adversarial'))}")
+    protocol = raw.get("protocol", {}).get("name", "robustmri")
+    if protocol not in list_protocols():
+        raise _err(path, f"unknown protocol {protocol!r}; use one of {', '.join(list_protocols())}")
+    if att.get("loss", "mse") not in ("mse", "l1"):
+        raise _err(path, "attacks.loss must be mse or l1")
+    ev = raw.get("eval", {})
+    size = data.get("image_size", 64)
+    if not isinstance(size, int) or size < 16:
+        raise _err(path, f"data.image_size must be an integer >= 16, got {size!r}")
+    for key, value in (("train.steps", train.get("steps", 300)), ("train.batch_size", train.get("batch_size", 4)), ("eval.batch_size", ev.get("batch_size", 32))):
+        if not isinstance(value, int) or value < 1:
+            raise _err(path, f"{key} must be a positive integer, got {value!r}")
+    return Suite(
+        name=name,
+        description=str(raw.get("description", "")),
+        directions=tuple(directions),
+        seeds=seeds,
+        models=tuple(models),
+        data_source=str(data.get("source", "embedded")),
+        embedded_options=_embedded_options(path, data.get("embedded", {})),
+        image_size=size,
+        protocol=protocol,
+        train_steps=int(train.get("steps", 300)),
+        train_batch_size=int(train.get("batch_size", 4)),
+        perturbations=tuple(names),
+        severities=_int_list(path, "perturbations.severities", pert.get("severities", [1, 2, 3, 4, 5]), 1, 5),
+        attacks=tuple(attack_names),
+        attack_severities=_int_list(path, "attacks.severities", att.get("severities", [1, 3]), 1, 5),
+        attack_loss=att.get("loss", "mse"),
+        eot_samples=int(att.get("eot_samples", 1)),
+        eval_batch_size=int(ev.get("batch_size", 32)),
+        eval_seed=int(ev.get("seed", 0)),
+        reference_model=reference,
+        ablation=bool(raw.get("ablation", False)),
+        device=str(raw.get("device", "auto")),
+        path=path,
+    )
+
+
+def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
+    """Load a built-in suite by name (``smoke``, ``quick``, ``full``, ``paper``, ...) or a TOML path."""
+    import tomllib
+
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = SUITES_DIR / f"{name_or_path}.toml"
+    if not p.is_file():
+        available = sorted(x.stem for x in SUITES_DIR.glob("*.toml")) if SUITES_DIR.is_dir() else []
+        raise ConfigError(f"suite {name_or_path!r} not found ({p}): use one of {', '.join(available)} or a .toml path")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"suite {p} is not valid TOML ({exc}): fix the file") from exc
+    return parse_suite(raw, str(p))

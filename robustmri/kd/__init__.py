@@ -1,0 +1,1 @@
+"""KD+attack: the robust translation model (attacker + generator + registration teacher -> student)."""

@@ -1,0 +1,290 @@
+"""KD+attack: any generator + black-box attacker before it + registration teacher distilled into a student.
+
+After Liang, Feng, Long, Yuan, Zhao, Zhao, "Robust Multi-contrast MRI Medical Image Translation via
+Knowledge Distillation and Adversarial Attack", IEEE JBHI 2025 (doi 10.1109/JBHI.2025.3584721).
+Only the abstract is public; what it states is *published*, everything else is *inferred* here and
+configurable (see docs/kd_attack.md for the diagram and the full table).
+
+Published: a refinement network of a teacher and a student with similar structure but different
+inputs after any generator G; the teacher is a registration network that also sees the real target;
+the student sees only what is available at test time and is trained by knowledge distillation; an
+adversarial (black-box) attack module before G produces norm-bounded perturbations and adversarial
+examples throughout training so G learns to resist them; inference is student(G(x)).
+
+Inferred (defaults, all options of :class:`KDAttack`):
+
+- Attacker: :class:`robustmri.kd.attacker.GenerativeAttacker`, ``delta = eps * tanh(A(x))`` inside
+  the brain mask, eps 0.03; trained by SPSA from generator loss queries only (``attacker="spsa"``),
+  or no learned attacker but a query-only Square attack per batch (``attacker="square"``).
+- G is trained by its *own* training step (its own losses and optimisers, e.g. pix2pix's GAN +
+  100 L1) on the concatenation of the clean and the attacked batch.
+- Teacher ``T(G(x), [y, x])`` and student ``S(G(x), x)``: Reg-GAN registration networks plus a
+  bounded intensity correction (:mod:`robustmri.kd.refine`), trained on G's outputs for clean and
+  attacked inputs with G detached (G learns only from its own losses).
+- Teacher loss: ``20 * L1(T, y) + 10 * smooth(flow_T) + 1 * mean|r_T|`` (Reg-GAN's correction and
+  smoothness weights).
+- Student loss: ``10 * L1(S, T) + 1 * L1(flow_S, flow_T) + 1 * MSE(feat_S, feat_T) / mean(feat_T^2)``
+  (distillation on outputs, flows and last features, whose shapes match; the feature term is
+  relative, so it does not grow with the teacher's feature scale) ``+ 10 * L1(S, y) + 10 * smooth(flow_S)``.
+- Schedule (fractions of the training steps): attack from 0.1, teacher from 0.3, student from 0.5;
+  before that G trains alone (warm-up).
+- Variants (:data:`VARIANTS`): ``g_only``, ``g_attack``, ``g_kd``, ``full`` and ``teacher_oracle``
+  (the teacher used at test time WITH the target: an upper bound for diagnosis only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from baselines.reggan import smoothness_loss
+from robustmri.errors import ConfigError
+from robustmri.kd.attacker import GenerativeAttacker, per_image_l1, spsa_gradient
+from robustmri.kd.refine import Refinement, RefinementNet
+from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel
+from robustmri.models.registry import build_model
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "g_only": {"attack": False, "kd": False, "inference": "generator"},
+    "g_attack": {"attack": True, "kd": False, "inference": "generator"},
+    "g_kd": {"attack": False, "kd": True, "inference": "student"},
+    "full": {"attack": True, "kd": True, "inference": "student"},
+    "teacher_oracle": {"attack": True, "kd": True, "inference": "teacher_oracle"},
+}
+"""Ablation variants: which modules train and what :meth:`KDAttack.translate` returns."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"down": (8, 16, 32), "up": (32, 16, 8), "blocks": 1, "attacker_width": 16, "attacker_depth": 3},
+    "small": {"down": (32, 64, 64, 64), "up": (64, 64, 64, 32), "blocks": 2, "attacker_width": 32, "attacker_depth": 4},
+    "paper": {
+        "down": (32, 64, 64, 64, 64, 64, 64),
+        "up": (64, 64, 64, 64, 64, 64, 32),
+        "blocks": 3,
+        "attacker_width": 64,
+        "attacker_depth": 5,
+    },
+}
+
+LOSS_WEIGHTS: dict[str, float] = {
+    "teacher_l1": 20.0,
+    "smooth": 10.0,
+    "correction": 1.0,
+    "kd_output": 10.0,
+    "kd_flow": 1.0,
+    "kd_feature": 1.0,
+    "student_l1": 10.0,
+}
+
+
+class _PrefixedContext:
+    """Lets the wrapped generator's ``training_step`` use its own optimiser names under a prefix."""
+
+    def __init__(self, parent: StepContext, prefix: str) -> None:
+        self._parent, self._prefix = parent, prefix
+
+    @property
+    def step(self) -> int:
+        return self._parent.step
+
+    @property
+    def device(self) -> torch.device:
+        return self._parent.device
+
+    def autocast(self):  # type: ignore[no-untyped-def]
+        return self._parent.autocast()
+
+    def optimize(self, name: str, loss: Tensor) -> None:
+        self._parent.optimize(self._prefix + name, loss)
+
+
+class KDAttack(TranslationModel):
+    """KD+attack around a registered generator (see the module docstring).
+
+    ``translate(source)`` returns ``student(G(source), source)`` for the KD variants and ``G(source)``
+    for ``g_only``/``g_attack``; ``teacher_oracle`` needs ``translate(source, target=y)``.
+    """
+
+    name = "kd_attack"
+
+    def __init__(
+        self,
+        generator: TranslationModel,
+        variant: str = "full",
+        size: str = "tiny",
+        eps: float = 0.03,
+        attacker: str = "spsa",
+        spsa_samples: int = 2,
+        square_queries: int = 20,
+        schedule: tuple[float, float, float] = (0.1, 0.3, 0.5),
+        lr: float = 1e-4,
+        attacker_lr: float = 1e-4,
+        loss_weights: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__(generator.in_channels, generator.image_size)
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown kd_attack variant {variant!r}: use one of {', '.join(VARIANTS)}")
+        if attacker not in ("spsa", "square"):
+            raise ConfigError(f"unknown attacker {attacker!r}: use spsa or square")
+        if not (0.0 <= schedule[0] <= 1 and 0.0 <= schedule[1] <= schedule[2] <= 1):
+            raise ConfigError(f"schedule fractions must be in [0, 1] with teacher <= student start, got {schedule}")
+        preset = PRESETS[size]
+        self.variant = variant
+        self.flags = VARIANTS[variant]
+        self.needs_target = self.flags["inference"] == "teacher_oracle"
+        self.generator = generator
+        self.attacker_kind = attacker
+        self.spsa_samples = int(spsa_samples)
+        self.square_queries = int(square_queries)
+        self.schedule = tuple(float(s) for s in schedule)
+        self.lr, self.attacker_lr = lr, attacker_lr
+        self.weights = {**LOSS_WEIGHTS, **(loss_weights or {})}
+        self.total_steps = 1
+        c = generator.in_channels
+        self.attacker = GenerativeAttacker(c, preset["attacker_width"], preset["attacker_depth"], eps) if self.flags["attack"] else None
+        self.eps = float(eps)
+        if self.flags["kd"]:
+            self.teacher = RefinementNet(1 + c, preset["down"], preset["up"], preset["blocks"])
+            self.student = RefinementNet(c, preset["down"], preset["up"], preset["blocks"])
+        else:
+            self.teacher = None  # type: ignore[assignment]
+            self.student = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ inference
+    def set_total_steps(self, steps: int) -> None:
+        self.total_steps = max(int(steps), 1)
+
+    def _g(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.generator.translate(source, generator=generator)
+
+    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+        synth = self._g(source, generator)
+        mode = self.flags["inference"]
+        if mode == "generator":
+            return synth
+        if mode == "student":
+            return self.student(synth, source).image
+        if target is None:
+            raise ConfigError("the teacher_oracle variant needs the real target at test time (diagnosis only): pass target=")
+        return self.teacher(synth, torch.cat([target, source], 1)).image
+
+    def forward(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+        return self.translate(source, generator=generator, target=target)
+
+    def inference_modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = list(self.generator.inference_modules())
+        if self.flags["inference"] == "student":
+            mods.append(self.student)
+        elif self.flags["inference"] == "teacher_oracle":
+            mods.append(self.teacher)
+        return mods
+
+    # ------------------------------------------------------------------ training
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        specs: dict[str, OptimizerSpec] = {}
+        if self.attacker is not None:
+            specs["A"] = OptimizerSpec(list(self.attacker.parameters()), lr=self.attacker_lr)
+        for name, spec in self.generator.optimizers().items():
+            specs["G/" + name] = spec
+        if self.teacher is not None:
+            specs["T"] = OptimizerSpec(list(self.teacher.parameters()), lr=self.lr)
+            specs["S"] = OptimizerSpec(list(self.student.parameters()), lr=self.lr)
+        return specs
+
+    def _phase(self, step: int) -> tuple[bool, bool, bool]:
+        frac = step / self.total_steps
+        attack = self.attacker is not None and frac >= self.schedule[0]
+        teacher = self.teacher is not None and frac >= self.schedule[1]
+        student = self.teacher is not None and frac >= self.schedule[2]
+        return attack, teacher, student
+
+    @torch.no_grad()
+    def _query_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """Generator L1 error per image, by forward queries only (generator in eval mode)."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return per_image_l1(self._g(x), y)
+        finally:
+            self.generator.train(was_training)
+
+    def _attack(self, batch: Batch, ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
+        x, y, m = batch["source"], batch["target"], batch["mask"]
+        if self.attacker_kind == "square":
+            from robustmri.perturb.adversarial import AttackContext, square_attack
+
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            was_training = self.generator.training
+            self.generator.eval()
+            try:
+                actx = AttackContext(model=self._g, target=y, loss="l1")
+                x_adv = square_attack(actx, x, self.eps, self.square_queries, mask=m, generator=seed)
+            finally:
+                self.generator.train(was_training)
+            return x_adv, {"attack_gain": float(self._query_loss(x_adv, y).mean() - self._query_loss(x, y).mean())}
+        assert self.attacker is not None
+        with ctx.autocast():
+            delta = self.attacker(x, m)
+        grad = spsa_gradient(lambda q: self._query_loss(q, y), x, delta.detach().float(), c=0.5 * self.eps, samples=self.spsa_samples, mask=m)
+        surrogate = -(grad * delta.float()).flatten(1).sum(1).mean()
+        ctx.optimize("A", surrogate)
+        x_adv = (x + delta.detach()).clamp(0.0, 1.0)
+        return x_adv, {"attack_linf": float(delta.detach().abs().amax())}
+
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+        attack_on, teacher_on, student_on = self._phase(ctx.step)
+        logs: dict[str, float] = {}
+        x, y, m = batch["source"], batch["target"], batch["mask"]
+        if attack_on:
+            x_adv, attack_logs = self._attack(batch, ctx)
+            logs.update(attack_logs)
+            x_all, y_all, m_all = torch.cat([x, x_adv]), torch.cat([y, y]), torch.cat([m, m])
+        else:
+            x_all, y_all, m_all = x, y, m
+        g_logs = self.generator.training_step({"source": x_all, "target": y_all, "mask": m_all}, _PrefixedContext(ctx, "G/"))
+        logs.update({f"G/{k}": v for k, v in g_logs.items()})
+        if not teacher_on:
+            return logs
+        with torch.no_grad():
+            self.generator.eval()
+            synth = self._g(x_all)
+            self.generator.train()
+        w = self.weights
+        with ctx.autocast():
+            t_out: Refinement = self.teacher(synth, torch.cat([y_all, x_all], 1))
+            t_l1 = F.l1_loss(t_out.image.float(), y_all)
+            loss_t = w["teacher_l1"] * t_l1 + w["smooth"] * smoothness_loss(t_out.flow) + w["correction"] * t_out.correction.float().abs().mean()
+        ctx.optimize("T", loss_t)
+        logs.update({"T/l1": t_l1.item(), "T/loss": loss_t.item()})
+        if not student_on:
+            return logs
+        with ctx.autocast():
+            s_out: Refinement = self.student(synth, x_all)
+            kd_out = F.l1_loss(s_out.image.float(), t_out.image.detach().float())
+            kd_flow = F.l1_loss(s_out.flow.float(), t_out.flow.detach().float())
+            t_feat = t_out.features.detach().float()
+            kd_feat = F.mse_loss(s_out.features.float(), t_feat) / (t_feat.pow(2).mean() + 1e-8)
+            s_l1 = F.l1_loss(s_out.image.float(), y_all)
+            kd = w["kd_output"] * kd_out + w["kd_flow"] * kd_flow + w["kd_feature"] * kd_feat
+            loss_s = kd + w["student_l1"] * s_l1 + w["smooth"] * smoothness_loss(s_out.flow)
+        ctx.optimize("S", loss_s)
+        logs.update({"S/kd": kd.item(), "S/kd_output": kd_out.item(), "S/l1": s_l1.item(), "S/loss": loss_s.item()})
+        return logs
+
+
+def build(
+    size: str = "tiny",
+    in_channels: int = 1,
+    image_size: int = 64,
+    generator: str = "pix2pix",
+    variant: str = "full",
+    generator_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> KDAttack:
+    """Registry builder: KD+attack around the registered ``generator`` (same ``size`` preset)."""
+    if generator == "kd_attack":
+        raise ConfigError("kd_attack cannot wrap itself: choose a generator such as pix2pix")
+    g = build_model(generator, size=size, in_channels=in_channels, image_size=image_size, **(generator_options or {}))
+    return KDAttack(g, variant=variant, size=size, **options)

@@ -1,0 +1,13 @@
+"""Benchmark report: comparison tables, figures and a self-contained HTML page.
+
+- :mod:`robustmri.report.tables`: tables as Markdown, LaTeX (booktabs), HTML and CSV.
+- :mod:`robustmri.report.figures`: degradation curves, box plots, qualitative grid (PNG + PDF).
+- :mod:`robustmri.report.html`: the HTML page template.
+- :mod:`robustmri.report.build`: :func:`build_report`, results folder -> report folder.
+"""
+
+from __future__ import annotations
+
+from robustmri.report.build import build_report, load_results
+
+__all__ = ["build_report", "load_results"]

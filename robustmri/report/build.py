@@ -1,0 +1,306 @@
+"""``build_report``: RESULTS_DIR/results.csv -> RESULTS_DIR/report/ (tables, figures, report.html).
+
+Layout of the report folder (replaced as a whole, atomically, on every build)::
+
+    report/report.html                self-contained page (inline CSS, base64 figures)
+    report/summary.csv                every model x direction x perturbation x severity x metric:
+                                      mean, std, median, n, bootstrap CI, Wilcoxon p and Holm p
+    report/tables/<name>.md|.tex|.csv clean_quality, robustness_psnr, robustness_ssim, auc_psnr,
+                                      corruption_error, ablation (when the manifest says so)
+    report/figures/<name>.png|.pdf    degradation_psnr_<direction>, clean_psnr_box,
+                                      samples_<direction> (when RESULTS_DIR/samples/*.npz exist)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from robustmri.analysis.robustness import CLEAN
+from robustmri.analysis.stats import (
+    RESULT_COLUMNS,
+    bootstrap_summary,
+    compare_to_reference,
+    subject_means,
+    summarize,
+)
+from robustmri.atomic import atomic_dir, write_text_atomic
+from robustmri.errors import ConfigError, DataError
+from robustmri.metrics import METRICS
+
+__all__ = ["ReportInputs", "build_report", "load_results", "summary_frame"]
+
+_DEFAULT_REFERENCE = "pix2pix"
+
+
+@dataclass
+class ReportInputs:
+    """A validated results table, its manifest and what the report derives from them."""
+
+    frame: pd.DataFrame
+    manifest: dict[str, Any]
+    protocol: str
+    suite: str
+    reference: str
+    models: list[str]
+    ablation: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path} ({exc}); fix or delete the manifest and re-run") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path} must hold a JSON object, got {type(data).__name__}; re-run the benchmark")
+    return data
+
+
+def load_results(results_dir: str | Path) -> ReportInputs:
+    """Read and validate ``results_dir/results.csv`` and ``manifest.json`` (optional).
+
+    Raises DataError (one line naming the file and the fix) when the folder or results.csv is
+    missing, empty or lacks columns, when it mixes protocols or has no clean rows.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise DataError(f"results folder {root} does not exist; pass the RESULTS_DIR written by `robustmri bench`")
+    path = root / "results.csv"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; run `robustmri bench` first or pass the folder that holds results.csv")
+    try:
+        frame = pd.read_csv(path, dtype={"model": str, "direction": str, "perturbation": str, "family": str,
+                                         "subject": str, "protocol": str})
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path} is empty; re-run `robustmri bench` to write it") from exc
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as CSV ({exc}); re-run `robustmri bench` to rewrite it") from exc
+    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing}; it must have {list(RESULT_COLUMNS)} as `robustmri bench` "
+                        "writes them")
+    if frame.empty:
+        raise DataError(f"{path} has a header but no rows; re-run `robustmri bench` to fill it")
+    try:
+        for col in ("seed", "severity", "slice"):
+            frame[col] = pd.to_numeric(frame[col], errors="raise").astype(int)
+        for m in METRICS:
+            frame[m] = pd.to_numeric(frame[m], errors="raise").astype(float)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path} has a non-numeric value in a seed/severity/slice/metric column ({exc}); "
+                        "fix or regenerate the file") from exc
+    if frame[["model", "direction", "perturbation", "subject"]].isna().any().any():
+        raise DataError(f"{path} has empty model/direction/perturbation/subject cells; regenerate the file")
+    frame["family"] = frame["family"].fillna("")
+    try:
+        from robustmri.protocol import check_same_protocol
+
+        protocol = check_same_protocol(frame)
+    except ConfigError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+    if not (frame["perturbation"] == CLEAN).any():
+        raise DataError(f"{path} has no clean rows (perturbation 'clean', severity 0); re-run `robustmri bench`")
+    bad = frame[(frame["perturbation"] == CLEAN) & (frame["severity"] != 0)]
+    if not bad.empty:
+        raise DataError(f"{path} has clean rows with severity {int(bad['severity'].iloc[0])}; clean rows must have "
+                        "severity 0")
+
+    manifest = _read_manifest(root / "manifest.json")
+    present = list(dict.fromkeys(frame["model"]))
+    listed = [m for m in manifest.get("models", []) if isinstance(m, str) and m in present]
+    models = listed + [m for m in present if m not in listed]
+    warnings: list[str] = []
+    reference = str(manifest.get("reference_model") or _DEFAULT_REFERENCE)
+    if reference not in present:
+        warnings.append(f"The reference model {reference!r} is not in results.csv; {models[0]!r} serves as the "
+                        "reference for tests and mCE instead.")
+        reference = models[0]
+    models = [reference] + [m for m in models if m != reference]
+    n_subjects = frame.groupby("direction")["subject"].nunique()
+    if int(n_subjects.min()) < 6:
+        warnings.append(f"Only {int(n_subjects.min())} test subject(s) in a direction: a two-sided Wilcoxon test "
+                        "of fewer than 6 pairs cannot reach p < 0.05, so no difference is marked significant.")
+    return ReportInputs(frame=frame, manifest=manifest, protocol=protocol,
+                        suite=str(manifest.get("suite") or root.name), reference=reference, models=models,
+                        ablation=bool(manifest.get("ablation", False)), warnings=warnings)
+
+
+def summary_frame(
+    subjects: pd.DataFrame, reference: str, *, n_boot: int = 2000, seed: int = 0,
+    metrics: Sequence[str] = METRICS,
+) -> pd.DataFrame:
+    """Every (direction, model, perturbation, family, severity, metric): mean/std/median/n over
+    subjects, bootstrap 95% CI of the mean, Wilcoxon p vs ``reference`` and Holm-adjusted p."""
+    by = ["direction", "model", "perturbation", "family", "severity"]
+    metrics = [m for m in metrics if m in subjects.columns]
+    stats = summarize(subjects, by=by, metrics=metrics)
+    cis = []
+    for m in metrics:
+        ci = bootstrap_summary(subjects, by, m, n_boot=n_boot, seed=seed)
+        cis.append(ci.assign(metric=m)[[*by, "metric", "ci_low", "ci_high"]])
+    out = stats.merge(pd.concat(cis, ignore_index=True), on=[*by, "metric"], how="left")
+    tests = compare_to_reference(subjects, reference, by=["direction", "perturbation", "family", "severity"],
+                                 metrics=metrics)
+    out = out.merge(tests[[*by, "metric", "mean_diff", "p", "p_holm"]], on=[*by, "metric"], how="left")
+    return out
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text.replace("->", "_to_")).strip("_")
+
+
+def build_report(
+    results_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    error: Literal["ssim", "mae"] = "ssim",
+) -> Path:
+    """Write the report folder for a benchmark's results; returns the path of ``report.html``.
+
+    Args:
+        results_dir: folder with ``results.csv`` (and optionally ``manifest.json``, ``samples/``).
+        out_dir: report folder; default ``results_dir/report``. Replaced as a whole, atomically.
+        n_boot: bootstrap resamples for confidence intervals (bands of the curves, summary.csv).
+        seed: seed of the bootstrap's numpy Generator.
+        error: corruption error of the mCE: ``"ssim"`` (1 - SSIM) or ``"mae"``.
+    """
+    from robustmri.report import figures as F
+    from robustmri.report import html as H
+    from robustmri.report import tables as T
+
+    if error not in ("ssim", "mae"):
+        raise ConfigError(f"unknown mCE error {error!r}; use 'ssim' (1 - SSIM) or 'mae'")
+    if n_boot < 1:
+        raise ConfigError(f"n_boot={n_boot} must be >= 1 (default 2000)")
+    inputs = load_results(results_dir)
+    root = Path(results_dir)
+    out = Path(out_dir) if out_dir is not None else root / "report"
+    rank = {m: i for i, m in enumerate(inputs.models)}
+    subjects = subject_means(inputs.frame)
+    subjects = subjects.sort_values("model", key=lambda s: s.map(rank), kind="stable", ignore_index=True)
+    ref = inputs.reference
+    has_pert = bool(((subjects["perturbation"] != CLEAN) & (subjects["severity"] > 0)).any())
+
+    tables = [T.clean_table(subjects, ref)]
+    if has_pert:
+        tables += [T.robustness_table(subjects, ref, "psnr", error=error),
+                   T.robustness_table(subjects, ref, "ssim", error=error),
+                   T.auc_table(subjects, ref, "psnr"),
+                   T.ce_table(subjects, ref, error=error)]
+    if inputs.ablation:
+        abl = T.ablation_table(subjects, ref)
+        if abl is not None:
+            tables.append(abl)
+        else:
+            inputs.warnings.append("The manifest asks for an ablation but results.csv has no 'kd_attack:<variant>' "
+                                   "models; the ablation table is omitted.")
+
+    with atomic_dir(out, overwrite=True) as tmp:
+        table_items = []
+        for t in tables:
+            for suffix, text in ((".md", t.to_markdown()), (".tex", t.to_latex()), (".csv", t.to_csv())):
+                write_text_atomic(tmp / "tables" / f"{t.name}{suffix}", text)
+            table_items.append(H.TableItem(t.title, t.to_html(),
+                                           [f"tables/{t.name}.{s}" for s in ("md", "tex", "csv")]))
+        summary = summary_frame(subjects, ref, n_boot=n_boot, seed=seed)
+        write_text_atomic(tmp / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
+
+        figure_items = []
+        fig_dir = tmp / "figures"
+        stem = fig_dir / "clean_psnr_box"
+        png = F.save_figure(F.clean_boxplot(subjects, metric="psnr", models=inputs.models), stem)
+        figure_items.append(H.FigureItem("Clean PSNR per subject", png,
+                                         "One dot per test subject (slices averaged); boxes: median and quartiles.",
+                                         ["figures/clean_psnr_box.png", "figures/clean_psnr_box.pdf"]))
+        for direction in dict.fromkeys(subjects["direction"]):
+            if not has_pert or subjects[(subjects["direction"] == direction)
+                                        & (subjects["perturbation"] != CLEAN)].empty:
+                continue
+            name = f"degradation_psnr_{_slug(direction)}"
+            fig = F.degradation_curves(subjects, direction, metric="psnr", models=inputs.models, n_boot=n_boot,
+                                       seed=seed)
+            png = F.save_figure(fig, fig_dir / name)
+            figure_items.append(H.FigureItem(
+                f"PSNR vs severity, {direction}", png,
+                "Severity 0 is the clean input. Lines: mean over subjects; bands: 95% percentile-bootstrap CI "
+                f"of the mean ({n_boot} resamples).", [f"figures/{name}.png", f"figures/{name}.pdf"]))
+        sample_files = sorted((root / "samples").glob("*.npz")) if (root / "samples").is_dir() else []
+        # <direction>.npz only: the runner's <direction>.pair.npz (source/target/mask alone) are skipped
+        for path in [p for p in sample_files if "." not in p.stem]:
+            name = f"samples_{_slug(path.stem)}"
+            direction = path.stem.replace("_to_", "->")
+            try:
+                title = (f"Example test slice, {direction.replace('->', ' → ')}: input, target, each model's output "
+                         "and |output − target|")
+                fig = F.qualitative_grid(path, models=inputs.models, title=title)
+            except (OSError, ValueError, EOFError, DataError) as exc:
+                inputs.warnings.append(f"Could not read {path.name} ({exc}); its qualitative figure is omitted.")
+                continue
+            png = F.save_figure(fig, fig_dir / name)
+            figure_items.append(H.FigureItem(
+                f"Qualitative examples, {direction}", png,
+                "Rows: clean input and the strongest severity of a few perturbations. Columns: input, target, then "
+                "each model's output and its absolute error within the mask (one shared colour scale).",
+                [f"figures/{name}.png", f"figures/{name}.pdf"]))
+
+        page = _page(inputs, subjects, table_items, figure_items, error)
+        write_text_atomic(tmp / "report.html", page)
+    return out / "report.html"
+
+
+def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figure_items: list, error: str) -> str:
+    from robustmri.report import html as H
+    from robustmri.report.tables import ordered_perturbations
+
+    frame = inputs.frame
+    n_sub = subjects.groupby("direction")["subject"].nunique()
+    seeds = sorted(int(s) for s in frame["seed"].unique())
+    perts = [p for p in ordered_perturbations(frame) if p != CLEAN]
+    meta = [
+        ("Suite", inputs.suite),
+        ("Protocol", inputs.protocol),
+        ("Reference model", inputs.reference),
+        ("Models", ", ".join(inputs.models)),
+        ("Directions", ", ".join(f"{d} ({int(n)} subject{'s' if n != 1 else ''})" for d, n in n_sub.items())),
+        ("Seeds", ", ".join(map(str, seeds))),
+        ("Perturbations", f"{len(perts)}: " + ", ".join(perts) if perts else "none"),
+        ("Rows", f"{len(frame)} slices scored"),
+    ]
+    err_name = "1 − SSIM" if error == "ssim" else "MAE"
+    howto = [
+        "Every number is over test subjects: each subject's slices are averaged first (and then its values over "
+        "training seeds), so each subject counts once; ± is the standard deviation over subjects.",
+        "Severity 0 is the clean input; severities 1 to 5 are increasingly strong versions of each perturbation.",
+        "Bold marks the best value of a column within a direction (higher PSNR/SSIM, lower MAE/NMSE/AUC/mCE).",
+        f"* and ** mark p < 0.05 and p < 0.01 in a two-sided paired Wilcoxon signed-rank test against "
+        f"{inputs.reference} over subjects, Holm-corrected over the models compared in that column; the reference "
+        "row is never marked. With fewer than 6 subjects no difference can reach p < 0.05.",
+        "AUC is the area under a model's PSNR (or SSIM) loss-vs-severity curve over severities 0..5 (dB × severity "
+        "for PSNR): 0 means unaffected, lower is more robust.",
+        f"mCE (as in ImageNet-C): a model's {err_name} summed over severities 1..5, divided by "
+        f"{inputs.reference}'s, averaged over perturbations, in percent; {inputs.reference} = 100, lower is better.",
+    ]
+    tables = {t.files[0].split("/")[-1].rsplit(".", 1)[0]: t for t in table_items}
+    sections = [H.Section("Clean quality", [tables["clean_quality"]]
+                          + [f for f in figure_items if f.title.startswith("Clean")])]
+    if "robustness_psnr" in tables:
+        sections.append(H.Section("Robustness", [tables[k] for k in ("robustness_psnr", "robustness_ssim", "auc_psnr",
+                                                                   "corruption_error")]
+                                  + [f for f in figure_items if f.title.startswith("PSNR vs")],
+                                  "Family columns average the family's perturbations at each severity."))
+    if "ablation" in tables:
+        sections.append(H.Section("Ablation", [tables["ablation"]]))
+    samples = [f for f in figure_items if f.title.startswith("Qualitative")]
+    if samples:
+        sections.append(H.Section("Qualitative examples", samples))
+    return H.render_page(f"robustmri report: {inputs.suite}", meta, howto, sections, inputs.warnings)

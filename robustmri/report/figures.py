@@ -1,0 +1,243 @@
+"""Report figures (matplotlib/seaborn, Agg backend): degradation curves, clean box plots, a
+qualitative grid. Each builder returns a :class:`matplotlib.figure.Figure`; :func:`save_figure`
+writes it as PNG and PDF atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from robustmri.analysis.robustness import CLEAN, with_clean_curves  # noqa: E402
+from robustmri.analysis.stats import bootstrap_summary  # noqa: E402
+from robustmri.atomic import write_bytes_atomic  # noqa: E402
+from robustmri.errors import DataError  # noqa: E402
+from robustmri.report.tables import ordered_perturbations  # noqa: E402
+
+__all__ = [
+    "clean_boxplot",
+    "degradation_curves",
+    "figure_png",
+    "model_colors",
+    "qualitative_grid",
+    "sample_rows",
+    "save_figure",
+]
+
+_LABEL = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE", "nmse": "NMSE"}
+_RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 10,
+       "xtick.labelsize": 9, "ytick.labelsize": 9}
+
+
+def _arrow(direction: str) -> str:
+    return direction.replace("->", " → ")
+
+
+def model_colors(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """A fixed colour per model (tab10, then tab20), in the given order, shared by all figures."""
+    palette = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
+    return {m: tuple(palette[i % len(palette)][:3]) for i, m in enumerate(models)}
+
+
+def degradation_curves(
+    subjects: pd.DataFrame,
+    direction: str,
+    *,
+    metric: str = "psnr",
+    models: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ncols: int = 4,
+) -> Figure:
+    """``metric`` vs severity (0 = clean), one panel per perturbation, one line per model.
+
+    Lines: mean over subjects; bands: percentile-bootstrap 95% CI of that mean over subjects
+    (``n_boot`` resamples, seeded). Panels share the y axis within a row for comparison.
+    """
+    sub = subjects[subjects["direction"] == direction]
+    curves = with_clean_curves(sub)
+    if curves.empty:
+        raise DataError(f"no perturbed rows for direction {direction!r}; nothing to plot")
+    models = list(models) if models is not None else list(dict.fromkeys(curves["model"]))
+    colors = model_colors(models)
+    summary = bootstrap_summary(curves, ["perturbation", "model", "severity"], metric, n_boot=n_boot, seed=seed)
+    perts = ordered_perturbations(curves)
+    family = dict(zip(curves["perturbation"], curves["family"]))
+    ncols = max(1, min(ncols, len(perts)))
+    nrows = math.ceil(len(perts) / ncols)
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.7 * nrows + 0.9), squeeze=False,
+                                 sharex=True, layout="constrained")
+        for ax, pert in zip(axes.flat, perts):
+            block = summary[summary["perturbation"] == pert]
+            for model in models:
+                line = block[block["model"] == model].sort_values("severity")
+                if line.empty:
+                    continue
+                ax.plot(line["severity"], line["mean"], marker="o", ms=3.5, lw=1.6, color=colors[model], label=model)
+                ax.fill_between(line["severity"], line["ci_low"], line["ci_high"], color=colors[model], alpha=0.14,
+                                lw=0)
+            ax.set_title(f"{pert} ({family[pert]})")
+            ax.grid(True, alpha=0.3)
+            ax.set_xticks(range(0, 6))
+        for ax in axes[:, 0]:
+            ax.set_ylabel(_LABEL.get(metric, metric))
+        for ax in axes[-1, :]:
+            ax.set_xlabel("severity (0 = clean)")
+        for ax in list(axes.flat)[len(perts):]:
+            ax.set_visible(False)
+        handles = [plt.Line2D([], [], color=colors[m], marker="o", lw=1.6, label=m) for m in models]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 6), frameon=False)
+        fig.suptitle(f"{_LABEL.get(metric, metric)} vs severity, {_arrow(direction)} "
+                     "(mean over subjects, 95% bootstrap CI)", fontsize=12)
+    return fig
+
+
+def clean_boxplot(subjects: pd.DataFrame, *, metric: str = "psnr", models: Sequence[str] | None = None) -> Figure:
+    """Per-subject clean ``metric`` per model (box plot + one dot per subject), one panel per direction."""
+    import seaborn as sns
+
+    clean = subjects[subjects["perturbation"] == CLEAN]
+    if clean.empty:
+        raise DataError("results have no clean rows (perturbation 'clean'); nothing to plot")
+    models = list(models) if models is not None else list(dict.fromkeys(clean["model"]))
+    colors = model_colors(models)
+    directions = list(dict.fromkeys(clean["direction"]))
+    width = max(4.0, 0.9 * len(models) + 1.5)
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(1, len(directions), figsize=(width * len(directions), 4.2), squeeze=False,
+                                 layout="constrained")
+        for ax, direction in zip(axes[0], directions):
+            data = clean[clean["direction"] == direction]
+            order = [m for m in models if m in set(data["model"])]
+            with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert`
+                warnings.simplefilter("ignore", DeprecationWarning)
+                sns.boxplot(data=data, x="model", y=metric, order=order, hue="model", hue_order=order,
+                            palette=colors, ax=ax, width=0.6, fliersize=0, boxprops={"alpha": 0.55}, legend=False)
+            sns.stripplot(data=data, x="model", y=metric, order=order, color="0.15", size=3.5, jitter=0.15, ax=ax)
+            n = data.groupby("model")["subject"].nunique()
+            ax.set_title(f"clean {_arrow(direction)} (n = {int(n.max())} subject{'s' if n.max() != 1 else ''})")
+            ax.set_xlabel("")
+            ax.set_ylabel(f"per-subject {_LABEL.get(metric, metric)}")
+            ax.grid(True, axis="y", alpha=0.3)
+            if len(order) > 3:
+                ax.tick_params(axis="x", labelrotation=30)
+                for label in ax.get_xticklabels():
+                    label.set_horizontalalignment("right")
+    return fig
+
+
+def sample_rows(keys: Sequence[str], max_rows: int = 5) -> list[tuple[str, int]]:
+    """Rows of the qualitative grid from the keys of a samples file: ``("clean", 0)`` first, then the
+    highest severity of each perturbation, in file order, up to ``max_rows`` rows in all."""
+    inputs = [k.split("|") for k in keys if k.startswith("input|")]
+    best: dict[str, int] = {}
+    for _, pert, sev in inputs:
+        if pert != CLEAN:
+            best[pert] = max(best.get(pert, 0), int(sev))
+    rows = [(CLEAN, 0)] + list(best.items())
+    return rows[:max_rows]
+
+
+def qualitative_grid(
+    samples: Path | str | dict[str, np.ndarray],
+    *,
+    models: Sequence[str] | None = None,
+    rows: Sequence[tuple[str, int]] | None = None,
+    title: str = "",
+) -> Figure:
+    """Inputs, target, outputs and absolute error maps for one test slice.
+
+    Rows: clean and a few perturbed inputs (:func:`sample_rows`). Columns: the (perturbed) input,
+    the target, then per model its output and ``|output - target|`` within the mask. Images share
+    a grey scale set by the target's 0.5/99.5 percentiles; all error maps share one colour scale
+    (0 to the 99.5th percentile of every error shown), drawn as a colour bar.
+    """
+    data = dict(np.load(samples)) if not isinstance(samples, dict) else samples
+    missing = [k for k in ("source", "target") if k not in data]
+    if not missing and not any(k.startswith("output|") for k in data):
+        missing = ["output|<model>|<perturbation>|<severity>"]
+    if missing:
+        raise DataError(f"samples file {samples} lacks key(s) {missing}; re-run the benchmark to rewrite it")
+    target = np.asarray(data["target"], dtype=np.float32)
+    mask = np.asarray(data["mask"], dtype=bool) if "mask" in data else np.ones_like(target, dtype=bool)
+    outs = [k.split("|") for k in data if k.startswith("output|")]
+    present = list(dict.fromkeys(m for _, m, _, _ in outs))
+    models = [m for m in (models or present) if m in present]
+    rows = list(rows) if rows is not None else sample_rows(list(data))
+    vals = target[mask] if mask.any() else target.ravel()
+    vmin, vmax = np.percentile(vals, [0.5, 99.5])
+    errors = {}
+    for pert, sev in rows:
+        for m in models:
+            out = data.get(f"output|{m}|{pert}|{sev}")
+            if out is not None:
+                errors[(pert, sev, m)] = np.where(mask, np.abs(np.asarray(out, dtype=np.float32) - target), np.nan)
+    finite = np.concatenate([e[np.isfinite(e)] for e in errors.values()]) if errors else np.zeros(1)
+    emax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    emax = emax if emax > 0 else 1.0
+    ncols = 2 + 2 * len(models)
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(len(rows), ncols, figsize=(1.55 * ncols + 0.8, 1.65 * len(rows) + 0.7),
+                                 squeeze=False, layout="constrained")
+        err_im = None
+        for r, (pert, sev) in enumerate(rows):
+            inp = data.get(f"input|{pert}|{sev}", data["source"] if pert == CLEAN else None)
+            panels: list[tuple[str, np.ndarray | None, bool]] = [("input", inp, False), ("target", target, False)]
+            for m in models:
+                panels.append((m, data.get(f"output|{m}|{pert}|{sev}"), False))
+                panels.append(("|error|", errors.get((pert, sev, m)), True))
+            for c, (label, img, is_err) in enumerate(panels):
+                ax = axes[r, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                if img is None:
+                    ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.5")
+                elif is_err:
+                    err_im = ax.imshow(img, cmap=plt.get_cmap("inferno").with_extremes(bad="black"), vmin=0.0,
+                                       vmax=emax)
+                else:
+                    ax.imshow(np.asarray(img, dtype=np.float32), cmap="gray", vmin=vmin, vmax=vmax)
+                if r == 0:
+                    ax.set_title(label, fontsize=9)
+            axes[r, 0].set_ylabel("clean" if pert == CLEAN else f"{pert}\nseverity {sev}", fontsize=9)
+        if err_im is not None:
+            cbar = fig.colorbar(err_im, ax=axes[:, -1], shrink=0.8, pad=0.02)
+            cbar.set_label("absolute error (intensity units)")
+        if title:
+            fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def figure_png(fig: Figure, dpi: int = 130) -> bytes:
+    """The figure rendered as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, stem: Path, *, dpi: int = 130) -> bytes:
+    """Write ``stem``.png and ``stem``.pdf atomically, close the figure and return the PNG bytes."""
+    try:
+        png = figure_png(fig, dpi=dpi)
+        write_bytes_atomic(stem.with_suffix(".png"), png)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="pdf")
+        write_bytes_atomic(stem.with_suffix(".pdf"), buf.getvalue())
+    finally:
+        plt.close(fig)
+    return png

@@ -1,0 +1,226 @@
+"""robustmri bench: suite validation, incremental store, resume after SIGKILL, shards, drift check."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from robustmri.bench import check_drift, load_suite, run_suite, write_reference
+from robustmri.bench.runner import cells, jobs, merge_results, parse_shard
+from robustmri.bench.suite import parse_suite
+from robustmri.cli import main
+from robustmri.errors import ConfigError
+
+TINY_SUITE = """
+name = "tiny-test"
+directions = ["t1->t2"]
+seeds = [0]
+reference_model = "pix2pix"
+device = "cpu"
+
+[data]
+source = "embedded:4"
+image_size = 64
+
+[train]
+steps = 40
+batch_size = 2
+
+[[models]]
+name = "pix2pix"
+size = "tiny"
+
+[[models]]
+name = "pix2pix"
+size = "tiny"
+label = "pix2pix-b"
+steps = 30
+
+[perturbations]
+names = ["gaussian_noise", "gaussian_blur"]
+severities = [2]
+
+[attacks]
+names = ["fgsm_linf"]
+severities = [1]
+
+[eval]
+batch_size = 8
+"""
+
+
+def _write_suite(path: Path, text: str = TINY_SUITE) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, cache_dir) -> Path:
+    """One uninterrupted run of the tiny suite."""
+    root = tmp_path_factory.mktemp("bench")
+    suite = load_suite(_write_suite(root / "tiny.toml"))
+    return run_suite(suite, root / "out", cache=cache_dir, progress=False, report=False)
+
+
+def _results(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path / "results.csv", dtype={"subject": str})
+
+
+def test_suite_validation_errors():
+    base = {"name": "x", "models": [{"name": "pix2pix"}]}
+    assert parse_suite(base).models[0].label == "pix2pix"
+    cases = [
+        ({**base, "colour": 1}, "unknown key"),
+        ({**base, "models": [{"name": "nope"}]}, "unknown model"),
+        ({**base, "directions": ["t1-t2"]}, "t1->t2"),
+        ({**base, "directions": ["t1->t1"]}, "itself"),
+        ({**base, "perturbations": {"names": ["fog"]}}, "unknown corruption"),
+        ({**base, "attacks": {"names": ["gaussian_noise"]}}, "unknown attack"),
+        ({**base, "perturbations": {"severities": [0, 9]}}, "within 1..5"),
+        ({**base, "reference_model": "resnet"}, "reference_model"),
+        ({**base, "models": [{"name": "pix2pix"}, {"name": "pix2pix"}]}, "unique"),
+        ({"models": [{"name": "pix2pix"}]}, "name"),
+    ]
+    for raw, fragment in cases:
+        with pytest.raises(ConfigError, match=fragment):
+            parse_suite(raw, "s.toml")
+
+
+def test_builtin_suites_are_valid():
+    for name in ("smoke", "quick", "full", "paper", "ablation", "ablation-misreg"):
+        suite = load_suite(name)
+        assert suite.name == name and suite.models
+
+
+def test_results_store_shape(baseline):
+    frame = _results(baseline)
+    suite = load_suite(baseline.parent / "tiny.toml")
+    n_cells = len(cells(suite))  # clean + 2 corruptions + 1 attack
+    assert n_cells == 4
+    per_cell = frame.groupby(["model", "perturbation", "severity"]).size()
+    assert len(per_cell) == 2 * n_cells and per_cell.nunique() == 1  # same slices in every cell
+    assert set(frame["perturbation"]) == {"clean", "gaussian_noise", "gaussian_blur", "fgsm_linf"}
+    assert frame["protocol"].nunique() == 1 and frame["psnr"].notna().all()
+    manifest = json.loads((baseline / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["versions"]["torch"]
+    # the same corrupted inputs for every model: identical models would score identically; here the
+    # two models differ, and so do their clean scores
+    clean = frame[frame.perturbation == "clean"].groupby("model")["psnr"].mean()
+    assert clean["pix2pix"] != clean["pix2pix-b"]
+    # corruptions lower quality
+    mean = frame.groupby(["model", "perturbation"])["psnr"].mean()
+    assert mean["pix2pix", "gaussian_blur"] < mean["pix2pix", "clean"]
+    sample = __import__("numpy").load(baseline / "samples" / "t1_to_t2.npz")
+    assert {"source", "target", "mask", "input|gaussian_noise|2", "output|pix2pix|clean|0"} <= set(sample.files)
+
+
+def test_second_run_computes_nothing_and_added_severity_only_new_cells(baseline, cache_dir, tmp_path):
+    import shutil
+
+    work = tmp_path / "out"
+    shutil.copytree(baseline, work)
+    suite = load_suite(baseline.parent / "tiny.toml")
+    before = {p: p.stat().st_mtime_ns for p in (work / "cells").rglob("*.csv")}
+    start = time.perf_counter()
+    run_suite(suite, work, cache=cache_dir, progress=False, report=False)
+    assert time.perf_counter() - start < 30
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["cells_computed_this_run"] == 0
+    assert before == {p: p.stat().st_mtime_ns for p in (work / "cells").rglob("*.csv")}
+    # add one severity: only its cells (2 models x 2 corruptions) are computed
+    more = _write_suite(tmp_path / "more.toml", TINY_SUITE.replace("severities = [2]", "severities = [2, 4]"))
+    run_suite(load_suite(more), work, cache=cache_dir, progress=False, report=False)
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["cells_computed_this_run"] == 4
+    assert before == {p: p.stat().st_mtime_ns for p in before}  # old cells untouched
+    frame = _results(work)
+    assert set(frame[frame.perturbation == "gaussian_blur"]["severity"]) == {2, 4}
+    old = _results(baseline)
+    pd.testing.assert_frame_equal(frame[frame.severity != 4].reset_index(drop=True), old)
+
+
+def test_check_passes_unchanged_and_names_drifted_cell(baseline, cache_dir, tmp_path, capsys):
+    suite = load_suite(baseline.parent / "tiny.toml")
+    run_suite(suite, baseline, cache=cache_dir, progress=False, report=False)
+    ref = tmp_path / "ref.json"
+    write_reference(baseline, ref)
+    assert check_drift(baseline, ref) == []
+    assert main(["check", str(baseline), "--reference", str(ref)]) == 0
+    # deliberately change one model's output: perturb its weights and recompute its cells
+    copy = tmp_path / "changed"
+    import shutil
+
+    shutil.copytree(baseline, copy)
+    ckpt_path = copy / "runs" / "pix2pix-b__t1_to_t2__s0" / "checkpoints" / "last.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    key = next(k for k in ckpt["model"] if k.endswith("weight") and "generator" in k)
+    ckpt["model"][key] = ckpt["model"][key] * 3.0
+    torch.save(ckpt, ckpt_path)
+    shutil.rmtree(copy / "cells" / "pix2pix-b")
+    run_suite(suite, copy, cache=cache_dir, progress=False, report=False)
+    drifts = check_drift(copy, ref)
+    assert drifts and {d.model for d in drifts} == {"pix2pix-b"}
+    capsys.readouterr()
+    assert main(["check", str(copy), "--reference", str(ref)]) == 1
+    err = capsys.readouterr().err
+    assert "pix2pix-b, t1->t2, clean, severity 0, psnr:" in err and " -> " in err
+
+
+def test_shards_merge_to_the_single_run(baseline, cache_dir, tmp_path):
+    suite = load_suite(baseline.parent / "tiny.toml")
+    assert parse_shard("1/2") == (1, 2) and len(jobs(suite)) == 2
+    with pytest.raises(ConfigError):
+        parse_shard("2/2")
+    a = run_suite(suite, tmp_path / "a", shard=(0, 2), cache=cache_dir, progress=False, report=False)
+    b = run_suite(suite, tmp_path / "b", shard=(1, 2), cache=cache_dir, progress=False, report=False)
+    assert set(_results(a)["model"]) == {"pix2pix"} and set(_results(b)["model"]) == {"pix2pix-b"}
+    merged = merge_results(tmp_path / "m", [a, b])
+    pd.testing.assert_frame_equal(_results(merged), _results(baseline))
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(baseline, cache_dir, tmp_path):
+    """Kill a bench run at a random moment (SIGKILL), run it again: the results are identical to an
+    uninterrupted run made the same way (same process settings: thread counts change float sums)."""
+    suite_path = baseline.parent / "tiny.toml"
+    env = {**os.environ, "ROBUSTMRI_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+
+    def cmd(out: Path) -> list[str]:
+        return [sys.executable, "-m", "robustmri", "bench", "--suite", str(suite_path), "--out", str(out), "--no-report"]
+
+    start = time.perf_counter()
+    whole = subprocess.run(cmd(tmp_path / "whole"), env=env, capture_output=True, text=True, timeout=900)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    duration = time.perf_counter() - start
+    rng = random.Random(os.environ.get("ROBUSTMRI_KILL_SEED"))
+    delay = rng.uniform(0.2, 0.9) * duration
+    proc = subprocess.Popen(cmd(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run(cmd(tmp_path / "killed"), env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    pd.testing.assert_frame_equal(_results(tmp_path / "killed"), _results(tmp_path / "whole"))
+
+
+def test_cli_bench_bad_suite(tmp_path, capsys):
+    bad = _write_suite(tmp_path / "bad.toml", 'name = "x"\n[[models]]\nname = "nope"\n')
+    assert main(["bench", "--suite", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and str(bad) in err
+    assert main(["bench", "--suite", "no-such-suite"]) == 2
+    assert "smoke" in capsys.readouterr().err

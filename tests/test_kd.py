@@ -1,0 +1,134 @@
+"""KD+attack: variants, inference path without the target, attacker bound, SPSA, distillation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustmri.data.embedded import embedded_slices
+from robustmri.errors import ConfigError
+from robustmri.kd.attacker import GenerativeAttacker, spsa_gradient
+from robustmri.kd.model import VARIANTS, KDAttack
+from robustmri.models.registry import build_model
+from robustmri.train.context import SimpleStepContext
+
+
+def _batch(n: int = 2, size: int = 64) -> dict[str, torch.Tensor]:
+    d = embedded_slices(n_subjects=1, size=size, n_slices=n, seed=4, contrasts=("t1", "t2"))
+    return {"source": d["t1"], "target": d["t2"], "mask": d["mask"]}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_each_variant_builds_and_trains_one_step(variant):
+    torch.manual_seed(0)
+    model = build_model("kd_attack", size="tiny", image_size=64, variant=variant)
+    model.set_total_steps(10)
+    ctx = SimpleStepContext.for_model(model, 10)
+    ctx.step = 9  # past every phase of the schedule: all modules of the variant train
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    logs = model.training_step(_batch(), ctx)
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert "generator" in changed
+    flags = VARIANTS[variant]
+    assert ("attacker" in changed) == flags["attack"]
+    assert ({"teacher", "student"} <= changed) == flags["kd"]
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    model.eval()
+    x = _batch()["source"]
+    out = model(x, target=_batch()["target"]) if variant == "teacher_oracle" else model(x)
+    assert out.shape == (2, 1, 64, 64)
+
+
+def test_student_inference_never_reaches_the_target():
+    model = build_model("kd_attack", size="tiny", image_size=64, variant="full").eval()
+    calls = {"teacher": 0}
+    model.teacher.register_forward_hook(lambda *a: calls.__setitem__("teacher", calls["teacher"] + 1))
+    x = _batch()["source"]
+    with torch.no_grad():
+        a = model.translate(x)
+        b = model.translate(x, target=torch.rand(2, 1, 64, 64))  # a target offered is ignored
+        c = model.translate(x, target=torch.full((2, 1, 64, 64), float("nan")))
+    assert calls["teacher"] == 0
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert model.inference_modules()[-1] is model.student and model.teacher not in model.inference_modules()
+    oracle = build_model("kd_attack", size="tiny", image_size=64, variant="teacher_oracle").eval()
+    with pytest.raises(ConfigError, match="target"):
+        oracle.translate(x)
+
+
+def test_attacker_respects_its_norm_bound_and_mask():
+    torch.manual_seed(1)
+    att = GenerativeAttacker(1, width=8, depth=2, eps=0.02)
+    for p in att.parameters():
+        torch.nn.init.normal_(p, 0.0, 3.0)  # saturate tanh: the bound must still hold
+    x = torch.rand(4, 1, 32, 32)
+    mask = torch.zeros(4, 1, 32, 32, dtype=torch.bool)
+    mask[..., 8:24, 8:24] = True
+    delta = att(x, mask)
+    delta = delta.detach()
+    assert float(delta.abs().max()) <= 0.02 + 1e-7
+    assert float(delta.abs().max()) > 0.019  # and it is reached
+    assert float(delta[~mask].abs().max()) == 0.0
+
+
+def test_spsa_estimates_a_known_gradient_without_backward():
+    torch.manual_seed(2)
+    w = torch.randn(3, 1, 16, 16)
+    calls = {"n": 0}
+
+    def loss(q: torch.Tensor) -> torch.Tensor:  # linear: the true gradient is w
+        calls["n"] += 1
+        assert not torch.is_grad_enabled()
+        return (q * w).flatten(1).sum(1)
+
+    x = torch.full((3, 1, 16, 16), 0.5)
+    g = spsa_gradient(loss, x, torch.zeros_like(x), c=0.01, samples=400)
+    cos = torch.nn.functional.cosine_similarity(g.flatten(1), w.flatten(1)).min()
+    assert calls["n"] == 800 and float(cos) > 0.65
+    g2 = spsa_gradient(loss, x, torch.zeros_like(x), c=0.01, samples=2)
+    assert float(torch.nn.functional.cosine_similarity(g2.flatten(1), w.flatten(1)).mean()) > 0.0
+
+
+def test_attacker_step_uses_no_generator_gradient():
+    torch.manual_seed(3)
+    model = build_model("kd_attack", size="tiny", image_size=64, variant="g_attack")
+    model.set_total_steps(10)
+    ctx = SimpleStepContext.for_model(model, 10)
+    ctx.step = 5
+    for p in model.generator.parameters():
+        p.grad = None
+    model._attack(_batch(), ctx)
+    assert all(p.grad is None for p in model.generator.parameters())  # black-box: queries only
+    assert any(p.grad is not None for p in model.attacker.parameters())
+
+
+def test_distillation_loss_falls_during_training():
+    """Teacher first (steps 0-31), then the student distils it: its distillation loss falls."""
+    torch.manual_seed(4)
+    torch.set_num_threads(2)
+    steps = 80
+    model = KDAttack(build_model("pix2pix", size="tiny", image_size=64), variant="g_kd", schedule=(0.0, 0.0, 0.4))
+    model.set_total_steps(steps)
+    ctx = SimpleStepContext.for_model(model, steps)
+    d = embedded_slices(n_subjects=2, size=64, n_slices=8, seed=5, contrasts=("t1", "t2"))
+    kd = []
+    for step in range(steps):
+        ctx.step = step
+        idx = torch.arange(step * 4, step * 4 + 4) % 16
+        logs = model.training_step({"source": d["t1"][idx], "target": d["t2"][idx], "mask": d["mask"][idx]}, ctx)
+        if "S/kd" in logs:
+            kd.append(logs["S/kd"])
+    assert len(kd) == 48
+    first, last = sum(kd[:8]) / 8, sum(kd[-8:]) / 8
+    assert last < 0.7 * first, (first, last)
+
+
+def test_bad_kd_configs():
+    with pytest.raises(ConfigError, match="variant"):
+        build_model("kd_attack", variant="everything")
+    with pytest.raises(ConfigError, match="itself"):
+        build_model("kd_attack", generator="kd_attack")
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("kd_attack", generator="nope")
+    with pytest.raises(ConfigError, match="attacker"):
+        build_model("kd_attack", attacker="magic")
