@@ -1,11 +1,12 @@
-# The README's two commands: `make bench` (main job on the embedded data) and `make test`.
+# The README's two commands: `make bench` (the smoke suite on the embedded data, then the drift
+# check against reports/reference/smoke.json) and `make test`.
 # Both create .venv on first use. CPU machines get torch's CPU build through constraints-cpu.txt.
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PIP     := $(BIN)/python -m pip
 CONSTRAINTS ?= constraints-cpu.txt
-OUT     ?= out
+OUT     ?= reports
 
 .PHONY: venv bench test test-slow clean
 
@@ -20,8 +21,8 @@ $(BIN)/robustmri: pyproject.toml $(CONSTRAINTS)
 venv: $(BIN)/robustmri
 
 bench: venv
-	$(BIN)/robustmri data synth --out $(OUT)/embedded --subjects 20 --size 128 --seed 0
-	$(BIN)/robustmri data show $(OUT)/embedded --out $(OUT)/embedded_montage.png
+	$(BIN)/robustmri bench --suite smoke --out $(OUT)/smoke
+	$(BIN)/robustmri check $(OUT)/smoke --reference reports/reference/smoke.json
 
 test: venv
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -30,4 +31,4 @@ test-slow: venv
 	$(BIN)/python -m pytest -m slow -q
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT)/smoke .pytest_cache

@@ -198,9 +198,15 @@ class Pix2Pix(TranslationModel):
 
 def build(size: str = "tiny", in_channels: int = 1, image_size: int = 64, **options: object) -> Pix2Pix:
     """Registry builder: pix2pix at preset ``size`` (see :data:`PRESETS`) for ``image_size``^2 inputs."""
+    if size not in PRESETS:
+        raise ConfigError(f"unknown size {size!r}: use one of {', '.join(PRESETS)}")
     preset = PRESETS[size]
-    if image_size < 32 or image_size & (image_size - 1):
-        raise ConfigError(f"pix2pix needs a power-of-two image size >= 32, got {image_size}: use 64, 128 or 256")
+    smallest = 2 ** (5 + preset["downs_below_max"])  # the U-Net has at least 5 downsamplings
+    if image_size < smallest or image_size & (image_size - 1):
+        raise ConfigError(
+            f"pix2pix ({size}) needs a power-of-two image size >= {smallest}, got {image_size}: "
+            f"use {smallest}, {2 * smallest} or {4 * smallest}"
+        )
     num_downs = int(math.log2(image_size)) - preset["downs_below_max"]
     kwargs: dict[str, object] = {
         "ngf": preset["ngf"],

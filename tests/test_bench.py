@@ -43,7 +43,7 @@ size = "tiny"
 [[models]]
 name = "pix2pix"
 size = "tiny"
-label = "pix2pix-b"
+label = "pix2pix:b"
 steps = 30
 
 [perturbations]
@@ -121,12 +121,15 @@ def test_results_store_shape(baseline):
     # the same corrupted inputs for every model: identical models would score identically; here the
     # two models differ, and so do their clean scores
     clean = frame[frame.perturbation == "clean"].groupby("model")["psnr"].mean()
-    assert clean["pix2pix"] != clean["pix2pix-b"]
+    assert clean["pix2pix"] != clean["pix2pix:b"]
     # corruptions lower quality
     mean = frame.groupby(["model", "perturbation"])["psnr"].mean()
     assert mean["pix2pix", "gaussian_blur"] < mean["pix2pix", "clean"]
     sample = __import__("numpy").load(baseline / "samples" / "t1_to_t2.npz")
-    assert {"source", "target", "mask", "input|gaussian_noise|2", "output|pix2pix|clean|0"} <= set(sample.files)
+    assert {"source", "target", "mask", "input|gaussian_noise|2", "output|pix2pix|clean|0",
+            "output|pix2pix:b|clean|0",  # the display label, not its path-safe folder name
+            "input|pix2pix|fgsm_linf|1", "input|pix2pix:b|fgsm_linf|1",  # an attack's input per model
+            } <= set(sample.files)
 
 
 def test_second_run_computes_nothing_and_added_severity_only_new_cells(baseline, cache_dir, tmp_path):
@@ -174,11 +177,11 @@ def test_check_passes_unchanged_and_names_drifted_cell(baseline, cache_dir, tmp_
     shutil.rmtree(copy / "cells" / "pix2pix-b")
     run_suite(suite, copy, cache=cache_dir, progress=False, report=False)
     drifts = check_drift(copy, ref)
-    assert drifts and {d.model for d in drifts} == {"pix2pix-b"}
+    assert drifts and {d.model for d in drifts} == {"pix2pix:b"}
     capsys.readouterr()
     assert main(["check", str(copy), "--reference", str(ref)]) == 1
     err = capsys.readouterr().err
-    assert "pix2pix-b, t1->t2, clean, severity 0, psnr:" in err and " -> " in err
+    assert "pix2pix:b, t1->t2, clean, severity 0, psnr:" in err and " -> " in err
 
 
 def test_shards_merge_to_the_single_run(baseline, cache_dir, tmp_path):
@@ -188,7 +191,7 @@ def test_shards_merge_to_the_single_run(baseline, cache_dir, tmp_path):
         parse_shard("2/2")
     a = run_suite(suite, tmp_path / "a", shard=(0, 2), cache=cache_dir, progress=False, report=False)
     b = run_suite(suite, tmp_path / "b", shard=(1, 2), cache=cache_dir, progress=False, report=False)
-    assert set(_results(a)["model"]) == {"pix2pix"} and set(_results(b)["model"]) == {"pix2pix-b"}
+    assert set(_results(a)["model"]) == {"pix2pix"} and set(_results(b)["model"]) == {"pix2pix:b"}
     merged = merge_results(tmp_path / "m", [a, b])
     pd.testing.assert_frame_equal(_results(merged), _results(baseline))
 

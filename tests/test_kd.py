@@ -132,3 +132,14 @@ def test_bad_kd_configs():
         build_model("kd_attack", generator="nope")
     with pytest.raises(ConfigError, match="attacker"):
         build_model("kd_attack", attacker="magic")
+    with pytest.raises(ConfigError, match="teacher_L1"):
+        build_model("kd_attack", loss_weights={"teacher_L1": 1.0})  # a typo is not silently ignored
+    with pytest.raises(ConfigError, match="spsa_samples"):
+        build_model("kd_attack", spsa_samples=0)
+    with pytest.raises(ConfigError, match="schedule"):
+        build_model("kd_attack", schedule=(0.1, 0.3))
+    with pytest.raises(ConfigError, match="eps"):
+        build_model("kd_attack", eps=0.0)
+    # the paper-size refinement network has 7 downsamplings: 128^2 would fail deep inside a padding
+    with pytest.raises(ConfigError, match="multiple of 128 and >= 256"):
+        build_model("kd_attack", size="paper", image_size=128)

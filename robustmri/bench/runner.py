@@ -123,23 +123,19 @@ def _versions() -> dict[str, str]:
 
 
 class _Progress:
-    """Minimal progress reporting: a tqdm bar over cells, or nothing."""
+    """Progress over evaluation cells: a bar on a terminal, log lines otherwise, or nothing."""
 
     def __init__(self, total: int, enabled: bool, desc: str) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
+        from robustmri.progress import progress_bar
 
-            self.bar = tqdm(total=total, desc=desc, unit="cell", disable=None)
+        self.bar = progress_bar(total=total, desc=desc, unit="cell", enabled=enabled and total > 0)
 
     def update(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=False)
-            self.bar.update(1)
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.update(1)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def _batches(n: int, size: int) -> Iterator[tuple[int, slice]]:
@@ -347,11 +343,16 @@ def _assemble_samples(out: Path) -> None:
         if seed != sorted(p.name for p in (out / "cells" / label / direction).iterdir())[0]:
             continue  # the first seed's samples only
         pert, sev = npz.stem.rsplit("__", 1)
+        csv = npz.with_suffix(".csv")
+        if csv.is_file():  # the model's display label (the folder name is a path-safe form of it)
+            label = str(pd.read_csv(csv, nrows=1, usecols=["model"])["model"].iloc[0])
         with np.load(npz) as z:
             if "input" not in z:
                 continue
             d = per_direction.setdefault(direction, {})
-            d[f"input|{pert}|{sev}"] = z["input"]
+            # an attack's input is crafted against each model: keep one per model
+            key = f"input|{label}|{pert}|{sev}" if pert in _model_dependent() else f"input|{pert}|{sev}"
+            d[key] = z["input"]
             d[f"output|{label}|{pert}|{sev}"] = z["output"]
     for direction, arrays in per_direction.items():
         src, tgt = direction.split("_to_")
@@ -359,6 +360,13 @@ def _assemble_samples(out: Path) -> None:
         with atomic_path(out / "samples" / f"{direction}.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
+
+
+def _model_dependent() -> set[str]:
+    """Names of the perturbations whose input depends on the model (the adversarial attacks)."""
+    from robustmri.perturb import PERTURBATIONS
+
+    return {name for name, cls in PERTURBATIONS.items() if getattr(cls, "family", "") == "adversarial"}
 
 
 def _clean_pair(out: Path, src: str, tgt: str) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ def synth(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ) -> None:
     """Simulate a multi-contrast brain dataset on the MNI152 anatomy and write it as NIfTI."""
-    from tqdm import tqdm
+    from robustmri.progress import progress_bar
 
     from robustmri.data.embedded import SynthConfig, write_dataset
 
@@ -49,7 +49,7 @@ def synth(
     start = time.perf_counter()
 
     def progress(it):  # type: ignore[no-untyped-def]
-        return tqdm(it, total=subjects, desc="synth", unit="subject", disable=None)
+        return progress_bar(it, total=subjects, desc="synth", unit="subject")
 
     path = write_dataset(out, subjects, config, overwrite=overwrite, progress=progress)
     typer.echo(

@@ -194,14 +194,14 @@ def _build(
     spec: SliceSpec,
     progress: bool,
 ) -> dict[str, Any]:
-    from tqdm import tqdm
+    from robustmri.progress import progress_bar
 
     names: list[str] = options["contrasts"]
     norm, size, axis, fit = options["norm"], options["size"], options["axis"], options["fit"]
     writer = EntryWriter(tmp)
     per_subject: dict[str, int] = {}
     resampled: dict[str, list[str]] = {}
-    bar = tqdm(records, desc="prepare", unit="subject", disable=None if progress else True)
+    bar = progress_bar(records, desc="prepare", unit="subject", enabled=progress)
     for index, rec in enumerate(bar):
         bar.set_postfix_str(rec.subject_id, refresh=False)
         sub = readers.load_subject(

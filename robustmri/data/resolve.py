@@ -50,10 +50,10 @@ def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress:
     if not (root / "dataset.json").is_file():
         progress_fn = None
         if progress:
-            from tqdm import tqdm
+            from robustmri.progress import progress_bar
 
             def progress_fn(it):  # type: ignore[no-untyped-def]
-                return tqdm(it, total=n_subjects, desc="synth embedded", unit="subject", disable=None)
+                return progress_bar(it, total=n_subjects, desc="synth embedded", unit="subject")
 
         try:
             write_dataset(root, n_subjects, config, overwrite=root.exists(), progress=progress_fn)

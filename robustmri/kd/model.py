@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from baselines.layers import check_image_size
 from baselines.reggan import smoothness_loss
 from robustmri.errors import ConfigError
 from robustmri.kd.attacker import GenerativeAttacker, per_image_l1, spsa_gradient
@@ -128,9 +129,24 @@ class KDAttack(TranslationModel):
             raise ConfigError(f"unknown kd_attack variant {variant!r}: use one of {', '.join(VARIANTS)}")
         if attacker not in ("spsa", "square"):
             raise ConfigError(f"unknown attacker {attacker!r}: use spsa or square")
-        if not (0.0 <= schedule[0] <= 1 and 0.0 <= schedule[1] <= schedule[2] <= 1):
-            raise ConfigError(f"schedule fractions must be in [0, 1] with teacher <= student start, got {schedule}")
+        if len(schedule) != 3 or not (0.0 <= schedule[0] <= 1 and 0.0 <= schedule[1] <= schedule[2] <= 1):
+            raise ConfigError(
+                f"schedule must be 3 fractions (attacker, teacher, student start) in [0, 1] with teacher <= student, "
+                f"got {schedule}"
+            )
+        if size not in PRESETS:
+            raise ConfigError(f"unknown size {size!r}: use one of {', '.join(PRESETS)}")
+        unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
+        if unknown:
+            raise ConfigError(f"unknown kd_attack loss weight(s) {unknown}: use {', '.join(LOSS_WEIGHTS)}")
+        if int(spsa_samples) < 1 or int(square_queries) < 1:
+            raise ConfigError(f"spsa_samples and square_queries must be >= 1, got {spsa_samples} and {square_queries}")
+        if not eps > 0:
+            raise ConfigError(f"eps must be > 0 (L-inf bound in intensity units), got {eps}")
         preset = PRESETS[size]
+        if self.flags_need_refinement(variant):
+            depth = len(preset["down"])
+            check_image_size(f"kd_attack ({size}) refinement network", generator.image_size, 2**depth, 2 ** (depth + 1))
         self.variant = variant
         self.flags = VARIANTS[variant]
         self.needs_target = self.flags["inference"] == "teacher_oracle"
@@ -151,6 +167,11 @@ class KDAttack(TranslationModel):
         else:
             self.teacher = None  # type: ignore[assignment]
             self.student = None  # type: ignore[assignment]
+
+    @staticmethod
+    def flags_need_refinement(variant: str) -> bool:
+        """Whether ``variant`` builds the teacher and student refinement networks."""
+        return bool(VARIANTS[variant]["kd"])
 
     # ------------------------------------------------------------------ inference
     def set_total_steps(self, steps: int) -> None:

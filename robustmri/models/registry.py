@@ -15,6 +15,7 @@ from typing import Any
 
 from robustmri.errors import ConfigError
 from robustmri.models.base import TranslationModel
+from robustmri.plugins import load_plugins
 
 SIZES: tuple[str, ...] = ("tiny", "small", "paper")
 
@@ -41,11 +42,13 @@ def register_model(name: str, builder: Builder | None = None) -> Any:
 
 
 def list_models() -> list[str]:
-    """Names of all available models, sorted."""
+    """Names of all available models, sorted (plugins included, see :mod:`robustmri.plugins`)."""
+    load_plugins()
     return sorted(set(_BUILTIN) | set(_REGISTERED))
 
 
 def _resolve(name: str) -> Builder:
+    load_plugins()
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in _BUILTIN:

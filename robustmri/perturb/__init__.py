@@ -23,6 +23,7 @@ from robustmri.perturb.base import (
     get_perturbation,
     list_perturbations,
     make_generator,
+    register,
 )
 from robustmri.perturb.grid import GridCell, apply_perturbation, cell_generator, corruption_grid
 
@@ -42,5 +43,6 @@ __all__ = [
     "gradient_attack",
     "list_perturbations",
     "make_generator",
+    "register",
     "square_attack",
 ]

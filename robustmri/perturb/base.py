@@ -54,6 +54,9 @@ def register(cls: type[Perturbation]) -> type[Perturbation]:
 
 def list_perturbations(family: str | None = None, include_adversarial: bool = True) -> list[str]:
     """Registered perturbation names (sorted by family, then name), optionally of one family."""
+    from robustmri.plugins import load_plugins
+
+    load_plugins()
     if family is not None and family not in FAMILIES:
         raise ConfigError(f"unknown perturbation family {family!r}; use one of {', '.join(FAMILIES)}")
     names = [
@@ -66,6 +69,9 @@ def list_perturbations(family: str | None = None, include_adversarial: bool = Tr
 
 def get_perturbation(name: str, **options: Any) -> Perturbation:
     """Instantiate the registered perturbation ``name`` (options go to its constructor)."""
+    from robustmri.plugins import load_plugins
+
+    load_plugins()
     try:
         cls = PERTURBATIONS[name]
     except KeyError:

@@ -240,8 +240,8 @@ def build_report(
             name = f"samples_{_slug(path.stem)}"
             direction = path.stem.replace("_to_", "->")
             try:
-                title = (f"Example test slice, {direction.replace('->', ' → ')}: input, target, each model's output "
-                         "and |output − target|")
+                title = (f"Example test slice, {direction.replace('->', ' → ')}\ninput, target, each model's "
+                         "output and |output − target|")
                 fig = F.qualitative_grid(path, models=inputs.models, title=title)
             except (OSError, ValueError, EOFError, DataError) as exc:
                 inputs.warnings.append(f"Could not read {path.name} ({exc}); its qualitative figure is omitted.")

@@ -139,15 +139,26 @@ def clean_boxplot(subjects: pd.DataFrame, *, metric: str = "psnr", models: Seque
     return fig
 
 
-def sample_rows(keys: Sequence[str], max_rows: int = 5) -> list[tuple[str, int]]:
+#: Perturbations the qualitative grid shows first (one per family, the most telling of each).
+SAMPLE_PREFERENCE = ("rician_noise", "gaussian_noise", "gaussian_blur", "motion", "undersampling",
+                     "misregistration", "pgd_linf", "square_linf")
+
+
+def sample_rows(keys: Sequence[str], max_rows: int = 6) -> list[tuple[str, int]]:
     """Rows of the qualitative grid from the keys of a samples file: ``("clean", 0)`` first, then the
-    highest severity of each perturbation, in file order, up to ``max_rows`` rows in all."""
-    inputs = [k.split("|") for k in keys if k.startswith("input|")]
+    highest severity of each perturbation, those of :data:`SAMPLE_PREFERENCE` first, then the others
+    in file order, up to ``max_rows`` rows in all. Keys: ``input|pert|sev`` or, for inputs crafted
+    against one model (attacks), ``input|model|pert|sev``."""
     best: dict[str, int] = {}
-    for _, pert, sev in inputs:
+    for key in keys:
+        parts = key.split("|")
+        if parts[0] != "output" or len(parts) != 4:
+            continue
+        pert, sev = parts[2], int(parts[3])
         if pert != CLEAN:
-            best[pert] = max(best.get(pert, 0), int(sev))
-    rows = [(CLEAN, 0)] + list(best.items())
+            best[pert] = max(best.get(pert, 0), sev)
+    order = [p for p in SAMPLE_PREFERENCE if p in best] + [p for p in best if p not in SAMPLE_PREFERENCE]
+    rows = [(CLEAN, 0)] + [(p, best[p]) for p in order]
     return rows[:max_rows]
 
 
@@ -195,6 +206,10 @@ def qualitative_grid(
         err_im = None
         for r, (pert, sev) in enumerate(rows):
             inp = data.get(f"input|{pert}|{sev}", data["source"] if pert == CLEAN else None)
+            row_label = "clean" if pert == CLEAN else f"{pert}\nseverity {sev}"
+            if inp is None and models:  # an attack: each model has its own input; show the first's
+                inp = data.get(f"input|{models[0]}|{pert}|{sev}")
+                row_label += f"\n(input vs {models[0]})" if len(models) > 1 else ""
             panels: list[tuple[str, np.ndarray | None, bool]] = [("input", inp, False), ("target", target, False)]
             for m in models:
                 panels.append((m, data.get(f"output|{m}|{pert}|{sev}"), False))
@@ -214,7 +229,7 @@ def qualitative_grid(
                     ax.imshow(np.asarray(img, dtype=np.float32), cmap="gray", vmin=vmin, vmax=vmax)
                 if r == 0:
                     ax.set_title(label, fontsize=9)
-            axes[r, 0].set_ylabel("clean" if pert == CLEAN else f"{pert}\nseverity {sev}", fontsize=9)
+            axes[r, 0].set_ylabel(row_label, fontsize=9)
         if err_im is not None:
             cbar = fig.colorbar(err_im, ax=axes[:, -1], shrink=0.8, pad=0.02)
             cbar.set_label("absolute error (intensity units)")

@@ -225,9 +225,9 @@ def _train(
     end_step = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = None
     if progress and dist.is_main:
-        from tqdm import tqdm
+        from robustmri.progress import progress_bar
 
-        bar = tqdm(total=config.steps, initial=start_step, desc=f"train {config.model}", unit="step", disable=None)
+        bar = progress_bar(total=config.steps, initial=start_step, desc=f"train {config.model}", unit="step")
     losses: dict[str, float] = {}
     t_start = time.perf_counter()
     t_log, steps_since_log = t_start, 0
