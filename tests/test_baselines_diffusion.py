@@ -4,7 +4,6 @@ step, bad sizes, and (slow) a short training run that beats copying the source."
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,8 @@ from robustmri.errors import ConfigError
 from robustmri.models.base import count_parameters
 from robustmri.models.registry import build_model
 from robustmri.train.context import SimpleStepContext
+
+from learning import train_and_score
 
 
 
@@ -159,41 +160,11 @@ def test_training_step_updates_the_denoiser_and_loss_falls() -> None:
 
 
 # --- slow: learns t1 -> t2 on the embedded data -------------------------------------------------
-def masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    """PSNR (dB, data range 1) over all voxels inside ``mask``."""
-    mse = ((pred - target) ** 2)[mask].mean()
-    return float(10.0 * torch.log10(1.0 / mse))
-
-
-def train_and_score(model: torch.nn.Module, steps: int, batch_size: int = 8, seed: int = 0) -> tuple[float, float, float]:
-    """Train on subjects 0-4 of the embedded t1 -> t2 data, score subject 5; (psnr, copy_psnr, seconds)."""
-    from robustmri.data.embedded import embedded_slices
-
-    d = embedded_slices(n_subjects=6, size=64, n_slices=16, seed=0, contrasts=("t1", "t2"))
-    train, test = d["subject"] < 5, d["subject"] == 5
-    src, tgt, mask = d["t1"][train], d["t2"][train], d["mask"][train]
-    torch.set_num_threads(1)  # no OpenMP spin-waiting on a shared CPU; the fixture restores the count
-    torch.manual_seed(seed)
-    ctx = SimpleStepContext.for_model(model, total_steps=steps)
-    g = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(0, src.shape[0], (batch_size,), generator=g)
-        ctx.step = step
-        model.training_step({"source": src[idx], "target": tgt[idx], "mask": mask[idx]}, ctx)  # type: ignore[operator]
-    model.eval()
-    with torch.no_grad():
-        pred = model.translate(d["t1"][test], generator=torch.Generator().manual_seed(0))  # type: ignore[operator]
-    seconds = time.perf_counter() - start
-    return masked_psnr(pred, d["t2"][test], d["mask"][test]), masked_psnr(d["t1"][test], d["t2"][test], d["mask"][test]), seconds
-
-
 @pytest.mark.slow
 def test_tiny_diffusion_beats_copying_the_source() -> None:
     torch.manual_seed(0)
     model = build("tiny", image_size=64)
-    psnr, copy_psnr, seconds = train_and_score(model, steps=250)
+    psnr, copy_psnr, seconds = train_and_score(model, steps=250, batch_size=8)
     print(f"diffusion tiny ({model.sample_steps} DDIM steps): PSNR {psnr:.2f} dB vs copy-source {copy_psnr:.2f} dB in {seconds:.0f} s")
     # samples keep some sampling noise, so the margin is smaller than for the GANs (15.7 vs 9.4 dB measured)
     assert psnr > copy_psnr + 4.0

@@ -95,10 +95,26 @@ def test_suite_validation_errors():
         ({**base, "reference_model": "resnet"}, "reference_model"),
         ({**base, "models": [{"name": "pix2pix"}, {"name": "pix2pix"}]}, "unique"),
         ({"models": [{"name": "pix2pix"}]}, "name"),
+        ({**base, "data": {"split": [5, 1]}}, "data.split"),
+        ({**base, "data": {"split": [5, 1, 0]}}, "data.split"),
     ]
     for raw, fragment in cases:
         with pytest.raises(ConfigError, match=fragment):
             parse_suite(raw, "s.toml")
+
+
+def test_suite_split_gives_its_own_prepared_folder(cache_dir):
+    from robustmri.data.resolve import load_split_tensors, resolve_data
+
+    suite = parse_suite({"name": "x", "models": [{"name": "pix2pix"}], "data": {"source": "embedded:4", "split": [2, 0, 2]}})
+    assert suite.split == (2, 0, 2)
+    spec = resolve_data(suite.data_source, 64, ("t1", "t2"), cache=cache_dir, split=suite.split)
+    default = resolve_data(suite.data_source, 64, ("t1", "t2"), cache=cache_dir)
+    assert spec.prepared != default.prepared  # the default split's folder and split.json are untouched
+    test = load_split_tensors(spec, "test", "t1", "t2")
+    assert len(set(test.subject.tolist())) == 2
+    with pytest.raises(ConfigError, match="already prepared"):
+        resolve_data(str(spec.prepared), 64, ("t1", "t2"), cache=cache_dir, split=(1, 0, 1))
 
 
 def test_builtin_suites_are_valid():

@@ -252,7 +252,7 @@ def run_suite(
     contrasts = tuple(sorted({c for d in suite.directions for c in d}))
     spec = resolve_data(
         suite.data_source, suite.image_size, contrasts, cache=cache, seed=0, progress=progress,
-        embedded_options=suite.embedded_options,
+        embedded_options=suite.embedded_options, split=suite.split,
     )
     timings["data_s"] = round(time.perf_counter() - t0, 3)
     my_jobs = [j for k, j in enumerate(jobs(suite)) if k % shard[1] == shard[0]]

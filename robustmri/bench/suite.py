@@ -14,6 +14,8 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     source = "embedded:8"            # embedded[:N] | prepared folder | NIfTI root
     image_size = 64
     embedded = { misregistration_mm = 2.0 }   # optional SynthConfig fields of the embedded data
+    split = [6, 0, 6]                # optional subject counts or fractions (train, val, test);
+                                     # default 25:5:10 (not for an already prepared folder)
 
     [protocol]
     name = "robustmri"               # scoring protocol preset
@@ -82,6 +84,8 @@ class Suite:
     data_source: str = "embedded"
     image_size: int = 64
     embedded_options: dict[str, Any] = field(default_factory=dict)
+    #: subject split (train, val, test) as counts or fractions; None = the 25:5:10 default
+    split: tuple[float, float, float] | None = None
     protocol: str = "robustmri"
     train_steps: int = 300
     train_batch_size: int = 4
@@ -113,7 +117,7 @@ _TOP_KEYS = {
     "data", "protocol", "train", "models", "perturbations", "attacks", "eval",
 }
 _SECTIONS = {
-    "data": {"source", "image_size", "embedded"},
+    "data": {"source", "image_size", "embedded", "split"},
     "protocol": {"name"},
     "train": {"steps", "batch_size"},
     "perturbations": {"names", "severities"},
@@ -148,6 +152,19 @@ def _embedded_options(path: str, options: Any) -> dict[str, Any]:
     if bad:
         raise _err(path, f"unknown embedded option(s) {sorted(bad)}; allowed: {sorted(allowed)}")
     return dict(options)
+
+
+def _split(path: str, value: Any) -> tuple[float, float, float] | None:
+    """``data.split``: three non-negative numbers (train, val, test), counts or fractions."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list) or len(value) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
+        or value[0] <= 0 or value[2] <= 0
+    ):
+        raise _err(path, f"data.split must be [train, val, test] counts or fractions with train, test > 0, got {value!r}")
+    return (value[0], value[1], value[2])
 
 
 def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
@@ -236,6 +253,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         models=tuple(models),
         data_source=str(data.get("source", "embedded")),
         embedded_options=_embedded_options(path, data.get("embedded", {})),
+        split=_split(path, data.get("split")),
         image_size=size,
         protocol=protocol,
         train_steps=int(train.get("steps", 300)),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustmri.data.contrasts import canonical_contrast
-from robustmri.errors import DataError
+from robustmri.errors import ConfigError, DataError
 
 EMBEDDED_DEFAULT_SUBJECTS = 10
 EMBEDDED_DEFAULT_SLICES = 16
@@ -72,11 +72,13 @@ def resolve_data(
     progress: bool = False,
     norm: str = "percentile",
     embedded_options: dict | None = None,
+    split: tuple[float, float, float] | None = None,
 ) -> DataSpec:
     """Prepare (or reuse) the slices ``data`` names at ``size`` x ``size`` for ``contrasts``.
 
     ``embedded_options`` are :class:`robustmri.data.embedded.SynthConfig` fields for the embedded
-    dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``).
+    dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``). ``split``: subject counts or
+    fractions (train, val, test); None is the 25:5:10 default. A prepared folder keeps its own split.
     """
     from robustmri.data.prepare import POINTER_NAME, prepare_dataset
 
@@ -90,19 +92,31 @@ def resolve_data(
             except ValueError:
                 raise DataError(f"bad --data {data!r}: use embedded or embedded:N with N subjects") from None
         root = _embedded_root(n, size, seed, cache_dir, progress, embedded_options)
-        out = cache_dir / f"prepared-{root.name}-{size}"
-        prepare_dataset(root, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress)
+        out = cache_dir / f"prepared-{root.name}-{size}{_split_tag(split)}"
+        prepare_dataset(root, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress,
+                        split=split)
         extra = "".join(f", {k}={v}" for k, v in sorted((embedded_options or {}).items()))
         return DataSpec(out, f"embedded ({n} subjects, {size}x{size}, seed {seed}{extra})")
     path = Path(data).expanduser()
     if not path.exists():
         raise DataError(f"--data {path} does not exist: pass a NIfTI dataset folder, a prepared folder or 'embedded'")
     if (path / POINTER_NAME).is_file():
+        if split is not None:
+            raise ConfigError(
+                f"{path} is already prepared with its own split.json: drop the split option, or re-run "
+                "`robustmri data prepare ... --split` to change it"
+            )
         return DataSpec(path, f"prepared {path}")
     tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    out = cache_dir / f"prepared-{path.name}-{tag}-{size}"
-    prepare_dataset(path, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress)
+    out = cache_dir / f"prepared-{path.name}-{tag}-{size}{_split_tag(split)}"
+    prepare_dataset(path, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress,
+                    split=split)
     return DataSpec(out, f"{path} ({size}x{size})")
+
+
+def _split_tag(split: tuple[float, float, float] | None) -> str:
+    """Cache-folder suffix of a non-default split (each split gets its own folder and split.json)."""
+    return "" if split is None else "-split" + "-".join(f"{v:g}" for v in split)
 
 
 def load_split_tensors(spec: DataSpec, split: str, source: str, target: str):  # type: ignore[no-untyped-def]
