@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -77,7 +78,11 @@ def entries(out: Path) -> tuple[list[str], list[str]]:
 
 
 def error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.strip()]
+    """stderr without blank lines and without the progress lines (``prepare: 1/3 (33%) ...``)."""
+    return [line for line in err.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
+
+
+PROGRESS_LINE = re.compile(r"^[\w ]+: \d+(/\d+ \(\d+%\))? [\d.]+ s")
 
 
 # ----------------------------------------------------------------------------- end to end
