@@ -39,13 +39,23 @@ def gaussian_blur(u: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if sigma <= 0:
         return u.clone()
-    k = gaussian_kernel1d(sigma, device=u.device).to(u.dtype)
-    r = (k.numel() - 1) // 2
+    k = gaussian_kernel1d(sigma, device=u.device)
     h, w = u.shape[-2:]
-    v = u.index_select(-2, symmetric_pad_index(h, r, u.device))
-    v = F.conv2d(v, k.view(1, 1, -1, 1))
-    v = v.index_select(-1, symmetric_pad_index(w, r, u.device))
-    return F.conv2d(v, k.view(1, 1, 1, -1))
+    # Each 1-D pass is a product with an (n, n) matrix holding the kernel and the reflections: one
+    # BLAS call per axis, whatever sigma (a direct convolution slows down linearly with the kernel).
+    rows = blur_matrix(k, h).to(u.dtype)  # (H, H)
+    cols = blur_matrix(k, w).to(u.dtype)  # (W, W)
+    return torch.matmul(torch.matmul(rows.T, u), cols)
+
+
+def blur_matrix(kernel: torch.Tensor, n: int) -> torch.Tensor:
+    """The (n, n) matrix ``M`` with ``(x @ M)[i] = sum_j kernel[j] x[reflect(i + j - r)]``: 1-D
+    correlation with the odd-length ``kernel`` (radius r) under half-sample symmetric reflection."""
+    r = (kernel.numel() - 1) // 2
+    src = symmetric_pad_index(n, r, kernel.device).unfold(0, 2 * r + 1, 1)  # (n, 2r+1) source of each tap
+    out = torch.arange(n, device=kernel.device).view(n, 1).expand_as(src)
+    m = torch.zeros(n, n, dtype=kernel.dtype, device=kernel.device)
+    return m.index_put_((src.reshape(-1), out.reshape(-1)), kernel.repeat(n), accumulate=True)
 
 
 @register

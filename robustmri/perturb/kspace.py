@@ -31,6 +31,14 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1)))
 
 
+def _along_w(u: torch.Tensor, centred_weight: torch.Tensor, axis: int = -1) -> torch.Tensor:
+    """``ifft2c(fft2c(u) * w)`` for a k-space weight ``w`` that varies along ``axis`` only (given in
+    centred order, broadcastable to ``u``): the DFT along the other axis cancels, so one 1-D
+    transform pair does it, and the weight is moved to FFT order instead of shifting the spectrum."""
+    w = torch.fft.ifftshift(centred_weight, dim=axis)
+    return torch.fft.ifft(torch.fft.fft(u, dim=axis) * w, dim=axis)
+
+
 def _to_image(z: torch.Tensor, output: Output, dtype: torch.dtype) -> torch.Tensor:
     if output == "magnitude":
         return z.abs().to(dtype)
@@ -72,7 +80,7 @@ def ghosting(
     weight[mid - size // 2 : mid - size // 2 + size] = 1.0
     view = [1] * u.ndim
     view[axis] = n
-    return _to_image(ifft2c(fft2c(u) * weight.view(view)), output, u.dtype)
+    return _to_image(_along_w(u, weight.view(view), axis), output, u.dtype)
 
 
 @register
@@ -117,17 +125,35 @@ def spike(
     b, _, h, w = u.shape
     if positions.numel() == 0:
         return u.clone()
-    k = fft2c(u)  # (B, 1, H, W)
-    peak = k.abs().amax(dim=(-3, -2, -1))  # (B,)
-    amp = peak * torch.as_tensor(intensity, dtype=peak.dtype, device=u.device)
-    s = positions.shape[1]
+    # A spike of value a at centred k-space index (r, c) adds, after the inverse DFT, the plane wave
+    # a / (H W) * exp(2 pi i (p y / H + q x / W)) with (p, q) = (r - H//2, c - W//2): no FFT needed.
+    # The k-space maximum of a non-negative image is its DC term, the sum of its pixels.
+    if float(u.amin()) >= 0:
+        peak = u.float().sum(dim=(-3, -2, -1)).double()  # (B,)
+    else:
+        peak = fft2c(u.double()).abs().amax(dim=(-3, -2, -1))
+    amp = peak * torch.as_tensor(intensity, dtype=torch.float64, device=u.device)  # (B,) or scalar
+    amp = (amp.expand(b) if amp.ndim else amp.repeat(b)) / (h * w)
     pos = positions.to(u.device)
-    rows = torch.floor(pos[..., 0] * h).long().clamp(0, h - 1).reshape(-1)
-    cols = torch.floor(pos[..., 1] * w).long().clamp(0, w - 1).reshape(-1)
-    bidx = torch.arange(b, device=u.device).repeat_interleave(s)
-    vals = amp.repeat_interleave(s).to(k.dtype) if amp.ndim else amp.expand(b * s).to(k.dtype)
-    k = k.index_put((bidx, torch.zeros_like(bidx), rows, cols), vals, accumulate=True)
-    return _to_image(ifft2c(k), output, u.dtype)
+    p = (torch.floor(pos[..., 0] * h).long().clamp(0, h - 1) - h // 2)  # (B, S) row frequency
+    q = (torch.floor(pos[..., 1] * w).long().clamp(0, w - 1) - w // 2)  # (B, S) column frequency
+    # the plane wave is separable: exp(2 pi i p y / H) exp(2 pi i q x / W); integer phases mod H, W
+    y = torch.arange(h, device=u.device).view(1, 1, h)
+    x = torch.arange(w, device=u.device).view(1, 1, w)
+    ay = (2 * torch.pi / h) * ((p.unsqueeze(-1) * y) % h).double()  # (B, S, H) radians
+    ax = (2 * torch.pi / w) * ((q.unsqueeze(-1) * x) % w).double()  # (B, S, W)
+    scale = amp.view(b, 1, 1)
+    cy, sy = (scale * torch.cos(ay)).float(), (scale * torch.sin(ay)).float()
+    cx, sx = torch.cos(ax).float(), torch.sin(ax).float()
+    # real and imaginary parts of sum_s a e^{i ay} e^{i ax}, as (B, S, H) x (B, S, W) matrix products
+    re = torch.matmul(cy.transpose(1, 2), cx) - torch.matmul(sy.transpose(1, 2), sx)  # (B, H, W)
+    im = torch.matmul(sy.transpose(1, 2), cx) + torch.matmul(cy.transpose(1, 2), sx)
+    real = u.float() + re.unsqueeze(1)
+    if output == "real":
+        return real.to(u.dtype)
+    if output != "magnitude":
+        raise ValueError(f"output must be 'magnitude' or 'real', got {output!r}")
+    return torch.hypot(real, im.unsqueeze(1)).to(u.dtype)
 
 
 @register
@@ -179,13 +205,15 @@ def motion(
     moved = rigid_warp(
         u.repeat_interleave(s, dim=0), angle_deg.reshape(-1), shift_px.reshape(-1, 2)
     ).view(b, s, h, w)
-    spectra = fft2c(moved)  # (B, S, H, W)
+    # Segments are ranges of k-space columns (W frequencies), so the DFT along H cancels: a 1-D
+    # transform pair along W suffices, with the segment map moved to FFT order.
+    spectra = torch.fft.fft(moved, dim=-1)  # (B, S, H, W), FFT order along W
     cols = torch.arange(w, device=u.device).view(1, 1, w)
     starts = torch.floor(times.to(u.device) * w).long().unsqueeze(-1)  # (B, S-1, 1)
-    seg = (cols >= starts).sum(dim=1)  # (B, W): segment index of each column
+    seg = torch.fft.ifftshift((cols >= starts).sum(dim=1), dim=-1)  # (B, W): segment of each column
     index = seg.view(b, 1, 1, w).expand(b, 1, h, w)
     k = torch.gather(spectra, 1, index)
-    return _to_image(ifft2c(k), output, u.dtype)
+    return _to_image(torch.fft.ifft(k, dim=-1), output, u.dtype)
 
 
 @register
@@ -280,7 +308,7 @@ def undersample(u: torch.Tensor, line_mask: torch.Tensor, output: Output = "magn
     ``line_mask`` (B, W) is True (no density compensation)."""
     b, _, h, w = u.shape
     m = line_mask.to(u.device).view(b, 1, 1, w)
-    return _to_image(ifft2c(fft2c(u) * m), output, u.dtype)
+    return _to_image(_along_w(u, m), output, u.dtype)
 
 
 @register
