@@ -200,6 +200,32 @@ def test_check_passes_unchanged_and_names_drifted_cell(baseline, cache_dir, tmp_
     assert "pix2pix:b, t1->t2, clean, severity 0, psnr:" in err and " -> " in err
 
 
+def test_stale_cells_and_runs_are_refused_not_reused(baseline, cache_dir, tmp_path, monkeypatch):
+    import shutil
+
+    work = tmp_path / "out"
+    shutil.copytree(baseline, work)
+    # another evaluation seed would change every corrupted input: the cached cells are stale
+    reseeded = _write_suite(tmp_path / "seed.toml", TINY_SUITE.replace("[eval]\nbatch_size = 8", "[eval]\nbatch_size = 8\nseed = 7"))
+    with pytest.raises(ConfigError, match="computed with a different eval"):
+        run_suite(load_suite(reseeded), work, cache=cache_dir, progress=False, report=False)
+    # a changed severity table (e.g. a recalibration in the code) makes that perturbation's cells stale
+    from robustmri.perturb import PERTURBATIONS
+
+    table = {**PERTURBATIONS["gaussian_noise"].severities, 2: {"sigma": 0.5}}
+    monkeypatch.setattr(PERTURBATIONS["gaussian_noise"], "severities", table)
+    with pytest.raises(ConfigError, match="severity table of gaussian_noise"):
+        run_suite(load_suite(baseline.parent / "tiny.toml"), work, cache=cache_dir, progress=False, report=False)
+    monkeypatch.undo()
+    # a finished run trained with another batch size is not silently reused
+    rebatched = _write_suite(tmp_path / "batch.toml", TINY_SUITE.replace("batch_size = 2", "batch_size = 3"))
+    with pytest.raises(ConfigError, match="trained with other settings.*batch_size"):
+        run_suite(load_suite(rebatched), work, cache=cache_dir, progress=False, report=False)
+    # unchanged: still valid, nothing recomputed
+    run_suite(load_suite(baseline.parent / "tiny.toml"), work, cache=cache_dir, progress=False, report=False)
+    assert json.loads((work / "manifest.json").read_text())["cells_computed_this_run"] == 0
+
+
 def test_shards_merge_to_the_single_run(baseline, cache_dir, tmp_path):
     suite = load_suite(baseline.parent / "tiny.toml")
     assert parse_shard("1/2") == (1, 2) and len(jobs(suite)) == 2

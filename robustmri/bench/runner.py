@@ -224,10 +224,76 @@ def _train_job(suite: Suite, job: Job, out: Path, data_spec: Any, device: str, p
     )
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("steps") == config.steps:
+        _check_same_training(run_dir, config, suite.image_size)
         return run_dir
     data = load_split_tensors(data_spec, "train", job.source, job.target)
     train(config, data, run_dir, resume=True, progress=progress)
     return run_dir
+
+
+_IGNORED_TRAIN_KEYS = ("checkpoint_every", "log_every", "device")
+
+
+def _check_same_training(run_dir: Path, config: Any, image_size: int) -> None:
+    """A finished run is reused only if it was trained with this configuration and image size."""
+    saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    mine = {**config.to_dict(), "image_size": image_size}
+    mine.pop("in_channels")  # filled from the data when training; the data is checked with the cells
+    diff = [k for k in mine if k not in _IGNORED_TRAIN_KEYS and saved.get(k) != mine[k]]
+    if diff:
+        raise ConfigError(
+            f"{run_dir} was trained with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in diff)}, "
+            f"the suite now asks {', '.join(f'{k}={mine[k]!r}' for k in diff)}): use another --out, or delete that run"
+        )
+
+
+def _cell_provenance(suite: Suite, job: Job, run_dir: Path, data: str) -> dict[str, Any]:
+    """What every cell of ``job`` depends on besides its perturbation: the trained model, the test
+    data, the protocol and the evaluation settings (cached cells are valid only while it holds)."""
+    from robustmri.protocol import get_protocol
+
+    config = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "train": {k: v for k, v in config.items() if k not in _IGNORED_TRAIN_KEYS},
+        "trained_steps": summary.get("steps"),
+        "data": data,
+        "split": list(suite.split) if suite.split is not None else None,
+        "image_size": suite.image_size,
+        "protocol": get_protocol(suite.protocol).id,
+        "eval": {"seed": suite.eval_seed, "batch_size": suite.eval_batch_size, "attack_loss": suite.attack_loss,
+                 "eot_samples": suite.eot_samples},
+    }
+
+
+def _perturbation_params(names: set[str]) -> dict[str, Any]:
+    """The severity tables of ``names`` (a cached cell is stale once its table changes)."""
+    from robustmri.perturb import PERTURBATIONS
+
+    return {n: {str(k): v for k, v in sorted(PERTURBATIONS[n].severities.items())} for n in sorted(names)}
+
+
+def _check_cached_cells(cell_dir: Path, provenance: dict[str, Any], params: dict[str, Any]) -> None:
+    """Compare ``cell_dir/provenance.json`` with what the cells would be computed from now; raise
+    naming the difference, or record the (merged) provenance. A folder without cells needs none."""
+    path = cell_dir / "provenance.json"
+    has_cells = cell_dir.is_dir() and any(cell_dir.glob("*.csv"))
+    if path.is_file() and has_cells:
+        saved = json.loads(path.read_text())
+        diff = [k for k in provenance if saved.get(k) != json.loads(json.dumps(provenance[k]))]
+        changed = [n for n, table in params.items() if n in saved.get("perturbations", {})
+                   and saved["perturbations"][n] != json.loads(json.dumps(table))]
+        if diff or changed:
+            what = ", ".join(diff + [f"the severity table of {n}" for n in changed])
+            raise ConfigError(
+                f"the cells in {cell_dir} were computed with a different {what}: use another --out, or delete "
+                "that folder to recompute them"
+            )
+        params = {**saved.get("perturbations", {}), **params}
+    elif has_cells:
+        raise ConfigError(f"{cell_dir} holds cells without provenance.json: use another --out, or delete that folder")
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {**provenance, "perturbations": params})
 
 
 def run_suite(
@@ -266,6 +332,10 @@ def run_suite(
     timings["train_s"] = round(time.perf_counter() - t_train, 3)
 
     t_eval = time.perf_counter()
+    names = {c[0] for c in grid if c[0] != "clean"}
+    for job in my_jobs:  # cached cells must come from this model, data, protocol and these tables
+        _check_cached_cells(job.cell_dir(out), _cell_provenance(suite, job, runs[job.run_name], spec.description),
+                            _perturbation_params(names))
     todo = [(job, c) for job in my_jobs for c in grid if not (job.cell_dir(out) / f"{c[0]}__{c[2]}.csv").is_file()]
     bar = _Progress(len(todo), progress, f"bench {suite.name}")
     tests: dict[tuple[str, str], Any] = {}

@@ -27,7 +27,7 @@ def train_cmd(
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     generator: str = typer.Option("pix2pix", "--generator", help="kd_attack only: the wrapped generator."),
-    variant: str = typer.Option("full", "--variant", help="kd_attack only: g_only, g_attack, g_kd, full or teacher_oracle."),
+    variant: str = typer.Option("full", "--variant", help="kd_attack only: g_only, g_attack, g_refine, g_attack_refine, g_kd, full or teacher_oracle."),
 ) -> None:
     """Train a translation model; `--resume` continues exactly where the last checkpoint left off."""
     from robustmri.data.resolve import load_split_tensors, resolve_data

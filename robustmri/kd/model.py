@@ -28,8 +28,9 @@ Inferred (defaults, all options of :class:`KDAttack`):
   relative, so it does not grow with the teacher's feature scale) ``+ 10 * L1(S, y) + 10 * smooth(flow_S)``.
 - Schedule (fractions of the training steps): attack from 0.1, teacher from 0.3, student from 0.5;
   before that G trains alone (warm-up).
-- Variants (:data:`VARIANTS`): ``g_only``, ``g_attack``, ``g_kd``, ``full`` and ``teacher_oracle``
-  (the teacher used at test time WITH the target: an upper bound for diagnosis only).
+- Variants (:data:`VARIANTS`): ``g_only``, ``g_attack``, ``g_refine`` and ``g_attack_refine`` (the
+  student without a teacher: separates distillation from the extra network), ``g_kd``, ``full`` and
+  ``teacher_oracle`` (the teacher used at test time WITH the target: an upper bound for diagnosis only).
 """
 
 from __future__ import annotations
@@ -49,13 +50,20 @@ from robustmri.models.base import Batch, OptimizerSpec, StepContext, Translation
 from robustmri.models.registry import build_model
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "g_only": {"attack": False, "kd": False, "inference": "generator"},
-    "g_attack": {"attack": True, "kd": False, "inference": "generator"},
-    "g_kd": {"attack": False, "kd": True, "inference": "student"},
-    "full": {"attack": True, "kd": True, "inference": "student"},
-    "teacher_oracle": {"attack": True, "kd": True, "inference": "teacher_oracle"},
+    "g_only": {"attack": False, "kd": False, "distill": False, "inference": "generator"},
+    "g_attack": {"attack": True, "kd": False, "distill": False, "inference": "generator"},
+    "g_refine": {"attack": False, "kd": True, "distill": False, "inference": "student"},
+    "g_attack_refine": {"attack": True, "kd": True, "distill": False, "inference": "student"},
+    "g_kd": {"attack": False, "kd": True, "distill": True, "inference": "student"},
+    "full": {"attack": True, "kd": True, "distill": True, "inference": "student"},
+    "teacher_oracle": {"attack": True, "kd": True, "distill": True, "inference": "teacher_oracle"},
 }
-"""Ablation variants: which modules train and what :meth:`KDAttack.translate` returns."""
+"""Ablation variants: which modules train and what :meth:`KDAttack.translate` returns.
+
+``kd``: the student refinement network exists; ``distill``: a teacher exists and the student learns
+from it. ``g_refine`` / ``g_attack_refine`` train the same student with the same schedule but from
+the target alone (no teacher, no distillation terms): they separate the gain of distillation from
+the gain of an extra refinement network."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"down": (8, 16, 32), "up": (32, 16, 8), "blocks": 1, "attacker_width": 16, "attacker_depth": 3},
@@ -144,7 +152,7 @@ class KDAttack(TranslationModel):
         if not eps > 0:
             raise ConfigError(f"eps must be > 0 (L-inf bound in intensity units), got {eps}")
         preset = PRESETS[size]
-        if self.flags_need_refinement(variant):
+        if VARIANTS[variant]["kd"]:
             depth = len(preset["down"])
             check_image_size(f"kd_attack ({size}) refinement network", generator.image_size, 2**depth, 2 ** (depth + 1))
         self.variant = variant
@@ -161,17 +169,10 @@ class KDAttack(TranslationModel):
         c = generator.in_channels
         self.attacker = GenerativeAttacker(c, preset["attacker_width"], preset["attacker_depth"], eps) if self.flags["attack"] else None
         self.eps = float(eps)
-        if self.flags["kd"]:
-            self.teacher = RefinementNet(1 + c, preset["down"], preset["up"], preset["blocks"])
-            self.student = RefinementNet(c, preset["down"], preset["up"], preset["blocks"])
-        else:
-            self.teacher = None  # type: ignore[assignment]
-            self.student = None  # type: ignore[assignment]
-
-    @staticmethod
-    def flags_need_refinement(variant: str) -> bool:
-        """Whether ``variant`` builds the teacher and student refinement networks."""
-        return bool(VARIANTS[variant]["kd"])
+        self.teacher = (
+            RefinementNet(1 + c, preset["down"], preset["up"], preset["blocks"]) if self.flags["distill"] else None
+        )
+        self.student = RefinementNet(c, preset["down"], preset["up"], preset["blocks"]) if self.flags["kd"] else None
 
     # ------------------------------------------------------------------ inference
     def set_total_steps(self, steps: int) -> None:
@@ -211,6 +212,7 @@ class KDAttack(TranslationModel):
             specs["G/" + name] = spec
         if self.teacher is not None:
             specs["T"] = OptimizerSpec(list(self.teacher.parameters()), lr=self.lr)
+        if self.student is not None:
             specs["S"] = OptimizerSpec(list(self.student.parameters()), lr=self.lr)
         return specs
 
@@ -218,7 +220,7 @@ class KDAttack(TranslationModel):
         frac = step / self.total_steps
         attack = self.attacker is not None and frac >= self.schedule[0]
         teacher = self.teacher is not None and frac >= self.schedule[1]
-        student = self.teacher is not None and frac >= self.schedule[2]
+        student = self.student is not None and frac >= self.schedule[2]
         return attack, teacher, student
 
     @torch.no_grad()
@@ -266,32 +268,39 @@ class KDAttack(TranslationModel):
             x_all, y_all, m_all = x, y, m
         g_logs = self.generator.training_step({"source": x_all, "target": y_all, "mask": m_all}, _PrefixedContext(ctx, "G/"))
         logs.update({f"G/{k}": v for k, v in g_logs.items()})
-        if not teacher_on:
+        if not (teacher_on or student_on):
             return logs
         with torch.no_grad():
             self.generator.eval()
             synth = self._g(x_all)
             self.generator.train()
         w = self.weights
-        with ctx.autocast():
-            t_out: Refinement = self.teacher(synth, torch.cat([y_all, x_all], 1))
-            t_l1 = F.l1_loss(t_out.image.float(), y_all)
-            loss_t = w["teacher_l1"] * t_l1 + w["smooth"] * smoothness_loss(t_out.flow) + w["correction"] * t_out.correction.float().abs().mean()
-        ctx.optimize("T", loss_t)
-        logs.update({"T/l1": t_l1.item(), "T/loss": loss_t.item()})
+        t_out: Refinement | None = None
+        if teacher_on:
+            with ctx.autocast():
+                t_out = self.teacher(synth, torch.cat([y_all, x_all], 1))
+                t_l1 = F.l1_loss(t_out.image.float(), y_all)
+                loss_t = w["teacher_l1"] * t_l1 + w["smooth"] * smoothness_loss(t_out.flow) + w["correction"] * t_out.correction.float().abs().mean()
+            ctx.optimize("T", loss_t)
+            logs.update({"T/l1": t_l1.item(), "T/loss": loss_t.item()})
         if not student_on:
             return logs
         with ctx.autocast():
             s_out: Refinement = self.student(synth, x_all)
-            kd_out = F.l1_loss(s_out.image.float(), t_out.image.detach().float())
-            kd_flow = F.l1_loss(s_out.flow.float(), t_out.flow.detach().float())
-            t_feat = t_out.features.detach().float()
-            kd_feat = F.mse_loss(s_out.features.float(), t_feat) / (t_feat.pow(2).mean() + 1e-8)
             s_l1 = F.l1_loss(s_out.image.float(), y_all)
-            kd = w["kd_output"] * kd_out + w["kd_flow"] * kd_flow + w["kd_feature"] * kd_feat
-            loss_s = kd + w["student_l1"] * s_l1 + w["smooth"] * smoothness_loss(s_out.flow)
+            if t_out is not None:
+                kd_out = F.l1_loss(s_out.image.float(), t_out.image.detach().float())
+                kd_flow = F.l1_loss(s_out.flow.float(), t_out.flow.detach().float())
+                t_feat = t_out.features.detach().float()
+                kd_feat = F.mse_loss(s_out.features.float(), t_feat) / (t_feat.pow(2).mean() + 1e-8)
+                kd = w["kd_output"] * kd_out + w["kd_flow"] * kd_flow + w["kd_feature"] * kd_feat
+                loss_s = kd + w["student_l1"] * s_l1 + w["smooth"] * smoothness_loss(s_out.flow)
+            else:  # g_refine, g_attack_refine: the same student, from the target alone
+                loss_s = w["student_l1"] * s_l1 + w["smooth"] * smoothness_loss(s_out.flow)
         ctx.optimize("S", loss_s)
-        logs.update({"S/kd": kd.item(), "S/kd_output": kd_out.item(), "S/l1": s_l1.item(), "S/loss": loss_s.item()})
+        if t_out is not None:
+            logs.update({"S/kd": kd.item(), "S/kd_output": kd_out.item()})
+        logs.update({"S/l1": s_l1.item(), "S/loss": loss_s.item()})
         return logs
 
 
