@@ -118,7 +118,7 @@ def test_suite_split_gives_its_own_prepared_folder(cache_dir):
 
 
 def test_builtin_suites_are_valid():
-    for name in ("smoke", "quick", "full", "paper", "ablation", "ablation-misreg"):
+    for name in ("smoke", "quick", "full", "paper", "ablation", "ablation-misreg", "ablation-kdweights"):
         suite = load_suite(name)
         assert suite.name == name and suite.models
 
