@@ -277,3 +277,14 @@ def test_bad_results_are_one_line_errors(tmp_path: Path, capsys, setup: str, nee
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err
     assert not (root / "report").exists()
+
+
+def test_sample_rows_show_one_perturbation_per_family_at_its_strongest():
+    from robustmri.report.figures import sample_rows
+
+    keys = ["source", "target", "output|m|clean|0"] + [
+        f"output|m|{p}|{s}" for p in ("gaussian_noise", "rician_noise", "gamma", "gaussian_blur", "spike", "motion",
+                                       "misregistration", "fgsm_linf", "pgd_linf") for s in (2, 4)
+    ]
+    assert sample_rows(keys) == [("clean", 0), ("rician_noise", 4), ("gaussian_blur", 4), ("motion", 4),
+                                 ("misregistration", 4), ("pgd_linf", 4)]

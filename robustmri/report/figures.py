@@ -139,9 +139,10 @@ def clean_boxplot(subjects: pd.DataFrame, *, metric: str = "psnr", models: Seque
     return fig
 
 
-#: Perturbations the qualitative grid shows first (one per family, the most telling of each).
-SAMPLE_PREFERENCE = ("rician_noise", "gaussian_noise", "gaussian_blur", "motion", "undersampling",
-                     "misregistration", "pgd_linf", "square_linf")
+#: Perturbations the qualitative grid shows first: one per family (noise, image, k-space, geometric,
+#: adversarial), the most telling of each, then second choices.
+SAMPLE_PREFERENCE = ("rician_noise", "gaussian_blur", "motion", "misregistration", "pgd_linf",
+                     "undersampling", "gaussian_noise", "square_linf")
 
 
 def sample_rows(keys: Sequence[str], max_rows: int = 6) -> list[tuple[str, int]]:
@@ -172,8 +173,9 @@ def qualitative_grid(
     """Inputs, target, outputs and absolute error maps for one test slice.
 
     Rows: clean and a few perturbed inputs (:func:`sample_rows`). Columns: the (perturbed) input,
-    the target, then per model its output and ``|output - target|`` within the mask. Images share
-    a grey scale set by the target's 0.5/99.5 percentiles; all error maps share one colour scale
+    the target, then per model its output and ``|output - target|`` within the mask. Inputs share
+    a grey scale set by the clean source's 0.5/99.5 percentiles, targets and outputs one set by
+    the target's; all error maps share one colour scale
     (0 to the 99.5th percentile of every error shown), drawn as a colour bar.
     """
     data = dict(np.load(samples)) if not isinstance(samples, dict) else samples
@@ -190,6 +192,9 @@ def qualitative_grid(
     rows = list(rows) if rows is not None else sample_rows(list(data))
     vals = target[mask] if mask.any() else target.ravel()
     vmin, vmax = np.percentile(vals, [0.5, 99.5])
+    source = np.asarray(data["source"], dtype=np.float32)
+    svals = source[mask] if mask.any() and source.shape == mask.shape else source.ravel()
+    in_min, in_max = np.percentile(svals, [0.5, 99.5])  # the input column has its own contrast
     errors = {}
     for pert, sev in rows:
         for m in models:
@@ -225,6 +230,8 @@ def qualitative_grid(
                 elif is_err:
                     err_im = ax.imshow(img, cmap=plt.get_cmap("inferno").with_extremes(bad="black"), vmin=0.0,
                                        vmax=emax)
+                elif c == 0:
+                    ax.imshow(np.asarray(img, dtype=np.float32), cmap="gray", vmin=in_min, vmax=in_max)
                 else:
                     ax.imshow(np.asarray(img, dtype=np.float32), cmap="gray", vmin=vmin, vmax=vmax)
                 if r == 0:
