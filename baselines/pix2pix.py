@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustmri.errors import ConfigError
-from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel, init_normal, to_signed, to_unit
+from robustmri.models.base import Batch, OptimizerSpec, SignedGeneratorModel, StepContext, init_normal, to_signed
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"ngf": 16, "ndf": 16, "n_layers_d": 2, "downs_below_max": 1},
@@ -131,7 +131,7 @@ def gan_loss(logits: Tensor, real: bool) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
-class Pix2Pix(TranslationModel):
+class Pix2Pix(SignedGeneratorModel):
     """pix2pix translation model (see the module docstring); I/O in [0, 1], networks in [-1, 1]."""
 
     name = "pix2pix"
@@ -162,12 +162,6 @@ class Pix2Pix(TranslationModel):
         self.discriminator = PatchDiscriminator(in_channels + 1, ndf, n_layers_d)
         init_normal(self.generator)
         init_normal(self.discriminator)
-
-    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return to_unit(self.generator(to_signed(source)))
-
-    def inference_modules(self) -> list[nn.Module]:
-        return [self.generator]
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         return {

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from baselines.layers import ResnetBlock, check_image_size, lsgan_loss
 from robustmri.errors import ConfigError
-from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel, init_normal, to_signed, to_unit
+from robustmri.models.base import Batch, OptimizerSpec, SignedGeneratorModel, StepContext, init_normal, to_signed
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {
@@ -256,7 +256,7 @@ def smoothness_loss(flow: Tensor) -> Tensor:
     return (dh.float() ** 2).mean() + (dw.float() ** 2).mean()
 
 
-class RegGAN(TranslationModel):
+class RegGAN(SignedGeneratorModel):
     """Reg-GAN translation model (see the module docstring); I/O in [0, 1], networks in [-1, 1]."""
 
     name = "reggan"
@@ -289,12 +289,6 @@ class RegGAN(TranslationModel):
         self.transformer = SpatialTransformer()
         init_normal(self.generator)
         init_normal(self.discriminator)
-
-    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return to_unit(self.generator(to_signed(source)))
-
-    def inference_modules(self) -> list[nn.Module]:
-        return [self.generator]
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         g_and_r = list(self.generator.parameters()) + list(self.registration.parameters())

@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from baselines.layers import ResnetBlock, check_image_size, lsgan_loss
 from baselines.pix2pix import PatchDiscriminator
 from robustmri.errors import ConfigError
-from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel, init_normal, to_signed, to_unit
+from robustmri.models.base import Batch, OptimizerSpec, SignedGeneratorModel, StepContext, init_normal, to_signed
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {
@@ -281,7 +281,7 @@ class ResViTGenerator(nn.Module):
         return self.decoder(x)
 
 
-class ResViT(TranslationModel):
+class ResViT(SignedGeneratorModel):
     """ResViT-like translation model (see the module docstring); I/O in [0, 1], networks in [-1, 1]."""
 
     name = "resvit"
@@ -317,12 +317,6 @@ class ResViT(TranslationModel):
         self.discriminator = PatchDiscriminator(in_channels + 1, ndf, n_layers_d)
         init_normal(self.generator)
         init_normal(self.discriminator)
-
-    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return to_unit(self.generator(to_signed(source)))
-
-    def inference_modules(self) -> list[nn.Module]:
-        return [self.generator]
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         return {

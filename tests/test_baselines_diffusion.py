@@ -4,7 +4,6 @@ step, bad sizes, and (slow) a short training run that beats copying the source."
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,13 +18,7 @@ from learning import train_and_score
 
 
 
-@pytest.fixture(autouse=True)
-def _two_threads() -> Iterator[None]:
-    """At most 2 intra-op threads in these tests (restored afterwards)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(min(previous, 2))
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")  # at most 2 intra-op threads, restored after
 
 
 # --- parameter counts by hand -------------------------------------------------------------------

@@ -3,8 +3,6 @@ training step, bad sizes, and (slow) a short training run that beats copying the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -18,13 +16,7 @@ from learning import train_and_score
 
 
 
-@pytest.fixture(autouse=True)
-def _two_threads() -> Iterator[None]:
-    """At most 2 intra-op threads in these tests (restored afterwards)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(min(previous, 2))
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")  # at most 2 intra-op threads, restored after
 
 
 def _bn_conv(cin: int, cout: int, k: int) -> int:  # conv without bias + BatchNorm (weight, bias)

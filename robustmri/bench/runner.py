@@ -231,15 +231,14 @@ def _train_job(suite: Suite, job: Job, out: Path, data_spec: Any, device: str, p
     return run_dir
 
 
-_IGNORED_TRAIN_KEYS = ("checkpoint_every", "log_every", "device")
-
-
 def _check_same_training(run_dir: Path, config: Any, image_size: int) -> None:
     """A finished run is reused only if it was trained with this configuration and image size."""
+    from robustmri.train.engine import config_differences
+
     saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     mine = {**config.to_dict(), "image_size": image_size}
     mine.pop("in_channels")  # filled from the data when training; the data is checked with the cells
-    diff = [k for k in mine if k not in _IGNORED_TRAIN_KEYS and saved.get(k) != mine[k]]
+    diff = config_differences(saved, mine)
     if diff:
         raise ConfigError(
             f"{run_dir} was trained with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in diff)}, "
@@ -251,11 +250,12 @@ def _cell_provenance(suite: Suite, job: Job, run_dir: Path, data: str) -> dict[s
     """What every cell of ``job`` depends on besides its perturbation: the trained model, the test
     data, the protocol and the evaluation settings (cached cells are valid only while it holds)."""
     from robustmri.protocol import get_protocol
+    from robustmri.train.engine import RESUMABLE_KEYS
 
     config = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     return {
-        "train": {k: v for k, v in config.items() if k not in _IGNORED_TRAIN_KEYS},
+        "train": {k: v for k, v in config.items() if k not in RESUMABLE_KEYS},
         "trained_steps": summary.get("steps"),
         "data": data,
         "split": list(suite.split) if suite.split is not None else None,

@@ -160,6 +160,17 @@ def train(
         shutdown(dist)
 
 
+#: Settings that may change between a run and its continuation (they do not change the result).
+RESUMABLE_KEYS: tuple[str, ...] = ("checkpoint_every", "log_every", "device")
+
+
+def config_differences(saved: dict[str, Any], mine: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Keys of ``mine`` whose value differs from the saved run config, besides :data:`RESUMABLE_KEYS`
+    and ``ignore``."""
+    skip = set(RESUMABLE_KEYS) | set(ignore)
+    return [k for k in mine if k not in skip and saved.get(k) != mine[k]]
+
+
 def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, dist: DistInfo) -> dict[str, Any] | None:
     ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
     if resume:
@@ -169,7 +180,7 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, dist: Dis
             return None  # nothing to resume: start fresh
         saved = json.loads((run_dir / "config.json").read_text())
         mine = config.to_dict()
-        diff = [k for k in mine if k not in ("steps", "checkpoint_every", "log_every", "device") and saved.get(k) != mine[k]]
+        diff = config_differences(saved, mine, ignore=("steps",))
         if diff:
             raise ConfigError(
                 f"cannot resume {run_dir}: its config differs in {', '.join(diff)} "
