@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from baselines.pix2pix import PatchDiscriminator, Pix2Pix, UnetGenerator
+from baselines.pix2pix import PatchDiscriminator, UnetGenerator
 from robustmri.cli import main
 from robustmri.data.embedded import embedded_slices
 from robustmri.errors import ConfigError, DataError
