@@ -14,8 +14,8 @@ $(BIN)/robustmri: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c $(CONSTRAINTS) torch==2.13.0
-	$(PIP) install -q --no-deps "torchattacks==3.5.1"
 	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
+	$(PIP) install -q --no-deps "torchattacks==3.5.1"
 	@touch $(BIN)/robustmri
 
 venv: $(BIN)/robustmri
