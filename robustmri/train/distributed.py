@@ -71,10 +71,13 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group. Every process first waits at a barrier: with gloo, a process that
+    tears down its connections while a peer still uses them can abort that peer at exit."""
     if info.enabled:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 
