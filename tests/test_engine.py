@@ -152,7 +152,7 @@ def test_cli_train_bad_input(tmp_path, capsys):
 def test_ddp_two_processes_gloo_keep_replicas_identical(tmp_path):
     env = {**os.environ, "ROBUSTMRI_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "robustmri", "train", "--model", "pix2pix", "--data", "embedded:3", "--image-size", "64",
         "--steps", "6", "--batch-size", "2", "--checkpoint-every", "3", "--out", str(tmp_path / "ddp"),
     ]
