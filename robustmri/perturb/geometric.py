@@ -40,12 +40,45 @@ def rigid_theta(angle_deg: torch.Tensor, shift_px: torch.Tensor, height: int, wi
     return theta
 
 
+def affine_grid_2d(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (N, C, height, width), align_corners=False)`` for (N, 2, 3) ``theta``,
+    computed as two broadcast multiply-adds per coordinate (N, height, width, 2).
+
+    Same values as ``F.affine_grid`` (within float round-off), several times faster on CPU, where
+    ``affine_grid`` runs a batched matrix product against a materialised base grid.
+    """
+    dev, dt = theta.device, theta.dtype
+    xs = (torch.arange(width, device=dev, dtype=dt) * 2 + 1) / width - 1  # pixel centres in [-1, 1]
+    ys = (torch.arange(height, device=dev, dtype=dt) * 2 + 1) / height - 1
+    grid = torch.empty(theta.shape[0], height, width, 2, device=dev, dtype=dt)
+    for k in range(2):
+        row = theta[:, k].reshape(-1, 3, 1, 1)
+        torch.add(row[:, 0] * xs.view(1, 1, width), row[:, 1] * ys.view(1, height, 1) + row[:, 2], out=grid[..., k])
+    return grid
+
+
 def rigid_warp(u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:
     """Rotate by ``angle_deg`` (N,) and shift by ``shift_px`` (N, 2) every image of ``u`` (N, C, H, W)."""
     n, ch, h, w = u.shape
     theta = rigid_theta(angle_deg.to(u.device), shift_px.to(u.device), h, w).to(u.dtype)
-    grid = F.affine_grid(theta, [n, ch, h, w], align_corners=False)
+    grid = affine_grid_2d(theta, h, w)
     return F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def rigid_warp_copies(u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:
+    """S rigidly moved copies of every image: ``u`` (B, C, H, W), ``angle_deg`` (B, S) degrees,
+    ``shift_px`` (B, S, 2) pixels -> (B, S, C, H, W); copy s equals
+    ``rigid_warp(u, angle_deg[:, s], shift_px[:, s])``.
+
+    One ``grid_sample`` call reads each input image once: the S sampling grids are stacked along
+    the output rows, so the input is never repeated S times in memory.
+    """
+    b, ch, h, w = u.shape
+    s = angle_deg.shape[1]
+    theta = rigid_theta(angle_deg.reshape(-1).to(u.device), shift_px.reshape(-1, 2).to(u.device), h, w).to(u.dtype)
+    grid = affine_grid_2d(theta, h, w).view(b, s * h, w, 2)
+    out = F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, S*H, W)
+    return out.view(b, ch, s, h, w).transpose(1, 2)
 
 
 def misregister(u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from robustmri.perturb.base import Params, Perturbation, rand, register
-from robustmri.perturb.geometric import rigid_warp
+from robustmri.perturb.geometric import rigid_warp_copies
 
 Output = Literal["magnitude", "real"]
 
@@ -202,17 +202,21 @@ def motion(
     """
     b, _, h, w = u.shape
     s = angle_deg.shape[1]
-    moved = rigid_warp(
-        u.repeat_interleave(s, dim=0), angle_deg.reshape(-1), shift_px.reshape(-1, 2)
-    ).view(b, s, h, w)
+    moved = rigid_warp_copies(u, angle_deg, shift_px).reshape(b, s, h, w)
     # Segments are ranges of k-space columns (W frequencies), so the DFT along H cancels: a 1-D
     # transform pair along W suffices, with the segment map moved to FFT order.
-    spectra = torch.fft.fft(moved, dim=-1)  # (B, S, H, W), FFT order along W
+    # The moved images are real, so a half spectrum holds everything: column j > W//2 of the full
+    # spectrum is the conjugate of column W - j.
+    spectra = torch.fft.rfft(moved, dim=-1)  # (B, S, H, W//2 + 1), FFT order along W
+    half = spectra.shape[-1]
     cols = torch.arange(w, device=u.device).view(1, 1, w)
     starts = torch.floor(times.to(u.device) * w).long().unsqueeze(-1)  # (B, S-1, 1)
     seg = torch.fft.ifftshift((cols >= starts).sum(dim=1), dim=-1)  # (B, W): segment of each column
-    index = seg.view(b, 1, 1, w).expand(b, 1, h, w)
-    k = torch.gather(spectra, 1, index)
+    c = torch.arange(half, device=u.device)
+    pos = torch.gather(spectra, 1, seg[:, :half].view(b, 1, 1, half).expand(b, 1, h, half))  # columns 0..W//2
+    neg_seg = seg[:, (w - c) % w]  # segment of column W - c, for c = 0..W//2
+    neg = torch.gather(spectra, 1, neg_seg.view(b, 1, 1, half).expand(b, 1, h, half))
+    k = torch.cat([pos, neg[..., 1 : w - half + 1].conj().flip(-1)], dim=-1)  # (B, 1, H, W)
     return _to_image(torch.fft.ifft(k, dim=-1), output, u.dtype)
 
 
