@@ -298,3 +298,24 @@ def test_bad_options_exit_2(
     assert main(["data", "prepare", str(root), "--out", str(tmp_path / "c"), *option]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and needle in lines[0], lines
+
+
+def test_prepared_folder_keeps_its_size_and_contrasts(tmp_path, capsys):
+    from robustmri.data.resolve import resolve_data
+    from robustmri.errors import ConfigError, DataError
+
+    out = tmp_path / "prep"
+    prepare_dataset(make_generic(tmp_path / "raw", n=3), out, size=16, slices="central:4", split=(1, 1, 1))
+    spec = resolve_data(str(out), None, ("t1", "t2"), cache=tmp_path / "c")  # None: the folder's own size
+    assert spec.prepared == out and "16x16" in spec.description
+    assert resolve_data(str(out), 16, ("t2", "t1"), cache=tmp_path / "c").prepared == out
+    with pytest.raises(ConfigError, match=r"prepared at 16x16, not 32x32.*image size 16"):
+        resolve_data(str(out), 32, ("t1", "t2"), cache=tmp_path / "c")
+    with pytest.raises(DataError, match=r"holds contrasts t1, t2 but not flair"):
+        resolve_data(str(out), 16, ("t1", "flair"), cache=tmp_path / "c")
+    assert not (tmp_path / "c").exists()  # nothing was prepared into the cache
+    # the CLI: a wrong --image-size is one line and exit 2, before any training
+    rc = main(["train", "--model", "pix2pix", "--data", str(out), "--image-size", "32", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "prepared at 16x16" in err
+    assert not (tmp_path / "r").exists()

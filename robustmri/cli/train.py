@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -17,7 +18,9 @@ def train_cmd(
     data: str = typer.Option("embedded", "--data", help="'embedded[:N]', a prepared folder or a NIfTI dataset root."),
     source: str = typer.Option("t1", "--source", help="Source contrast."),
     target: str = typer.Option("t2", "--target", help="Target contrast."),
-    image_size: int = typer.Option(64, "--image-size", help="Square slice size the data is prepared at."),
+    image_size: Optional[int] = typer.Option(  # noqa: UP007 (typer reads the annotation)
+        None, "--image-size", help="Square slice size (pixels) to prepare the data at; default: a prepared folder's own size, else 64."
+    ),
     steps: int = typer.Option(500, "--steps", help="Optimisation steps."),
     batch_size: int = typer.Option(4, "--batch-size", help="Slices per step and process."),
     seed: int = typer.Option(0, "--seed", help="Seed for weights, batch order and training randomness."),

@@ -23,6 +23,8 @@ from robustmri.errors import ConfigError, DataError
 
 EMBEDDED_DEFAULT_SUBJECTS = 10
 EMBEDDED_DEFAULT_SLICES = 16
+#: Slice size (pixels) when none is asked for and the data is not already prepared.
+DEFAULT_IMAGE_SIZE = 64
 
 
 def default_cache_dir() -> Path:
@@ -65,7 +67,7 @@ def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress:
 
 def resolve_data(
     data: str,
-    size: int,
+    size: int | None,
     contrasts: tuple[str, ...],
     cache: str | os.PathLike[str] | None = None,
     seed: int = 0,
@@ -76,6 +78,9 @@ def resolve_data(
 ) -> DataSpec:
     """Prepare (or reuse) the slices ``data`` names at ``size`` x ``size`` for ``contrasts``.
 
+    ``size`` None: a prepared folder's own size, else :data:`DEFAULT_IMAGE_SIZE`. A prepared folder
+    is never resized: asking for another size or a contrast it lacks is a one-line error.
+
     ``embedded_options`` are :class:`robustmri.data.embedded.SynthConfig` fields for the embedded
     dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``). ``split``: subject counts or
     fractions (train, val, test); None is the 25:5:10 default. A prepared folder keeps its own split.
@@ -84,7 +89,12 @@ def resolve_data(
 
     cache_dir = Path(cache).expanduser() if cache else default_cache_dir()
     contrasts = tuple(canonical_contrast(c) for c in contrasts)
-    if data == "embedded" or data.startswith("embedded:"):
+    path = Path(data).expanduser()
+    is_embedded = data == "embedded" or data.startswith("embedded:")
+    if not is_embedded and (path / POINTER_NAME).is_file():
+        return _prepared_folder(path, size, contrasts, split)
+    size = DEFAULT_IMAGE_SIZE if size is None else size
+    if is_embedded:
         n = EMBEDDED_DEFAULT_SUBJECTS
         if ":" in data:
             try:
@@ -97,21 +107,45 @@ def resolve_data(
                         split=split)
         extra = "".join(f", {k}={v}" for k, v in sorted((embedded_options or {}).items()))
         return DataSpec(out, f"embedded ({n} subjects, {size}x{size}, seed {seed}{extra})")
-    path = Path(data).expanduser()
     if not path.exists():
         raise DataError(f"--data {path} does not exist: pass a NIfTI dataset folder, a prepared folder or 'embedded'")
-    if (path / POINTER_NAME).is_file():
-        if split is not None:
-            raise ConfigError(
-                f"{path} is already prepared with its own split.json: drop the split option, or re-run "
-                "`robustmri data prepare ... --split` to change it"
-            )
-        return DataSpec(path, f"prepared {path}")
     tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
     out = cache_dir / f"prepared-{path.name}-{tag}-{size}{_split_tag(split)}"
     prepare_dataset(path, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress,
                     split=split)
     return DataSpec(out, f"{path} ({size}x{size})")
+
+
+def _prepared_folder(path: Path, size: int | None, contrasts: tuple[str, ...], split) -> DataSpec:  # type: ignore[no-untyped-def]
+    """A folder written by ``robustmri data prepare``, checked against what the caller needs."""
+    import json
+
+    from robustmri.data.cache import META_NAME
+    from robustmri.data.prepare import read_pointer
+
+    if split is not None:
+        raise ConfigError(
+            f"{path} is already prepared with its own split.json: drop the split option, or re-run "
+            "`robustmri data prepare ... --split` to change it"
+        )
+    entry, _ = read_pointer(path)
+    try:
+        meta = json.loads((entry / META_NAME).read_text(encoding="utf-8"))
+        have_size, have = int(meta["options"]["size"]), [str(c) for c in meta["contrasts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError(f"{entry / META_NAME} is missing or unreadable: prepare {path} again with `robustmri data prepare`") from None
+    if size is not None and size != have_size:
+        raise ConfigError(
+            f"{path} is prepared at {have_size}x{have_size}, not {size}x{size}: ask for image size {have_size} "
+            f"(--image-size, or data.image_size in a suite), or prepare the data again with --size {size}"
+        )
+    missing = [c for c in contrasts if c not in have]
+    if missing:
+        raise DataError(
+            f"{path} holds contrasts {', '.join(have)} but not {', '.join(missing)}: choose among those, or prepare "
+            "the data again with the contrasts you need"
+        )
+    return DataSpec(path, f"prepared {path} ({have_size}x{have_size})")
 
 
 def _split_tag(split: tuple[float, float, float] | None) -> str:
