@@ -165,3 +165,44 @@ def test_ddp_two_processes_gloo_keep_replicas_identical(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "ddp/log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 6
     assert proc.stdout.count("trained pix2pix") == 1  # only rank 0 reports
+
+
+FAILING_PLUGIN = '''
+import os
+from robustmri.models import register_model
+from baselines.pix2pix import build as build_pix2pix
+
+
+@register_model("fails_on_rank1")
+def build(size="tiny", in_channels=1, image_size=64, **options):
+    model = build_pix2pix(size, in_channels, image_size, **options)
+    step = model.training_step
+    calls = []
+
+    def failing_step(batch, ctx):
+        calls.append(1)
+        if os.environ.get("RANK") == "1" and len(calls) == 3:
+            raise RuntimeError("injected failure on rank 1")
+        return step(batch, ctx)
+
+    model.training_step = failing_step
+    return model
+'''
+
+
+def test_ddp_failure_on_one_rank_ends_the_run_instead_of_hanging(tmp_path):
+    # A process that fails mid-run must leave without waiting for its peers (which may never
+    # arrive), so that torchrun sees the failure and stops the job.
+    (tmp_path / "failing_plugin.py").write_text(FAILING_PLUGIN)
+    env = {
+        **os.environ, "ROBUSTMRI_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+        "ROBUSTMRI_PLUGINS": "failing_plugin", "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()]),
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "robustmri", "train", "--model", "fails_on_rank1", "--data", "embedded:3", "--image-size", "64",
+        "--steps", "6", "--batch-size", "2", "--out", str(tmp_path / "ddp"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)  # a hang fails here
+    assert proc.returncode != 0
+    assert "injected failure on rank 1" in proc.stderr

@@ -155,9 +155,12 @@ def train(
     config.image_size, config.in_channels = data.image_size, data.in_channels
     dist = init_distributed("cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
     try:
-        return _train(config, data, run_dir, resume, progress, stop_at, dist)
-    finally:
-        shutdown(dist)
+        result = _train(config, data, run_dir, resume, progress, stop_at, dist)
+    except BaseException:
+        shutdown(dist, failed=True)
+        raise
+    shutdown(dist)
+    return result
 
 
 #: Settings that may change between a run and its continuation (they do not change the result).
