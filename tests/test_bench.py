@@ -221,6 +221,10 @@ def test_stale_cells_and_runs_are_refused_not_reused(baseline, cache_dir, tmp_pa
     rebatched = _write_suite(tmp_path / "batch.toml", TINY_SUITE.replace("batch_size = 2", "batch_size = 3"))
     with pytest.raises(ConfigError, match="trained with other settings.*batch_size"):
         run_suite(load_suite(rebatched), work, cache=cache_dir, progress=False, report=False)
+    # nor is one planned for fewer steps continued to the suite's new total
+    longer = _write_suite(tmp_path / "longer.toml", TINY_SUITE.replace("steps = 40", "steps = 50"))
+    with pytest.raises(ConfigError, match="trained with other settings.*steps=40"):
+        run_suite(load_suite(longer), work, cache=cache_dir, progress=False, report=False)
     # unchanged: still valid, nothing recomputed
     run_suite(load_suite(baseline.parent / "tiny.toml"), work, cache=cache_dir, progress=False, report=False)
     assert json.loads((work / "manifest.json").read_text())["cells_computed_this_run"] == 0

@@ -77,6 +77,36 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
     assert not torch.equal(other.model.state_dict()["generator.model.model.0.weight"], a["generator.model.model.0.weight"])
 
 
+def test_resume_to_another_total_of_steps(tmp_path):
+    data = _pairs(n_subjects=1, n_slices=4)
+    # pix2pix trains on constant learning rates: continuing a 4-step run to 8 steps equals a run
+    # planned for 8 steps (the batch order and RNG states are restored exactly)
+    cfg = dict(model="pix2pix", steps=4, batch_size=2, checkpoint_every=2, seed=1)
+    train(TrainConfig(**cfg), data, tmp_path / "p2p", progress=False)
+    longer = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "p2p", resume=True, progress=False)
+    planned = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "p2p8", progress=False)
+    for k, v in planned.model.state_dict().items():
+        assert torch.equal(v, longer.model.state_dict()[k]), k
+    assert "extended_from" not in json.loads((tmp_path / "p2p/summary.json").read_text())
+    with pytest.raises(ConfigError, match="already at step 8"):
+        train(TrainConfig(**{**cfg, "steps": 6}), data, tmp_path / "p2p", resume=True, progress=False)
+
+    # ResViT's learning rate decays over the second half of the planned total: another total is
+    # refused, unless extended on purpose, and then recorded
+    cfg = dict(model="resvit", steps=4, batch_size=2, checkpoint_every=2, seed=1)
+    train(TrainConfig(**cfg), data, tmp_path / "rv", progress=False)
+    with pytest.raises(ConfigError, match=r"planned for 4 steps.*--steps 4.*--extend"):
+        train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "rv", resume=True, progress=False)
+    assert json.loads((tmp_path / "rv/summary.json").read_text())["steps"] == 4  # untouched
+    part = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "rv", resume=True, extend=True, progress=False, stop_at=6)
+    assert part.step == 6 and not (tmp_path / "rv/summary.json").exists()  # unfinished again
+    done = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "rv", resume=True, progress=False)  # after a kill
+    summary = json.loads((tmp_path / "rv/summary.json").read_text())
+    assert done.step == 8 and summary["steps"] == 8 and summary["extended_from"] == [4]
+    planned = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "rv8", progress=False)
+    assert any(not torch.equal(v, done.model.state_dict()[k]) for k, v in planned.model.state_dict().items())
+
+
 def test_checkpoint_loads_weights_only_and_corruption_is_reported(tmp_path):
     data = _pairs(n_subjects=1, n_slices=4)
     train(TrainConfig(model="pix2pix", steps=2, batch_size=2), data, tmp_path / "run", progress=False)
@@ -147,6 +177,8 @@ def test_cli_train_bad_input(tmp_path, capsys):
     rc = main(["train", "--model", "pix2pix", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert rc == 2 and "missing" in err and err.count("\n") == 1
+    rc = main(["train", "--model", "pix2pix", "--extend", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "add --resume" in capsys.readouterr().err
 
 
 def test_ddp_two_processes_gloo_keep_replicas_identical(tmp_path):

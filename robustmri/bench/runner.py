@@ -223,7 +223,7 @@ def _train_job(suite: Suite, job: Job, out: Path, data_spec: Any, device: str, p
         model_options=dict(job.model.options),
     )
     summary = run_dir / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("steps") == config.steps:
+    if summary.is_file():  # finished: reuse it if it is this training, else say so (never extend it)
         _check_same_training(run_dir, config, suite.image_size)
         return run_dir
     data = load_split_tensors(data_spec, "train", job.source, job.target)
@@ -235,6 +235,12 @@ def _check_same_training(run_dir: Path, config: Any, image_size: int) -> None:
     """A finished run is reused only if it was trained with this configuration and image size."""
     from robustmri.train.engine import config_differences
 
+    extended = json.loads((run_dir / "summary.json").read_text()).get("extended_from")
+    if extended:
+        raise ConfigError(
+            f"{run_dir} was extended past its planned total (from {extended} steps), so it is not the suite's training: "
+            "use another --out, or delete that run"
+        )
     saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     mine = {**config.to_dict(), "image_size": image_size}
     mine.pop("in_channels")  # filled from the data when training; the data is checked with the cells

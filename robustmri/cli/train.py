@@ -29,12 +29,19 @@ def train_cmd(
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Steps between checkpoints."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    extend: bool = typer.Option(
+        False, "--extend", help="With --resume and a larger --steps: continue past the planned total on schedules recomputed for the new one."
+    ),
     generator: str = typer.Option("pix2pix", "--generator", help="kd_attack only: the wrapped generator."),
     variant: str = typer.Option("full", "--variant", help="kd_attack only: g_only, g_attack, g_refine, g_attack_refine, g_kd, full or teacher_oracle."),
 ) -> None:
     """Train a translation model; `--resume` continues exactly where the last checkpoint left off."""
     from robustmri.data.resolve import load_split_tensors, resolve_data
+    from robustmri.errors import ConfigError
     from robustmri.train.engine import TrainConfig, train
+
+    if extend and not resume:
+        raise ConfigError("--extend continues an existing run: add --resume")
 
     config = TrainConfig(
         model=model, size=size, source=source, target=target, steps=steps, batch_size=batch_size, seed=seed,
@@ -56,7 +63,7 @@ def train_cmd(
     if main_process:
         barrier(dist)
     train_data = load_split_tensors(spec, "train", config.source, config.target)
-    result = train(config, train_data, out, resume=resume)
+    result = train(config, train_data, out, resume=resume, extend=extend)
     if main_process:
         typer.echo(
             f"trained {config.model} ({config.size}) {config.source}->{config.target} on {spec.description}: "

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from robustmri.atomic import write_json_atomic, write_text_atomic
-from robustmri.errors import ConfigError
+from robustmri.errors import ConfigError, DataError
 from robustmri.models.base import TranslationModel
 from robustmri.models.registry import build_model
 from robustmri.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -145,17 +145,23 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
+    extend: bool = False,
 ) -> TrainResult:
     """Train ``config.model`` on ``data`` into ``run_dir``; continue from its checkpoint with ``resume``.
 
     ``stop_at`` ends the run after that step as a preemption would (a checkpoint is written), for
     tests and time-sliced jobs; ``resume=True`` later continues to ``config.steps``.
+
+    A run is planned for ``config.steps``: learning-rate schedules (and KD+attack's phases) are
+    functions of that total, so resuming with another ``steps`` is refused. ``extend=True`` (with
+    ``resume``) continues to the new total on schedules recomputed for it; the result differs from
+    a run planned for that total from the start, and ``summary.json`` records ``extended_from``.
     """
     run_dir = Path(run_dir)
     config.image_size, config.in_channels = data.image_size, data.in_channels
     dist = init_distributed("cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
     try:
-        result = _train(config, data, run_dir, resume, progress, stop_at, dist)
+        result = _train(config, data, run_dir, resume, progress, stop_at, dist, extend)
     except BaseException:
         shutdown(dist, failed=True)
         raise
@@ -174,13 +180,15 @@ def config_differences(saved: dict[str, Any], mine: dict[str, Any], ignore: tupl
     return [k for k in mine if k not in skip and saved.get(k) != mine[k]]
 
 
-def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, dist: DistInfo) -> dict[str, Any] | None:
+def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> tuple[dict[str, Any] | None, int]:
+    """Check ``run_dir`` for this run -> (checkpoint to resume from or None, the total of steps the
+    saved run is planned for; ``config.steps`` for a new run)."""
     ckpt_path = run_dir / "checkpoints" / CHECKPOINT_NAME
     if resume:
         if not ckpt_path.exists():
             if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / "config.json").exists():
                 raise ConfigError(f"{run_dir} is not a robustmri run folder: choose another --out")
-            return None  # nothing to resume: start fresh
+            return None, config.steps  # nothing to resume: start fresh
         saved = json.loads((run_dir / "config.json").read_text())
         mine = config.to_dict()
         diff = config_differences(saved, mine, ignore=("steps",))
@@ -189,10 +197,52 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, dist: Dis
                 f"cannot resume {run_dir}: its config differs in {', '.join(diff)} "
                 f"(saved {', '.join(f'{k}={saved.get(k)!r}' for k in diff)}); use the same options or another --out"
             )
-        return load_checkpoint(ckpt_path)
+        return load_checkpoint(ckpt_path), int(saved.get("steps", config.steps))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
-    return None
+    return None, config.steps
+
+
+EXTENDED_NAME = "extended.json"
+
+
+def depends_on_total_steps(model: TranslationModel, specs: dict[str, Any]) -> bool:
+    """Whether training ``model`` depends on the planned total of steps: a learning-rate schedule
+    other than constant, or a model that reads the total (``set_total_steps``, e.g. KD+attack's
+    phases). Otherwise a run continued to a new total equals one planned for it from the start."""
+    overrides = type(model).set_total_steps is not TranslationModel.set_total_steps
+    return overrides or any(spec.schedule != "constant" for spec in specs.values())
+
+
+def _extension(
+    run_dir: Path, config: TrainConfig, checkpoint: dict[str, Any] | None, planned: int, depends: bool, extend: bool
+) -> list[int]:
+    """Planned totals the run was extended from, oldest first, after checking that continuing the
+    checkpoint of a run planned for ``planned`` steps to ``config.steps`` is allowed."""
+    history = _extension_history(run_dir) if checkpoint is not None else []
+    if checkpoint is None or planned == config.steps:
+        return history
+    if config.steps < int(checkpoint["step"]):
+        raise ConfigError(f"cannot resume {run_dir} to {config.steps} steps: it is already at step {checkpoint['step']}")
+    if not depends:
+        return history  # constant schedules: continuing equals a run planned for the new total
+    if not extend:
+        raise ConfigError(
+            f"cannot resume {run_dir} with --steps {config.steps}: it is planned for {planned} steps and its "
+            f"schedules depend on that total; pass --steps {planned} to finish it, or add --extend to continue "
+            f"to {config.steps} (the result then differs from a run planned for {config.steps} steps)"
+        )
+    return [*history, planned]
+
+
+def _extension_history(run_dir: Path) -> list[int]:
+    """Planned totals ``run_dir`` was extended from (``extended.json``), oldest first."""
+    try:
+        return [int(v) for v in json.loads((run_dir / EXTENDED_NAME).read_text())]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, TypeError):
+        raise DataError(f"{run_dir / EXTENDED_NAME} is unreadable: restore it or train into another --out") from None
 
 
 def _train(
@@ -203,14 +253,16 @@ def _train(
     progress: bool,
     stop_at: int | None,
     dist: DistInfo,
+    extend: bool = False,
 ) -> TrainResult:
     device = resolve_device(config.device, dist)
-    checkpoint = _prepare_run_dir(run_dir, config, resume, dist)
-    barrier(dist)  # every process has checked the run folder before rank 0 writes to it
+    checkpoint, planned = _prepare_run_dir(run_dir, config, resume)
     model = build_from_config(config).to(device)
+    specs = model.optimizers()
+    extended_from = _extension(run_dir, config, checkpoint, planned, depends_on_total_steps(model, specs), extend)
+    barrier(dist)  # every process has checked the run folder before rank 0 writes to it
     if dist.enabled:
         broadcast_module(model)
-    specs = model.optimizers()
     optimizers = {n: build_optimizer(s) for n, s in specs.items()}
     schedulers = {n: build_scheduler(specs[n], o, config.steps) for n, o in optimizers.items()}
     start_step = 0
@@ -224,6 +276,9 @@ def _train(
         set_rng_state(checkpoint["rng"][dist.rank] if dist.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
     if dist.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if extended_from and extended_from != _extension_history(run_dir):
+            write_json_atomic(run_dir / EXTENDED_NAME, extended_from)
+            (run_dir / "summary.json").unlink(missing_ok=True)  # unfinished again until the new total
         write_json_atomic(run_dir / "config.json", config.to_dict())
         _truncate_log(run_dir / "log.jsonl", start_step)
 
@@ -281,7 +336,10 @@ def _train(
     if dist.is_main and end_step == config.steps:
         write_json_atomic(
             run_dir / "summary.json",
-            {"steps": config.steps, "resumed_from": start_step, "seconds_this_run": round(seconds, 3), "final_losses": losses},
+            {
+                "steps": config.steps, "resumed_from": start_step, "seconds_this_run": round(seconds, 3), "final_losses": losses,
+                **({"extended_from": extended_from} if extended_from else {}),
+            },
         )
     model.eval()
     return TrainResult(run_dir, model, end_step, losses, seconds)
