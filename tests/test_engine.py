@@ -83,6 +83,8 @@ def test_resume_to_another_total_of_steps(tmp_path):
     # planned for 8 steps (the batch order and RNG states are restored exactly)
     cfg = dict(model="pix2pix", steps=4, batch_size=2, checkpoint_every=2, seed=1)
     train(TrainConfig(**cfg), data, tmp_path / "p2p", progress=False)
+    train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "p2p", resume=True, progress=False, stop_at=6)
+    assert not (tmp_path / "p2p/summary.json").exists()  # killed on the way to 8: unfinished
     longer = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "p2p", resume=True, progress=False)
     planned = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "p2p8", progress=False)
     for k, v in planned.model.state_dict().items():

@@ -232,7 +232,8 @@ def _extension(
             f"schedules depend on that total; pass --steps {planned} to finish it, or add --extend to continue "
             f"to {config.steps} (the result then differs from a run planned for {config.steps} steps)"
         )
-    return [*history, planned]
+    # a kill between writing extended.json and config.json leaves ``planned`` recorded already
+    return history if history and history[-1] == planned else [*history, planned]
 
 
 def _extension_history(run_dir: Path) -> list[int]:
@@ -276,9 +277,10 @@ def _train(
         set_rng_state(checkpoint["rng"][dist.rank] if dist.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
     if dist.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if extended_from and extended_from != _extension_history(run_dir):
-            write_json_atomic(run_dir / EXTENDED_NAME, extended_from)
+        if checkpoint is not None and planned != config.steps:
             (run_dir / "summary.json").unlink(missing_ok=True)  # unfinished again until the new total
+            if extended_from != _extension_history(run_dir):
+                write_json_atomic(run_dir / EXTENDED_NAME, extended_from)
         write_json_atomic(run_dir / "config.json", config.to_dict())
         _truncate_log(run_dir / "log.jsonl", start_step)
 
