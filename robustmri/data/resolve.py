@@ -116,11 +116,11 @@ def resolve_data(
     return DataSpec(out, f"{path} ({size}x{size})")
 
 
-def _prepared_folder(path: Path, size: int | None, contrasts: tuple[str, ...], split) -> DataSpec:  # type: ignore[no-untyped-def]
+def _prepared_folder(
+    path: Path, size: int | None, contrasts: tuple[str, ...], split: tuple[float, float, float] | None
+) -> DataSpec:
     """A folder written by ``robustmri data prepare``, checked against what the caller needs."""
-    import json
-
-    from robustmri.data.cache import META_NAME
+    from robustmri.data.cache import open_entry
     from robustmri.data.prepare import read_pointer
 
     if split is not None:
@@ -128,12 +128,8 @@ def _prepared_folder(path: Path, size: int | None, contrasts: tuple[str, ...], s
             f"{path} is already prepared with its own split.json: drop the split option, or re-run "
             "`robustmri data prepare ... --split` to change it"
         )
-    entry, _ = read_pointer(path)
-    try:
-        meta = json.loads((entry / META_NAME).read_text(encoding="utf-8"))
-        have_size, have = int(meta["options"]["size"]), [str(c) for c in meta["contrasts"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise DataError(f"{entry / META_NAME} is missing or unreadable: prepare {path} again with `robustmri data prepare`") from None
+    entry = open_entry(read_pointer(path)[0])
+    have_size, have = int(entry.meta["options"]["size"]), entry.contrasts
     if size is not None and size != have_size:
         raise ConfigError(
             f"{path} is prepared at {have_size}x{have_size}, not {size}x{size}: ask for image size {have_size} "

@@ -107,7 +107,6 @@ class TranslationModel(nn.Module, ABC):
         return [self]
 
 
-
 class SignedGeneratorModel(TranslationModel):
     """A translation model whose ``generator`` network works in [-1, 1]: ``translate`` maps the
     source there and back, and the generator is the only sub-network used at inference."""
@@ -119,6 +118,7 @@ class SignedGeneratorModel(TranslationModel):
 
     def inference_modules(self) -> list[nn.Module]:
         return [self.generator]
+
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:
     """pix2pix/CycleGAN initialisation: conv weights ~ N(0, std), norm weights ~ N(1, std), biases 0."""

@@ -279,7 +279,7 @@ def _train(
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if checkpoint is not None and planned != config.steps:
             (run_dir / "summary.json").unlink(missing_ok=True)  # unfinished again until the new total
-            if extended_from != _extension_history(run_dir):
+            if extended_from:
                 write_json_atomic(run_dir / EXTENDED_NAME, extended_from)
         write_json_atomic(run_dir / "config.json", config.to_dict())
         _truncate_log(run_dir / "log.jsonl", start_step)
