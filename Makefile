@@ -14,7 +14,7 @@ $(BIN)/robustmri: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c $(CONSTRAINTS) torch==2.13.0
-	$(PIP) install -q -c $(CONSTRAINTS) --config-settings editable_mode=compat -e '.[test]'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
 	$(PIP) install -q --no-deps "torchattacks==3.5.1"
 	@touch $(BIN)/robustmri
 
