@@ -162,7 +162,7 @@ def _perturbed(
         with torch.enable_grad():
             return attack(
                 _model_fn(model, target), x, name, severity, loss=suite.attack_loss,  # type: ignore[arg-type]
-                eot_samples=suite.eot_samples, mask=mask, generator=gen,
+                eot_samples=suite.eot_samples, mask=mask, generator=gen, budget=suite.attack_budget.get(name),
             ).detach()
     return apply_perturbation(x, name, severity, seed=suite.eval_seed, mask=mask, key=batch_index)
 
@@ -268,7 +268,7 @@ def _cell_provenance(suite: Suite, job: Job, run_dir: Path, data: str) -> dict[s
         "image_size": suite.image_size,
         "protocol": get_protocol(suite.protocol).id,
         "eval": {"seed": suite.eval_seed, "batch_size": suite.eval_batch_size, "attack_loss": suite.attack_loss,
-                 "eot_samples": suite.eot_samples},
+                 "eot_samples": suite.eot_samples, **({"attack_budget": suite.attack_budget} if suite.attack_budget else {})},
     }
 
 

@@ -40,6 +40,7 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     severities = [1, 3]
     loss = "mse"                     # distortion maximised: mse | l1, to the clean output
     eot_samples = 1
+    budget = { square_linf = { queries = 100 }, pgd_linf = { steps = 10 } }   # optional, every severity
 
     [eval]
     batch_size = 32
@@ -95,6 +96,8 @@ class Suite:
     attack_severities: tuple[int, ...] = (1, 3)
     attack_loss: str = "mse"
     eot_samples: int = 1
+    #: per attack, budget parameters (steps, queries) that replace the severity table's at every severity
+    attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_batch_size: int = 32
     eval_seed: int = 0
     reference_model: str = "pix2pix"
@@ -106,6 +109,8 @@ class Suite:
     def hash(self) -> str:
         d = asdict(self)
         d.pop("path")
+        if not d["attack_budget"]:  # suites written before budgets existed keep their hash
+            d.pop("attack_budget")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +126,7 @@ _SECTIONS = {
     "protocol": {"name"},
     "train": {"steps", "batch_size"},
     "perturbations": {"names", "severities"},
-    "attacks": {"names", "severities", "loss", "eot_samples"},
+    "attacks": {"names", "severities", "loss", "eot_samples", "budget"},
     "eval": {"batch_size", "seed"},
 }
 _MODEL_KEYS = {"name", "size", "label", "options", "steps", "batch_size"}
@@ -233,6 +238,18 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
     for n in attack_names:
         if n not in PERTURBATIONS or not PERTURBATIONS[n].needs_model:
             raise _err(path, f"unknown attack {n!r}; use one of {', '.join(list_perturbations('adversarial'))}")
+    budget = att.get("budget", {})
+    if not isinstance(budget, dict) or not all(isinstance(v, dict) for v in budget.values()):
+        raise _err(path, "attacks.budget must be a table of tables, e.g. { square_linf = { queries = 100 } }")
+    for n, b in budget.items():
+        if n not in attack_names:
+            raise _err(path, f"attacks.budget names {n!r}, which is not in attacks.names {attack_names}")
+        from robustmri.perturb.adversarial import check_budget
+
+        try:
+            check_budget(n, b)
+        except ConfigError as exc:
+            raise _err(path, f"attacks.budget: {exc}") from None
     protocol = raw.get("protocol", {}).get("name", "robustmri")
     if protocol not in list_protocols():
         raise _err(path, f"unknown protocol {protocol!r}; use one of {', '.join(list_protocols())}")
@@ -264,6 +281,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         attack_severities=_int_list(path, "attacks.severities", att.get("severities", [1, 3]), 1, 5),
         attack_loss=att.get("loss", "mse"),
         eot_samples=int(att.get("eot_samples", 1)),
+        attack_budget={n: dict(b) for n, b in sorted(budget.items())},
         eval_batch_size=int(ev.get("batch_size", 32)),
         eval_seed=int(ev.get("seed", 0)),
         reference_model=reference,
@@ -271,6 +289,22 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         device=str(raw.get("device", "auto")),
         path=path,
     )
+
+
+def suite_from_dict(d: dict[str, Any]) -> Suite:
+    """The :class:`Suite` that :meth:`Suite.to_dict` described (e.g. a manifest's ``suite_definition``);
+    its :attr:`Suite.hash` equals the original's."""
+    try:
+        values = dict(d)
+        values["models"] = tuple(ModelSpec(**m) for m in values["models"])
+        values["directions"] = tuple(tuple(p) for p in values["directions"])
+        for key in ("seeds", "perturbations", "severities", "attacks", "attack_severities"):
+            values[key] = tuple(values[key])
+        if values.get("split") is not None:
+            values["split"] = tuple(values["split"])
+        return Suite(**values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"not a suite definition ({type(exc).__name__}: {exc}): pass what Suite.to_dict() wrote") from None
 
 
 def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:

@@ -50,11 +50,18 @@ def merge_cmd(
 def check_cmd(
     results: Path = typer.Argument(..., help="Results folder written by `robustmri bench`."),
     reference: Path = typer.Option(..., "--reference", help="Reference JSON, e.g. reports/reference/smoke.json."),
-    tolerance: str = typer.Option(None, "--tolerance", help="Override tolerances, e.g. psnr=0.5,ssim=0.01."),
-    update: bool = typer.Option(False, "--update", help="Rewrite the reference from these results (on purpose)."),
+    tolerance: str = typer.Option(None, "--tolerance", help="Replace the training layer's tolerances, e.g. psnr=0.5,ssim=0.01."),
+    update: bool = typer.Option(False, "--update", help="Rewrite the reference (both layers, weights included) on purpose."),
+    variants: str = typer.Option(
+        None, "--variants", help="With --update: float-order variants to retrain under (default: all), e.g. threads1."
+    ),
+    layer: str = typer.Option("both", "--layer", help="Check only one layer: evaluation, training or both."),
+    cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
 ) -> None:
-    """Compare aggregated metrics with a committed reference; exit 1 naming every drifted cell."""
-    from robustmri.bench import check_drift, write_reference
+    """Check metric drift in two layers: evaluation (scoring code, on committed reference weights) and
+    training (freshly trained models, at tolerances measured from training's own spread). Exit 1
+    naming every drifted cell and its layer."""
+    from robustmri.bench.drift import FLOAT_ORDER_VARIANTS, check_drift, update_reference
     from robustmri.errors import ConfigError
 
     tol: dict[str, float] = {}
@@ -65,15 +72,39 @@ def check_cmd(
                 tol[k.strip()] = float(v)
         except ValueError:
             raise ConfigError(f"bad --tolerance {tolerance!r}: use metric=value pairs such as psnr=0.5,ssim=0.01") from None
+    if layer not in ("evaluation", "training", "both"):
+        raise ConfigError(f"bad --layer {layer!r}: use evaluation, training or both")
+    show = True
     if update:
-        path = write_reference(results, reference, tol or None)
-        typer.echo(f"wrote reference {path}")
+        names = tuple(v.strip() for v in variants.split(",")) if variants else tuple(FLOAT_ORDER_VARIANTS)
+        moved = update_reference(results, reference, variants=names, cache=cache, progress=show, log=typer.echo)
+        typer.echo(f"wrote reference {reference} (weights in {reference.with_name(reference.stem + '-weights')})")
+        if moved.get("previous"):
+            for name in ("evaluation", "training"):
+                cells = moved.get(name, [])
+                typer.echo(f"{name} layer: {len(cells)} cell(s) moved beyond the previous reference's tolerances")
+                for d in sorted(cells, key=lambda d: -abs((d.new or 0) - (d.old or 0)) / max(d.tolerance, 1e-12))[:10]:
+                    typer.echo(f"  {d.describe()}")
         return
-    drifts = check_drift(results, reference, tol or None)
-    if not drifts:
-        typer.echo(f"no drift: {results} matches {reference}")
+    layers = ("evaluation", "training") if layer == "both" else (layer,)
+    report = check_drift(results, reference, tol or None, cache=cache, progress=show, layers=layers)
+    if report.ok:
+        counts = ", ".join(f"{n} {report.compared[n]} cells" for n in layers)
+        typer.echo(f"no drift: {results} matches {reference} ({counts})")
         return
-    typer.echo(f"{len(drifts)} cell(s) drifted beyond tolerance:", err=True)
-    for d in drifts:
-        typer.echo(f"  {d.describe()}", err=True)
+    if report.evaluation:
+        typer.echo(
+            f"evaluation drift: {len(report.evaluation)} cell(s) of the reference weights scored differently "
+            "(scoring code changed: data, perturbations, attacks, metrics, protocol or aggregation):", err=True,
+        )
+        for d in report.evaluation:
+            typer.echo(f"  {d.describe()}", err=True)
+    if report.training:
+        typer.echo(
+            f"training drift: {len(report.training)} cell(s) of the freshly trained models moved beyond training's "
+            "measured spread (training code or a model's defaults changed"
+            + (", or follows from the evaluation drift above" if report.evaluation else "") + "):", err=True,
+        )
+        for d in report.training:
+            typer.echo(f"  {d.describe()}", err=True)
     raise typer.Exit(1)

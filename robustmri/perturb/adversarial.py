@@ -33,7 +33,7 @@ L-inf PGD without random start).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -296,11 +296,15 @@ class Attack(Perturbation):
         generator: torch.Generator | int | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
         context: AttackContext | None = None,
+        budget: Mapping[str, int] | None = None,
     ) -> torch.Tensor:
+        """``budget`` overrides the severity table's budget parameters (:data:`BUDGET_KEYS`, e.g.
+        ``{"queries": 100}``) at every severity; the radius ``eps`` is what a severity means and stays."""
         sev = check_severity(severity)
         if sev == 0:
             return x.clone()
-        return self.run(x, self.params(sev), mask=mask, generator=generator, data_range=data_range, context=context)
+        return self.run(x, {**self.params(sev), **check_budget(self.name, budget)}, mask=mask, generator=generator,
+                        data_range=data_range, context=context)
 
     def run(  # type: ignore[override]
         self,
@@ -321,6 +325,25 @@ class Attack(Perturbation):
 
     def attack(self, ctx: AttackContext, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         raise NotImplementedError
+
+
+BUDGET_KEYS: tuple[str, ...] = ("steps", "queries")
+"""Severity-table parameters that set an attack's compute budget (not its radius)."""
+
+
+def check_budget(name: str, budget: Mapping[str, int] | None) -> dict[str, int]:
+    """Validate a budget override for attack ``name``: keys among its own budget parameters,
+    positive integers."""
+    if not budget:
+        return {}
+    cls = PERTURBATIONS.get(name)
+    own = sorted(k for k in BUDGET_KEYS if cls is not None and any(k in p for p in cls.severities.values()))
+    for key, value in budget.items():
+        if key not in own:
+            raise ConfigError(f"attack {name!r} has no budget parameter {key!r}; use {', '.join(own) or 'none'}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"attack {name!r} budget {key} must be a positive integer, got {value!r}")
+    return dict(budget)
 
 
 _LINF_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
@@ -398,13 +421,15 @@ def attack(
     mask: torch.Tensor | None = None,
     generator: torch.Generator | int | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
+    budget: Mapping[str, int] | None = None,
 ) -> torch.Tensor:
     """One-call entry point: attack ``model`` on ``x`` (B, C, H, W) with the registered attack
-    ``name`` at ``severity`` (0..5); returns the adversarial input."""
+    ``name`` at ``severity`` (0..5); returns the adversarial input. ``budget`` overrides the
+    attack's budget parameters (``steps`` of FGSM/PGD, ``queries`` of Square) at every severity."""
     cls = PERTURBATIONS.get(name)
     if cls is None or not cls.needs_model:
         from robustmri.perturb.base import list_perturbations
 
         raise ConfigError(f"{name!r} is not an attack; use one of: {', '.join(list_perturbations('adversarial'))}")
     ctx = AttackContext(model=model, target=target, loss=loss, eot_samples=eot_samples)
-    return cls()(x, severity, mask=mask, generator=generator, data_range=data_range, context=ctx)
+    return cls()(x, severity, mask=mask, generator=generator, data_range=data_range, context=ctx, budget=budget)

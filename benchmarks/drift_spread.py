@@ -1,0 +1,58 @@
+"""How much the evaluation layer of the drift check moves when only the float summation order does.
+
+Scores the reference weights of a drift reference under the suite's whole grid once per process
+setting (default, and each float-order variant of robustmri.bench.drift), one process at a time,
+and prints the largest difference of any cell from the default per metric: the figures behind
+EVALUATION_TOLERANCE (docs/drift.md).
+
+    .venv/bin/python benchmarks/drift_spread.py reports/smoke --reference reports/reference/smoke.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from robustmri.bench.drift import EVALUATION_TOLERANCE, FLOAT_ORDER_VARIANTS, KEY, aggregate_cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a bench folder of the reference's suite")
+    parser.add_argument("--reference", type=Path, required=True)
+    args = parser.parse_args()
+    settings = {"default": {}, **FLOAT_ORDER_VARIANTS,
+                "threads1+aten-default": {**FLOAT_ORDER_VARIANTS["threads1"], **FLOAT_ORDER_VARIANTS["aten-default"]}}
+    cells = {}
+    for name, env in settings.items():
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "robustmri", "check", str(args.results), "--reference", str(args.reference), "--layer", "evaluation"],
+            env={**os.environ, **env}, capture_output=True, text=True,
+        )
+        rows = pd.read_csv(args.results / "drift" / "evaluation.csv", dtype={"subject": str})
+        shutil.copyfile(args.results / "drift" / "evaluation.csv", args.results / "drift" / f"evaluation-{name}.csv")
+        cells[name] = aggregate_cells(rows).set_index(list(KEY))["value"]
+        status = "passes" if proc.returncode == 0 else f"exit {proc.returncode}"
+        print(f"{name:>24}: {time.perf_counter() - start:6.1f} s, check {status}", flush=True)
+    print("\nlargest |cell - default| per metric (tolerance in brackets), and the cell where it occurs")
+    for name in list(settings)[1:]:
+        diff = (cells[name] - cells["default"]).abs()
+        parts = []
+        for metric in EVALUATION_TOLERANCE:
+            d = diff[diff.index.get_level_values("metric") == metric]
+            where = d.idxmax()
+            parts.append(f"{metric} {d.max():.2g} [{EVALUATION_TOLERANCE[metric]:g}] ({where[0]} {where[2]} s{where[3]})")
+        exact = int((diff == 0).sum())
+        print(f"{name:>24}: {'; '.join(parts)}; {exact}/{len(diff)} cells identical")
+
+
+if __name__ == "__main__":
+    main()
