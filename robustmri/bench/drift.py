@@ -42,14 +42,15 @@ from robustmri.errors import ConfigError, DataError
 KEY = ("model", "direction", "perturbation", "severity", "metric")
 METRICS = ("psnr", "ssim", "mae", "nmse")
 
-EVALUATION_TOLERANCE: dict[str, float] = {"psnr": 1e-3, "ssim": 1e-4, "mae": 1e-5, "nmse": 1e-5}
+EVALUATION_TOLERANCE: dict[str, float] = {"psnr": 2e-3, "ssim": 2e-4, "mae": 5e-5, "nmse": 1e-4}
 """Absolute tolerances of the evaluation layer (dB; fractions). Measured spread of the smoke grid
 on fixed weights across thread counts and CPU kernel variants: see docs/drift.md."""
 
 EVALUATION_TOLERANCE_BASIS = (
     "fixed float16 reference weights scored under the smoke grid with OMP_NUM_THREADS=1, "
     "ATEN_CPU_CAPABILITY=default and ONEDNN_MAX_CPU_ISA=SSE41 against the default process: "
-    "largest cell differences are listed in docs/drift.md; tolerances are at least 10x those"
+    "largest cell differences 1.8e-4 dB PSNR, 1.7e-5 SSIM, 3.8e-6 MAE, 6.0e-6 NMSE (PGD cells, gradient signs "
+    "flipping at float noise; every other cell below 1e-6); tolerances are at least 10x those (docs/drift.md)"
 )
 
 TRAINING_FACTOR = 6.0
