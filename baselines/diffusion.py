@@ -298,7 +298,7 @@ class ConditionalDiffusion(TranslationModel):
         seq = torch.linspace(0, self.timesteps - 1, self.sample_steps).round().long().tolist()
         return sorted(set(int(s) for s in seq), reverse=True)
 
-    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
         """DDIM (eta = 0) from noise drawn with ``generator``: (B, C_in, H, W) -> (B, 1, H, W) in [0, 1]."""
         src = to_signed(source)
         shape = (source.shape[0], 1, source.shape[2], source.shape[3])

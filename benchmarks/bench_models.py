@@ -201,7 +201,7 @@ def bench_eval(
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
     kwargs: dict[str, Any] = {"generator": gen}
-    if getattr(model, "needs_target", False):
+    if model.needs_target:
         kwargs["target"] = target
 
     def call(_: int) -> None:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustmri.bench.drift import EVALUATION_TOLERANCE, FLOAT_ORDER_VARIANTS, KEY, aggregate_cells
+from robustmri.bench.drift import EVALUATION_TOLERANCE, FLOAT_ORDER_VARIANTS
+from robustmri.results import CELL_KEY as KEY
+from robustmri.results import cell_means
 
 
 def main() -> None:
@@ -39,7 +41,7 @@ def main() -> None:
         )
         rows = pd.read_csv(args.results / "drift" / "evaluation.csv", dtype={"subject": str})
         shutil.copyfile(args.results / "drift" / "evaluation.csv", args.results / "drift" / f"evaluation-{name}.csv")
-        cells[name] = aggregate_cells(rows).set_index(list(KEY))["value"]
+        cells[name] = cell_means(rows).set_index(list(KEY))["value"]
         status = "passes" if proc.returncode == 0 else f"exit {proc.returncode}"
         print(f"{name:>24}: {time.perf_counter() - start:6.1f} s, check {status}", flush=True)
     print("\nlargest |cell - default| per metric (tolerance in brackets), and the cell where it occurs")

@@ -1,67 +1,66 @@
-"""Batched inference and clean scoring of a trained model under a declared protocol."""
+"""Clean scoring of a trained model under a declared protocol: the bench's scoring loop
+(:func:`robustmri.bench.evaluate.score_cell`) on the clean cell, so ``robustmri eval`` and
+``robustmri bench`` give the same numbers for the same seed and batch size."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 
+from robustmri.bench.evaluate import CellScores, EvalSettings, score_cell
+from robustmri.bench.plan import CLEAN_CELL
+from robustmri.data.paired import PairedTensors
 from robustmri.models.base import TranslationModel
 from robustmri.protocol import Protocol, get_protocol
-from robustmri.train.data import PairedTensors
 
 
-@torch.no_grad()
-def predict(
+def score_clean(
     model: TranslationModel,
-    source: Tensor,
-    batch_size: int = 16,
+    data: PairedTensors,
+    protocol: Protocol | str = "robustmri",
+    batch_size: int = 32,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    target: Tensor | None = None,
-) -> Tensor:
-    """Run ``model`` in eval mode over ``source`` (N, C, H, W) in batches; returns (N, 1, H, W) on CPU.
-
-    Stochastic models get one ``torch.Generator`` seeded with ``seed`` for the whole pass, so the
-    same seed gives the same outputs. ``target`` is passed only to models that declare
-    ``needs_target`` (the KD teacher oracle, a diagnostic upper bound).
-    """
-    model = model.to(device).eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
-    outs = []
-    needs_target = bool(getattr(model, "needs_target", False))
-    for start in range(0, source.shape[0], batch_size):
-        x = source[start : start + batch_size].to(device)
-        kwargs: dict[str, Any] = {"generator": gen}
-        if needs_target:
-            assert target is not None, "this model needs the target at test time"
-            kwargs["target"] = target[start : start + batch_size].to(device)
-        outs.append(model.translate(x, **kwargs).float().cpu())
-    return torch.cat(outs)
-
-
-def score_slices(protocol: Protocol | str, pred: Tensor, data: PairedTensors, batch_size: int = 64) -> pd.DataFrame:
-    """Per-slice metrics of ``pred`` (N, 1, H, W) against ``data.target`` under ``protocol``."""
-    protocol = get_protocol(protocol)
-    frames = []
-    for start in range(0, pred.shape[0], batch_size):
-        sl = slice(start, start + batch_size)
-        scores = protocol.score(pred[sl], data.target[sl], mask=data.mask[sl], source=data.source[sl, :1])
-        assert data.slice is not None
-        frames.append(protocol.results_frame(scores, data.subject[sl], data.slice[sl]))
-    return pd.concat(frames, ignore_index=True)
+    keep: bool = False,
+) -> CellScores:
+    """Clean per-slice scores of ``model`` on ``data`` (and, with ``keep``, every prediction)."""
+    settings = EvalSettings(get_protocol(protocol), seed=seed, batch_size=batch_size)
+    return score_cell(model.to(device).eval(), data, CLEAN_CELL, settings, device, keep=keep)
 
 
 def evaluate(
     model: TranslationModel,
     data: PairedTensors,
     protocol: Protocol | str = "robustmri",
-    batch_size: int = 16,
+    batch_size: int = 32,
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Clean per-slice metrics of ``model`` on ``data`` (columns subject, slice, metrics, protocol)."""
-    pred = predict(model, data.source, batch_size, device, seed, target=data.target)
-    return score_slices(protocol, pred, data)
+    """Clean per-slice metrics of ``model`` on ``data``: columns subject, slice, one per metric, protocol."""
+    return score_clean(model, data, protocol, batch_size, device, seed).frame
+
+
+def save_predictions(path: str | os.PathLike[str], scores: CellScores, data: PairedTensors) -> Path:
+    """Write ``pred``, ``target``, ``source`` (channel 0), ``mask`` as (N, H, W) arrays in the
+    model's [0, 1] space, and ``subject`` (text) and ``slice`` (N,), to an ``.npz`` file (atomic),
+    so anyone can re-score the predictions with their own code."""
+    from robustmri.atomic import atomic_path
+
+    assert scores.predictions is not None and data.slice is not None, "score with keep=True first"
+    arrays = {
+        "pred": scores.predictions[:, 0].numpy().astype(np.float32),
+        "target": data.target[:, 0].numpy().astype(np.float32),
+        "source": data.source[:, 0].numpy().astype(np.float32),
+        "mask": data.mask[:, 0].numpy().astype(bool),
+        "subject": np.asarray(data.subject_labels(slice(None)), dtype=str),
+        "slice": data.slice.numpy().astype(np.int64),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return path

@@ -12,19 +12,19 @@ Conventions
   the mask's voxels only. SSIM is computed on the whole image and its map averaged within the mask
   intersected with SSIM's valid region (see :func:`ssim`).
 - An image whose mask is empty scores NaN (no exception); aggregate with NaN-skipping means
-  (:func:`aggregate` does).
+  (:func:`robustmri.results.aggregate` does).
 - Identical images give PSNR = +inf and MAE = NMSE = 0. An all-zero target gives NMSE = inf or NaN.
 - Inputs of different float dtypes are promoted to a common dtype. Filtering runs in that dtype
   (float32 inputs are filtered in float32, as scikit-image does); every reduction is accumulated in
   float64. All operations are differentiable, so the metrics can serve as losses.
 
-:func:`aggregate` turns per-slice values into per-subject means and summary statistics.
+:func:`robustmri.results.aggregate` turns per-slice values into per-subject means and summary statistics.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -35,7 +35,6 @@ from robustmri.errors import ConfigError, DataError
 __all__ = [
     "METRICS",
     "Window",
-    "aggregate",
     "mae",
     "mse",
     "nmse",
@@ -342,64 +341,3 @@ def ssim(
 # --------------------------------------------------------------------------------------------
 # aggregation
 # --------------------------------------------------------------------------------------------
-
-
-def aggregate(
-    frame: "pandas.DataFrame",  # noqa: F821 - pandas imported lazily
-    metrics: Sequence[str] | None = None,
-    *,
-    level: Literal["subject", "slice"] = "subject",
-    by: Sequence[str] = (),
-    ddof: int = 0,
-) -> "pandas.DataFrame":  # noqa: F821
-    """Summarise per-slice metric values: mean, std, median and count over subjects (or slices).
-
-    Args:
-        frame: one row per slice with columns ``subject``, ``slice`` and one column per metric;
-            extra columns named in ``by`` (e.g. perturbation, severity) split the summary.
-        metrics: metric columns to summarise; default: the columns of :data:`METRICS` present.
-        level: ``"subject"``: average the slices of each subject first (NaN slices skipped), then
-            summarise the per-subject means, so every subject weighs the same; ``"slice"``:
-            summarise the slice values directly.
-        by: grouping columns kept in the output.
-        ddof: delta degrees of freedom of the std (0: population std as numpy and the peers' code).
-
-    Returns:
-        A long DataFrame with columns ``*by, metric, mean, std, median, n``; ``n`` counts the
-        non-NaN subjects (or slices) summarised. NaN values are skipped everywhere (nanmean).
-    """
-    import pandas as pd
-
-    by = list(by)
-    if metrics is None:
-        metrics = [m for m in METRICS if m in frame.columns]
-    metrics = list(metrics)
-    needed = [*by, *metrics] + (["subject"] if level == "subject" else [])
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise DataError(f"results table lacks column(s) {missing}; it has {list(frame.columns)}")
-    if level not in ("subject", "slice"):
-        raise ConfigError(f"unknown aggregation level {level!r}; use 'subject' or 'slice'")
-    if not metrics:
-        raise DataError(f"results table has none of the metric columns {list(METRICS)}; pass metrics=[...]")
-
-    values = frame[[*by, *metrics] + (["subject"] if level == "subject" else [])]
-    if level == "subject":
-        # Mean over the slices of each subject (pandas' mean skips NaN).
-        values = values.groupby([*by, "subject"], dropna=False, sort=True)[metrics].mean().reset_index()
-    long = values.melt(id_vars=[c for c in values.columns if c not in metrics], value_vars=metrics,
-                       var_name="metric", value_name="value")
-    groups = long.groupby([*by, "metric"], dropna=False, sort=False)["value"]
-    out = pd.DataFrame(
-        {
-            "mean": groups.mean(),
-            "std": groups.std(ddof=ddof),
-            "median": groups.median(),
-            "n": groups.count(),
-        }
-    ).reset_index()
-    # Keep the metrics in the order asked for.
-    order = {m: i for i, m in enumerate(metrics)}
-    out = out.sort_values([*by, "metric"], key=lambda s: s.map(order) if s.name == "metric" else s,
-                          kind="stable").reset_index(drop=True)
-    return out

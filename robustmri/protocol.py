@@ -6,7 +6,8 @@ are averaged. A :class:`Protocol` fixes all of these, has a short stable :attr:`
 scores batches with :meth:`Protocol.score`. Results tables carry the id in a ``protocol`` column;
 :func:`concat_results` and :func:`check_same_protocol` refuse to mix protocols.
 
-Scoring pipeline of :meth:`Protocol.score` (pred, target: (B, 1, H, W) in the model's I/O range):
+Scoring pipeline of :meth:`Protocol.score` (pred, target: (B, 1, H, W) in the protocol's I/O range;
+:meth:`Protocol.score_unit` takes robustmri's [0, 1] model space and maps it there first):
 
 1. region: the mask rule gives a bool (B, 1, H, W) region, or none (see :data:`MaskRule`).
 2. map to [0, 1]: ``x -> (x - lo) / span`` ([-1, 1]: ``(x + 1) / 2``); clip to [0, 1] if ``clip``.
@@ -308,6 +309,22 @@ class Protocol:
             out[name] = torch.where(empty, torch.full_like(value, fill), value)
         return out
 
+    def to_io(self, x: Tensor) -> Tensor:
+        """Map intensities from robustmri's model space [0, 1] into this protocol's I/O range
+        (``x * 2 - 1`` for "symmetric"; unchanged for "unit")."""
+        lo, span = _IO_RANGES[self.io_range]
+        return x if self.io_range == "unit" else x * span + lo
+
+    def score_unit(
+        self, pred: Tensor, target: Tensor, mask: Tensor | None = None, source: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """:meth:`score` for tensors in robustmri's model space [0, 1] (every model's output and
+        every prepared slice): prediction, target and source are first mapped into the protocol's
+        I/O range (:meth:`to_io`), so a preset that scores [-1, 1] images sees [-1, 1] images.
+        This is how the bench and ``robustmri eval`` score; call :meth:`score` directly only with
+        images already in the I/O range."""
+        return self.score(self.to_io(pred), self.to_io(target), mask=mask, source=None if source is None else self.to_io(source))
+
     def _region(
         self, pred: Tensor, target: Tensor, mask: Tensor | None, source: Tensor | None, lo: float, span: float
     ) -> Tensor | None:
@@ -379,13 +396,15 @@ class Protocol:
         return tag_results(frame, self)
 
     def aggregate(self, frame: pd.DataFrame, by: Sequence[str] = (), ddof: int = 0) -> pd.DataFrame:
-        """Summarise a results table of this protocol at its aggregation level (see metrics.aggregate)."""
+        """Summarise a results table of this protocol at its aggregation level (see robustmri.results.aggregate)."""
         if "protocol" in frame.columns:
             found = check_same_protocol(frame)
             if found != self.id:
                 raise ConfigError(f"results were scored with protocol {found!r}, not {self.id!r}; aggregate them with {found!r}")
         names = [n for n in self.metrics if n in frame.columns]
-        return _m.aggregate(frame, names, level=self.aggregation, by=by, ddof=ddof)
+        from robustmri.results import aggregate
+
+        return aggregate(frame, names, level=self.aggregation, by=by, ddof=ddof)
 
 
 # -------------------------------------------------------------------- results tagging

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from robustmri.bench import load_suite, run_suite
-from robustmri.bench.runner import cells, jobs, merge_results, parse_shard
+from robustmri.bench.plan import cells, jobs, parse_shard
+from robustmri.bench.runner import merge_results
 from robustmri.bench.suite import parse_suite
 from robustmri.cli import main
 from robustmri.errors import ConfigError
@@ -117,7 +118,11 @@ def test_suite_split_gives_its_own_prepared_folder(cache_dir):
 
 
 def test_builtin_suites_are_valid():
-    for name in ("smoke", "quick", "full", "paper", "ablation", "ablation-misreg", "ablation-kdweights"):
+    from robustmri.bench.suite import builtin_suites
+
+    names = builtin_suites()
+    assert {"smoke", "quick", "full", "paper", "ablation", "ablation-misreg", "ablation-kdweights"} <= set(names)
+    for name in names:
         suite = load_suite(name)
         assert suite.name == name and suite.models
 

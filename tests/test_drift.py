@@ -210,7 +210,7 @@ def test_unknown_variant_is_refused(referenced, tmp_path, capsys):
 
 
 def test_committed_smoke_reference_matches_the_smoke_suite():
-    """Editing benchmarks/suites/smoke.toml (or the code's suite defaults) without regenerating the
+    """Editing robustmri/suites/smoke.toml (or the code's suite defaults) without regenerating the
     reference would make `make bench` fail on every machine: catch it here first."""
     root = Path(__file__).resolve().parents[1]
     ref = read_reference(root / "reports" / "reference" / "smoke.json")

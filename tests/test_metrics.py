@@ -13,6 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
 from robustmri import metrics as M
+from robustmri.results import aggregate
 from robustmri.errors import ConfigError, DataError
 
 SK_WINDOW = {
@@ -218,7 +219,7 @@ def _results() -> pd.DataFrame:
 
 
 def test_aggregate_per_subject_known_answer():
-    out = M.aggregate(_results(), level="subject").set_index("metric")
+    out = aggregate(_results(), level="subject").set_index("metric")
     subj_psnr = np.array([15.0, 40.0, 31.0])
     assert list(out.index) == ["psnr", "ssim"]
     assert out.loc["psnr", "mean"] == pytest.approx(subj_psnr.mean())
@@ -227,23 +228,23 @@ def test_aggregate_per_subject_known_answer():
     assert out.loc["psnr", "n"] == 3
     subj_ssim = np.array([0.7, 0.8, 0.6])
     assert out.loc["ssim", "mean"] == pytest.approx(subj_ssim.mean())
-    sample = M.aggregate(_results(), ["psnr"], level="subject", ddof=1)
+    sample = aggregate(_results(), ["psnr"], level="subject", ddof=1)
     assert sample.loc[0, "std"] == pytest.approx(subj_psnr.std(ddof=1))
 
 
 def test_aggregate_per_slice_and_by_column():
     frame = _results()
-    out = M.aggregate(frame, ["psnr"], level="slice").iloc[0]
+    out = aggregate(frame, ["psnr"], level="slice").iloc[0]
     vals = np.array([10.0, 20.0, 40.0, 30.0, 32.0])
     assert (out["mean"], out["median"], out["n"]) == (pytest.approx(vals.mean()), pytest.approx(30.0), 5)
     both = pd.concat([frame.assign(severity=0), frame.assign(severity=1, psnr=frame["psnr"] - 5)])
-    split = M.aggregate(both, ["psnr"], by=["severity"]).set_index("severity")
+    split = aggregate(both, ["psnr"], by=["severity"]).set_index("severity")
     assert split.loc[0, "mean"] == pytest.approx(np.mean([15.0, 40.0, 31.0]))
     assert split.loc[1, "mean"] == pytest.approx(np.mean([10.0, 35.0, 26.0]))
 
 
 def test_aggregate_errors():
     with pytest.raises(DataError, match="lacks column"):
-        M.aggregate(_results().drop(columns="subject"))
+        aggregate(_results().drop(columns="subject"))
     with pytest.raises(ConfigError, match="aggregation level"):
-        M.aggregate(_results(), level="volume")  # type: ignore[arg-type]
+        aggregate(_results(), level="volume")  # type: ignore[arg-type]

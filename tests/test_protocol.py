@@ -290,3 +290,66 @@ def test_default_protocol_on_embedded_slices():
     assert summary.loc["psnr", "n"] == 2
     per_subject = frame.groupby("subject")["psnr"].mean()
     assert summary.loc["psnr", "mean"] == pytest.approx(per_subject.mean())
+
+
+# ------------------------------------------------------- model space [0, 1] -> the preset's range
+
+
+def _unit_case(seed: int = 11):
+    """Model-space (0..1) target with a zero background and a noisy prediction, a brain mask."""
+    target = _grid((3, 1, 40, 40), seed, 8, 60)
+    target[:, :, :, :8] = 0.0
+    pred = np.clip(target + _grid((3, 1, 40, 40), seed + 1, 0, 8) - 4 / 64, 0, 1)
+    mask = np.zeros(target.shape, dtype=bool)
+    mask[:, :, 4:36, 10:36] = True
+    return pred, target, mask
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_score_unit_maps_model_space_into_the_presets_range(name):
+    """What the bench and `robustmri eval` call: [0, 1] tensors, mapped into the preset's I/O range."""
+    pred, target, mask = _unit_case()
+    proto = get_protocol(name)
+    p, t, m = torch.from_numpy(pred).float(), torch.from_numpy(target).float(), torch.from_numpy(mask)
+    size = (256, 256) if name == "syndiff" else None
+    if size:  # SynDiff crops 256x152: pad the case to 256x256
+        p, t, m = (torch.nn.functional.pad(v.float(), (108, 108, 108, 108)) for v in (p, t, m))
+        m = m.bool()
+    unit = proto.score_unit(p, t, mask=m, source=t)
+    io = (lambda v: v) if proto.io_range == "unit" else (lambda v: 2 * v - 1)
+    direct = proto.score(io(p), io(t), mask=m, source=io(t))
+    for metric in proto.metrics:
+        np.testing.assert_allclose(unit[metric].numpy(), direct[metric].numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_peer_presets_equal_the_peers_code_on_model_outputs():
+    """The +6 dB regression: [0, 1] model outputs scored by a [-1, 1] preset. Each peer's metric
+    code restated on the peer's own representation (2x - 1) must equal the preset's score of the
+    model-space tensors, and scoring them raw (the old pipeline) inflates PSNR by about 6 dB."""
+    pred, target, mask = _unit_case()
+    p, t, m = torch.from_numpy(pred).float(), torch.from_numpy(target).float(), torch.from_numpy(mask)
+    pn, tn = 2 * pred - 1, 2 * target - 1  # what ResViT, Reg-GAN and SelfRDB hold in memory
+
+    resvit = get_protocol("resvit").score_unit(p, t)
+    ref_psnr, ref_mae = _resvit_reference(pn, tn)
+    np.testing.assert_allclose(resvit["psnr"].numpy(), ref_psnr, atol=1e-4)
+    np.testing.assert_allclose(resvit["mae"].numpy(), ref_mae, atol=1e-6)
+
+    reggan = get_protocol("reggan").score_unit(p, t)
+    for i in range(3):
+        fg = tn[i, 0] != -1  # background of the target is exactly -1 in Reg-GAN's representation
+        assert fg.sum() < fg.size  # so the background really is excluded
+        mse = np.mean(((pn[i, 0][fg] + 1) / 2 - (tn[i, 0][fg] + 1) / 2) ** 2)
+        assert reggan["psnr"][i].item() == pytest.approx(20 * np.log10(1 / np.sqrt(mse)), abs=1e-4)
+        assert reggan["mae"][i].item() == pytest.approx(np.abs(pn[i, 0][fg] - tn[i, 0][fg]).mean() / 2, abs=1e-6)
+        assert reggan["ssim"][i].item() == pytest.approx(sk_ssim(pn[i, 0], tn[i, 0], data_range=2.0), abs=1e-5)
+
+    selfrdb = get_protocol("selfrdb").score_unit(p, t, mask=m)
+    ref_psnr, ref_ssim = _selfrdb_reference(tn, pn, mask)
+    np.testing.assert_allclose(selfrdb["psnr"].numpy(), ref_psnr, atol=1e-4)
+    np.testing.assert_allclose(selfrdb["ssim"].numpy(), ref_ssim, atol=1e-5)
+
+    # the old pipeline passed [0, 1] tensors to score(), which read them as [-1, 1]
+    raw = get_protocol("reggan").score(p, t)
+    inflation = (raw["psnr"] - reggan["psnr"]).numpy()
+    assert np.all(inflation > 4.0), inflation  # 6 dB from halving every error, less the mask change

@@ -32,6 +32,7 @@ import pandas as pd
 
 from robustmri.analysis.stats import BETTER
 from robustmri.errors import ConfigError, DataError
+from robustmri.results import CLEAN
 
 __all__ = [
     "CLEAN",
@@ -42,8 +43,6 @@ __all__ = [
     "with_clean_curves",
 ]
 
-CLEAN = "clean"
-"""Perturbation name of the unperturbed rows (severity 0)."""
 
 ErrorKind = Literal["ssim", "mae"]
 

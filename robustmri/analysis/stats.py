@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from robustmri.errors import ConfigError, DataError
-from robustmri.metrics import METRICS, aggregate
+from robustmri.results import KEYS, RESULT_COLUMNS, aggregate, subject_means
 
 __all__ = [
     "BETTER",
@@ -44,52 +44,6 @@ __all__ = [
 
 BETTER: dict[str, Literal["higher", "lower"]] = {"psnr": "higher", "ssim": "higher", "mae": "lower", "nmse": "lower"}
 """Direction of "better" for each metric."""
-
-RESULT_COLUMNS: tuple[str, ...] = (
-    "model", "direction", "seed", "perturbation", "family", "severity", "subject", "slice", *METRICS, "protocol",
-)
-"""Columns a ``results.csv`` must have (one row per model, direction, seed, perturbation, severity,
-subject and slice)."""
-
-KEYS: tuple[str, ...] = ("model", "direction", "perturbation", "family", "severity", "subject")
-"""Columns identifying one row of a subject frame (see :func:`subject_means`)."""
-
-
-def subject_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Average slices within subjects, then the per-subject values over seeds.
-
-    Args:
-        frame: a results table, one row per slice, with the columns of :data:`RESULT_COLUMNS`
-            (``protocol`` and unused metrics may be absent).
-        metrics: metric columns to keep; default: those of :data:`robustmri.metrics.METRICS` present.
-
-    Returns:
-        The *subject frame*: one row per :data:`KEYS` combination with the metric columns (same
-        units as the input: PSNR in dB, SSIM/MAE/NMSE dimensionless), ``n_seeds`` (seeds averaged)
-        and ``n_slices`` (slices per subject, summed over seeds). Sorted by :data:`KEYS`.
-    """
-    if metrics is None:
-        metrics = [m for m in METRICS if m in frame.columns]
-    metrics = list(metrics)
-    needed = [*KEYS, "seed", "slice", *metrics]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise DataError(f"results table lacks column(s) {missing}; it has {list(frame.columns)}")
-    if not metrics:
-        raise DataError(f"results table has none of the metric columns {list(METRICS)}")
-    keys = list(KEYS)
-    values = frame[[*keys, "seed", *metrics]].copy()
-    values[metrics] = values[metrics].astype(float)
-    per_seed = values.groupby([*keys, "seed"], sort=True, dropna=False)
-    seed_means = per_seed[metrics].mean()
-    seed_means["n_slices"] = per_seed.size()
-    seed_means = seed_means.reset_index()
-    per_subject = seed_means.groupby(keys, sort=True, dropna=False)
-    out = per_subject[metrics].mean()
-    out["n_seeds"] = per_subject["seed"].nunique()
-    out["n_slices"] = per_subject["n_slices"].sum()
-    return out.reset_index()
-
 
 def summarize(
     subjects: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] | None = None, *, ddof: int = 0

@@ -38,9 +38,8 @@ import pandas as pd
 
 from robustmri.atomic import atomic_path
 from robustmri.errors import ConfigError, DataError
-
-KEY = ("model", "direction", "perturbation", "severity", "metric")
-METRICS = ("psnr", "ssim", "mae", "nmse")
+from robustmri.results import CELL_KEY as KEY
+from robustmri.results import cell_means, read_results
 
 EVALUATION_TOLERANCE: dict[str, float] = {"psnr": 2e-3, "ssim": 2e-4, "mae": 5e-5, "nmse": 1e-4}
 """Absolute tolerances of the evaluation layer (dB; fractions). Measured spread of the smoke grid
@@ -72,16 +71,6 @@ way another CPU does, without changing anything the code computes in exact arith
 # ----------------------------------------------------------------------------- cells
 
 
-def aggregate_cells(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean over subjects of per-subject means (seeds averaged first), one row per cell and metric:
-    columns ``model, direction, perturbation, severity, metric, value``."""
-    metrics = [m for m in METRICS if m in results.columns]
-    per_subject = results.groupby(["model", "direction", "perturbation", "severity", "subject"], sort=True)[metrics].mean()
-    cell = per_subject.groupby(level=["model", "direction", "perturbation", "severity"], sort=True).mean()
-    long = cell.reset_index().melt(id_vars=["model", "direction", "perturbation", "severity"], var_name="metric", value_name="value")
-    return long.sort_values(list(KEY), kind="stable").reset_index(drop=True)
-
-
 def _cell_dicts(cells: pd.DataFrame) -> list[dict[str, Any]]:
     return [
         {"model": r.model, "direction": r.direction, "perturbation": r.perturbation, "severity": int(r.severity),
@@ -96,26 +85,6 @@ def _as_map(cells: pd.DataFrame) -> dict[tuple, float | None]:
         v = float(r.value)
         out[(r.model, r.direction, r.perturbation, int(r.severity), r.metric)] = None if math.isnan(v) else v
     return out
-
-
-def read_results(results_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``results.csv`` and ``manifest.json`` of a bench folder."""
-    path = Path(results_dir) / "results.csv"
-    if not path.is_file():
-        raise DataError(f"{path} not found: run `robustmri bench --out {results_dir}` first")
-    try:
-        frame = pd.read_csv(path, dtype={"subject": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-        raise DataError(f"{path} is not a readable results table: run `robustmri bench --out {results_dir}` again") from None
-    missing = [c for c in ("model", "direction", "perturbation", "severity", "subject") if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path} lacks the column(s) {missing}: it was not written by `robustmri bench`")
-    manifest_path = Path(results_dir) / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    except json.JSONDecodeError:
-        raise DataError(f"{manifest_path} is not valid JSON: run `robustmri bench --out {results_dir}` again") from None
-    return frame, manifest if isinstance(manifest, dict) else {}
 
 
 def _suite_of(results_dir: Path, manifest: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -196,21 +165,22 @@ def evaluate_reference_weights(
     ``suite`` with the bench's scoring loop; returns the per-slice rows (the results.csv columns)."""
     import torch
 
-    from robustmri.bench.runner import Job, cells, evaluate_cell, _sample_index
+    from robustmri.bench.evaluate import EvalSettings, score_cell
+    from robustmri.bench.plan import Job, cells
     from robustmri.bench.reference import load_weights
-    from robustmri.data.resolve import load_split_tensors, resolve_data
-    from robustmri.train.engine import resolve_device
+    from robustmri.bench.runner import resolve_suite_data
+    from robustmri.bench.store import result_rows
+    from robustmri.data.resolve import load_split_tensors
+    from robustmri.device import resolve_device
+    from robustmri.progress import progress_bar
 
-    contrasts = tuple(sorted({c for d in suite.directions for c in d}))
-    spec = resolve_data(suite.data_source, suite.image_size, contrasts, cache=cache, seed=0, progress=progress,
-                        embedded_options=suite.embedded_options, split=suite.split)
+    spec = resolve_suite_data(suite, cache, progress)
     device = resolve_device(suite.device)
+    settings = EvalSettings.from_suite(suite)
     specs = {m.label: m for m in suite.models}
     grid = cells(suite)
     frames = []
     tests: dict[tuple[str, str], Any] = {}
-    from robustmri.progress import progress_bar
-
     bar = progress_bar(total=len(weights) * len(grid), desc="check: reference weights", unit="cell", enabled=progress)
     for run, entry in sorted(weights.items()):
         if entry.get("model") not in specs:
@@ -222,9 +192,8 @@ def evaluate_reference_weights(
         test = tests[(source, target)]
         model = load_weights(folder / entry["file"], entry.get("sha256"), device=device)
         with torch.no_grad():
-            for name, family, severity in grid:
-                frame, _ = evaluate_cell(suite, job, model, test, name, family, severity, device, _sample_index(test))
-                frames.append(frame)
+            for cell in grid:
+                frames.append(result_rows(job, cell, score_cell(model, test, cell, settings, device).frame))
                 bar.update(1)
     bar.close()
     return pd.concat(frames, ignore_index=True)
@@ -334,14 +303,14 @@ def check_drift(
         _write_rows(_drift_dir(results_dir) / "evaluation.csv", rows)
         tol = {**EVALUATION_TOLERANCE, **ref["evaluation"]["tolerance"]}
         old = {tuple(c[k] for k in KEY): c["value"] for c in ref["evaluation"]["cells"]}
-        report.evaluation = compare_cells("evaluation", old, _as_map(aggregate_cells(rows)), lambda k: tol.get(k[4], 0.0))
+        report.evaluation = compare_cells("evaluation", old, _as_map(cell_means(rows)), lambda k: tol.get(k[4], 0.0))
         report.compared["evaluation"] = len(old)
     if "training" in layers:
         tol_cells = {tuple(c[k] for k in KEY): float(c["tolerance"]) for c in ref["training"]["cells"]}
         old = {tuple(c[k] for k in KEY): c["value"] for c in ref["training"]["cells"]}
         override = tolerance or {}
         report.training = compare_cells(
-            "training", old, _as_map(aggregate_cells(frame)),
+            "training", old, _as_map(cell_means(frame)),
             lambda k: override[k[4]] if k[4] in override else tol_cells.get(k, TRAINING_FLOOR.get(k[4], 0.0)),
         )
         report.compared["training"] = len(old)
@@ -364,7 +333,8 @@ def update_reference(
     new one does not use are removed after the new reference is in place.
     """
     from robustmri.bench.reference import export_weights, read_reference, weights_dir, write_reference_file
-    from robustmri.bench.runner import _versions, jobs
+    from robustmri.bench.plan import jobs
+    from robustmri.bench.store import versions as _versions
     from robustmri.protocol import get_protocol
 
     results_dir, reference = Path(results_dir), Path(reference)
@@ -392,17 +362,17 @@ def update_reference(
     t0 = time.perf_counter()
     rows = evaluate_reference_weights(suite, weights, reference.parent, cache=cache, progress=progress)
     _write_rows(_drift_dir(results_dir) / "evaluation.csv", rows)
-    evaluation_cells = _cell_dicts(aggregate_cells(rows))
+    evaluation_cells = _cell_dicts(cell_means(rows))
     log(f"  {len(evaluation_cells)} evaluation cells in {time.perf_counter() - t0:.0f} s")
 
     # training layer: the results plus replicates under other float orders
-    replicate_cells = [aggregate_cells(frame).assign(run="reference")]
+    replicate_cells = [cell_means(frame).assign(run="reference")]
     for name in variants:
         log(f"training replicate {name} ({' '.join(f'{k}={v}' for k, v in FLOAT_ORDER_VARIANTS[name].items())})")
         t0 = time.perf_counter()
         out = run_variant(suite, name, _drift_dir(results_dir) / "replicates" / name, cache)
         rep, _ = read_results(out)
-        replicate_cells.append(aggregate_cells(rep).assign(run=name))
+        replicate_cells.append(cell_means(rep).assign(run=name))
         log(f"  done in {time.perf_counter() - t0:.0f} s")
     values = pd.concat(replicate_cells, ignore_index=True)
     tol = training_tolerances(values)

@@ -1,4 +1,6 @@
-"""Benchmark suites: TOML files (``benchmarks/suites/<name>.toml``) validated against a schema.
+"""Benchmark suites: TOML files validated against a schema; the built-in ones ship inside the
+package (``robustmri/suites/<name>.toml``, read with :mod:`importlib.resources`, so they work from a
+wheel install too).
 
 A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
 
@@ -6,7 +8,7 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     description = "..."
     directions = ["t1->t2"]          # source->target contrast pairs
     seeds = [0]                      # one trained model per (model, direction, seed)
-    reference_model = "pix2pix"      # label of the model others are tested against
+    reference_model = "pix2pix"      # label of the model others are tested against (default: the first)
     ablation = false                 # true: the report adds the ablation table
     device = "auto"                  # auto | cpu | cuda | cuda:N
 
@@ -59,8 +61,15 @@ from typing import Any
 from robustmri.data.contrasts import canonical_contrast
 from robustmri.errors import ConfigError
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
-"""Where the built-in suites live in a source checkout."""
+SUITES_PACKAGE = "robustmri.suites"
+"""Package holding the built-in suites."""
+
+
+def builtin_suites() -> list[str]:
+    """Names of the built-in suites."""
+    from importlib.resources import files
+
+    return sorted(p.name[: -len(".toml")] for p in files(SUITES_PACKAGE).iterdir() if p.name.endswith(".toml"))
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,8 @@ class Suite:
     attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_batch_size: int = 32
     eval_seed: int = 0
-    reference_model: str = "pix2pix"
+    #: label of the model others are tested against; parse_suite defaults it to the first model's
+    reference_model: str = ""
     ablation: bool = False
     device: str = "auto"
     path: str = ""
@@ -215,6 +225,12 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         if m.get("size", "tiny") not in SIZES:
             raise _err(path, f"model {m['name']}: size must be one of {', '.join(SIZES)}")
         options = m.get("options", {})
+        if not isinstance(options, dict):
+            raise _err(path, f"model {m['name']}: options must be a table, e.g. {{ variant = \"full\" }}, got {options!r}")
+        for key in ("steps", "batch_size"):
+            value = m.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise _err(path, f"model {m['name']}: {key} must be a positive integer, got {value!r}")
         label = m.get("label") or (f"{m['name']}:{options['variant']}" if "variant" in options else m["name"])
         models.append(ModelSpec(m["name"], m.get("size", "tiny"), label, dict(options), m.get("steps"), m.get("batch_size")))
     labels = [m.label for m in models]
@@ -313,12 +329,21 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
 
     p = Path(name_or_path)
     if not p.suffix:
-        p = SUITES_DIR / f"{name_or_path}.toml"
-    if not p.is_file():
-        available = sorted(x.stem for x in SUITES_DIR.glob("*.toml")) if SUITES_DIR.is_dir() else []
-        raise ConfigError(f"suite {name_or_path!r} not found ({p}): use one of {', '.join(available)} or a .toml path")
+        from importlib.resources import files
+
+        resource = files(SUITES_PACKAGE) / f"{name_or_path}.toml"
+        if not resource.is_file():
+            raise ConfigError(f"suite {name_or_path!r} is not a built-in suite: use one of {', '.join(builtin_suites())} or a .toml path")
+        text, where = resource.read_text(encoding="utf-8"), f"{name_or_path} (built in)"
+    else:
+        if not p.is_file():
+            raise ConfigError(f"suite file {p} not found: pass an existing .toml, or a built-in suite ({', '.join(builtin_suites())})")
+        try:
+            text, where = p.read_text(encoding="utf-8"), str(p)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read suite {p} ({type(exc).__name__}): fix the file") from None
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"suite {p} is not valid TOML ({exc}): fix the file") from exc
-    return parse_suite(raw, str(p))
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"suite {where} is not valid TOML ({exc}): fix the file") from None
+    return parse_suite(raw, where)

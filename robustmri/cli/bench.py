@@ -22,7 +22,7 @@ def bench_cmd(
     import time
 
     from robustmri.bench import load_suite, run_suite
-    from robustmri.bench.runner import parse_shard
+    from robustmri.bench.plan import parse_shard
 
     s = load_suite(suite)
     part = parse_shard(shard)

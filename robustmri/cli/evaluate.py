@@ -16,22 +16,41 @@ def eval_cmd(
     split: str = typer.Option("test", "--split", help="train, val or test."),
     protocol: str = typer.Option("robustmri", "--protocol", help="Scoring protocol (robustmri, resvit, syndiff, reggan, selfrdb)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Slices per inference batch."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Slices per batch (a stochastic model's noise is drawn per batch)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of a stochastic model's noise (the bench's eval.seed)."),
+    save_predictions: Path = typer.Option(
+        None, "--save-predictions", help="Also write pred/target/source/mask (N, H, W), subject and slice to this .npz."
+    ),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
 ) -> None:
-    """Score a trained model on clean data; writes RUN_DIR/eval-<split>-<protocol>.csv (one row per slice)."""
+    """Score a trained model on clean data; writes RUN_DIR/eval-<split>-<protocol>.csv (one row per slice).
+
+    The same scoring loop as `robustmri bench` (its clean cell): the same seed and batch size give
+    the same numbers. The data are prepared with the protocol's volume normalisation, and
+    predictions are scored in the protocol's intensity range."""
     from robustmri.atomic import atomic_path
     from robustmri.data.resolve import load_split_tensors, resolve_data
-    from robustmri.evaluate import evaluate
+    from robustmri.device import resolve_device
+    from robustmri.errors import ConfigError
+    from robustmri.evaluate import save_predictions as write_predictions
+    from robustmri.evaluate import score_clean
     from robustmri.protocol import get_protocol
-    from robustmri.train.engine import load_trained, resolve_device
+    from robustmri.train.engine import load_trained
 
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if save_predictions is not None and save_predictions.suffix != ".npz":
+        raise ConfigError(f"--save-predictions {save_predictions}: give a file name ending in .npz")
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"--split {split!r}: use train, val or test")
     proto = get_protocol(protocol)
     dev = resolve_device(device)
     model, config = load_trained(run_dir, device=dev)
-    spec = resolve_data(data, config.image_size, (config.source, config.target), cache=cache, progress=True)
+    spec = resolve_data(data, config.image_size, (config.source, config.target), cache=cache, progress=True,
+                        norm=proto.volume_norm)
     test = load_split_tensors(spec, split, config.source, config.target)
-    frame = evaluate(model, test, proto, batch_size=batch_size, device=dev, seed=config.seed)
+    scores = score_clean(model, test, proto, batch_size=batch_size, device=dev, seed=seed, keep=save_predictions is not None)
+    frame = scores.frame
     out = run_dir / f"eval-{split}-{proto.name}.csv"
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
@@ -43,3 +62,5 @@ def eval_cmd(
     for _, row in summary.iterrows():
         typer.echo(f"  {row['metric']:>5}: {row['mean']:.4f} +- {row['std']:.4f} (median {row['median']:.4f}, n={int(row['n'])})")
     typer.echo(f"wrote {out}")
+    if save_predictions is not None:
+        typer.echo(f"wrote {write_predictions(save_predictions, scores, test)}")

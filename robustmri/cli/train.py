@@ -52,7 +52,7 @@ def train_cmd(
 
     _resolve(config.model)  # unknown model -> one-line error before any data work
     from robustmri.train.distributed import barrier, init_distributed
-    from robustmri.train.engine import resolve_device
+    from robustmri.device import resolve_device
 
     dist = init_distributed(resolve_device(device).type)
     main_process = dist.is_main

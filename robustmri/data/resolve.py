@@ -25,6 +25,8 @@ EMBEDDED_DEFAULT_SUBJECTS = 10
 EMBEDDED_DEFAULT_SLICES = 16
 #: Slice size (pixels) when none is asked for and the data is not already prepared.
 DEFAULT_IMAGE_SIZE = 64
+#: Volume normalisation of data prepared on the fly when none is asked for (the default protocol's).
+DEFAULT_NORM = "percentile"
 
 
 def default_cache_dir() -> Path:
@@ -72,7 +74,7 @@ def resolve_data(
     cache: str | os.PathLike[str] | None = None,
     seed: int = 0,
     progress: bool = False,
-    norm: str = "percentile",
+    norm: str | None = None,
     embedded_options: dict | None = None,
     split: tuple[float, float, float] | None = None,
 ) -> DataSpec:
@@ -80,6 +82,10 @@ def resolve_data(
 
     ``size`` None: a prepared folder's own size, else :data:`DEFAULT_IMAGE_SIZE`. A prepared folder
     is never resized: asking for another size or a contrast it lacks is a one-line error.
+
+    ``norm``: the volume normalisation (see :mod:`robustmri.data.normalize`) the caller needs,
+    usually its protocol's; data prepared here use it (None: ``percentile``), and a prepared
+    folder normalised otherwise is a one-line error naming the fix (None: accept the folder's).
 
     ``embedded_options`` are :class:`robustmri.data.embedded.SynthConfig` fields for the embedded
     dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``). ``split``: subject counts or
@@ -92,8 +98,9 @@ def resolve_data(
     path = Path(data).expanduser()
     is_embedded = data == "embedded" or data.startswith("embedded:")
     if not is_embedded and (path / POINTER_NAME).is_file():
-        return _prepared_folder(path, size, contrasts, split)
+        return _prepared_folder(path, size, contrasts, split, norm)
     size = DEFAULT_IMAGE_SIZE if size is None else size
+    norm = DEFAULT_NORM if norm is None else norm
     if is_embedded:
         n = EMBEDDED_DEFAULT_SUBJECTS
         if ":" in data:
@@ -102,7 +109,7 @@ def resolve_data(
             except ValueError:
                 raise DataError(f"bad --data {data!r}: use embedded or embedded:N with N subjects") from None
         root = _embedded_root(n, size, seed, cache_dir, progress, embedded_options)
-        out = cache_dir / f"prepared-{root.name}-{size}{_split_tag(split)}"
+        out = cache_dir / f"prepared-{root.name}-{size}{_split_tag(split)}{_norm_tag(norm)}"
         prepare_dataset(root, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress,
                         split=split)
         extra = "".join(f", {k}={v}" for k, v in sorted((embedded_options or {}).items()))
@@ -110,14 +117,15 @@ def resolve_data(
     if not path.exists():
         raise DataError(f"--data {path} does not exist: pass a NIfTI dataset folder, a prepared folder or 'embedded'")
     tag = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    out = cache_dir / f"prepared-{path.name}-{tag}-{size}{_split_tag(split)}"
+    out = cache_dir / f"prepared-{path.name}-{tag}-{size}{_split_tag(split)}{_norm_tag(norm)}"
     prepare_dataset(path, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress,
                     split=split)
     return DataSpec(out, f"{path} ({size}x{size})")
 
 
 def _prepared_folder(
-    path: Path, size: int | None, contrasts: tuple[str, ...], split: tuple[float, float, float] | None
+    path: Path, size: int | None, contrasts: tuple[str, ...], split: tuple[float, float, float] | None,
+    norm: str | None = None,
 ) -> DataSpec:
     """A folder written by ``robustmri data prepare``, checked against what the caller needs."""
     from robustmri.data.cache import open_entry
@@ -135,6 +143,13 @@ def _prepared_folder(
             f"{path} is prepared at {have_size}x{have_size}, not {size}x{size}: ask for image size {have_size} "
             f"(--image-size, or data.image_size in a suite), or prepare the data again with --size {size}"
         )
+    have_norm = str(entry.meta["options"].get("norm", DEFAULT_NORM))
+    if norm is not None and norm != have_norm:
+        raise ConfigError(
+            f"{path} is prepared with --norm {have_norm} but the protocol scores data normalised with {norm}: "
+            f"prepare the data again with `robustmri data prepare ... --norm {norm}`, or use a protocol whose "
+            f"volume normalisation is {have_norm}"
+        )
     missing = [c for c in contrasts if c not in have]
     if missing:
         raise DataError(
@@ -142,6 +157,11 @@ def _prepared_folder(
             "the data again with the contrasts you need"
         )
     return DataSpec(path, f"prepared {path} ({have_size}x{have_size})")
+
+
+def _norm_tag(norm: str) -> str:
+    """Cache-folder suffix of a non-default normalisation (each gets its own prepared folder)."""
+    return "" if norm == DEFAULT_NORM else f"-norm-{norm}"
 
 
 def _split_tag(split: tuple[float, float, float] | None) -> str:
@@ -152,7 +172,7 @@ def _split_tag(split: tuple[float, float, float] | None) -> str:
 def load_split_tensors(spec: DataSpec, split: str, source: str, target: str):  # type: ignore[no-untyped-def]
     """The ``split`` of ``spec`` as :class:`robustmri.train.data.PairedTensors` for ``source`` -> ``target``."""
     from robustmri.data.dataset import PairedSlices
-    from robustmri.train.data import PairedTensors
+    from robustmri.data.paired import PairedTensors
 
     ds = PairedSlices(spec.prepared, split=split, source=source, target=target)
     if len(ds) == 0:

@@ -161,7 +161,7 @@ class KDAttack(TranslationModel):
             check_image_size(f"kd_attack ({size}) refinement network", generator.image_size, 2**depth, 2 ** (depth + 1))
         self.variant = variant
         self.flags = VARIANTS[variant]
-        self.needs_target = self.flags["inference"] == "teacher_oracle"
+        self.needs_target = self.flags["inference"] == "teacher_oracle"  # an oracle: sees y at test time
         self.generator = generator
         self.attacker_kind = attacker
         self.spsa_samples = int(spsa_samples)

@@ -77,6 +77,10 @@ class TranslationModel(nn.Module, ABC):
 
     name: str = "model"
     stochastic: bool = False
+    #: True for a model that needs the real target at test time (an oracle, e.g. KD+attack's
+    #: ``teacher_oracle``): scoring then passes ``target=`` to :meth:`translate`, and the report
+    #: labels it as an oracle. Every other model ignores ``target``.
+    needs_target: bool = False
 
     def __init__(self, in_channels: int = 1, image_size: int = 64) -> None:
         super().__init__()
@@ -84,12 +88,15 @@ class TranslationModel(nn.Module, ABC):
         self.image_size = image_size
 
     @abstractmethod
-    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Synthesise the target: ``(B, C_in, H, W)`` in [0, 1] -> ``(B, 1, H, W)`` in [0, 1]."""
+    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+        """Synthesise the target: ``(B, C_in, H, W)`` in [0, 1] -> ``(B, 1, H, W)`` in [0, 1].
 
-    def forward(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:  # noqa: D401
+        ``generator`` is the only source of randomness of a stochastic model; ``target`` (B, 1, H, W)
+        is given only to models that declare :attr:`needs_target` and is ignored by the others."""
+
+    def forward(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:  # noqa: D401
         """Same as :meth:`translate` (so models compose with attacks and ``nn.Sequential``)."""
-        return self.translate(source, generator=generator)
+        return self.translate(source, generator=generator, target=target)
 
     @abstractmethod
     def optimizers(self) -> dict[str, OptimizerSpec]:
@@ -113,7 +120,7 @@ class SignedGeneratorModel(TranslationModel):
 
     generator: nn.Module
 
-    def translate(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
         return to_unit(self.generator(to_signed(source)))
 
     def inference_modules(self) -> list[nn.Module]:

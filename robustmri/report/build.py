@@ -13,7 +13,6 @@ Layout of the report folder (replaced as a whole, atomically, on every build)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +21,13 @@ from typing import Any, Literal
 import pandas as pd
 
 from robustmri.analysis.robustness import CLEAN
-from robustmri.analysis.stats import (
-    RESULT_COLUMNS,
-    bootstrap_summary,
-    compare_to_reference,
-    subject_means,
-    summarize,
-)
+from robustmri.analysis.stats import bootstrap_summary, compare_to_reference, summarize
 from robustmri.atomic import atomic_dir, write_text_atomic
 from robustmri.errors import ConfigError, DataError
 from robustmri.metrics import METRICS
+from robustmri.results import read_manifest, read_table, subject_means
 
 __all__ = ["ReportInputs", "build_report", "load_results", "summary_frame"]
-
-_DEFAULT_REFERENCE = "pix2pix"
 
 
 @dataclass
@@ -52,18 +44,6 @@ class ReportInputs:
     warnings: list[str] = field(default_factory=list)
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path} ({exc}); fix or delete the manifest and re-run") from exc
-    if not isinstance(data, dict):
-        raise DataError(f"{path} must hold a JSON object, got {type(data).__name__}; re-run the benchmark")
-    return data
-
-
 def load_results(results_dir: str | Path) -> ReportInputs:
     """Read and validate ``results_dir/results.csv`` and ``manifest.json`` (optional).
 
@@ -74,51 +54,15 @@ def load_results(results_dir: str | Path) -> ReportInputs:
     if not root.is_dir():
         raise DataError(f"results folder {root} does not exist; pass the RESULTS_DIR written by `robustmri bench`")
     path = root / "results.csv"
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; run `robustmri bench` first or pass the folder that holds results.csv")
-    try:
-        frame = pd.read_csv(path, dtype={"model": str, "direction": str, "perturbation": str, "family": str,
-                                         "subject": str, "protocol": str})
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path} is empty; re-run `robustmri bench` to write it") from exc
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"cannot read {path} as CSV ({exc}); re-run `robustmri bench` to rewrite it") from exc
-    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path} lacks column(s) {missing}; it must have {list(RESULT_COLUMNS)} as `robustmri bench` "
-                        "writes them")
-    if frame.empty:
-        raise DataError(f"{path} has a header but no rows; re-run `robustmri bench` to fill it")
-    try:
-        for col in ("seed", "severity", "slice"):
-            frame[col] = pd.to_numeric(frame[col], errors="raise").astype(int)
-        for m in METRICS:
-            frame[m] = pd.to_numeric(frame[m], errors="raise").astype(float)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{path} has a non-numeric value in a seed/severity/slice/metric column ({exc}); "
-                        "fix or regenerate the file") from exc
-    if frame[["model", "direction", "perturbation", "subject"]].isna().any().any():
-        raise DataError(f"{path} has empty model/direction/perturbation/subject cells; regenerate the file")
-    frame["family"] = frame["family"].fillna("")
-    try:
-        from robustmri.protocol import check_same_protocol
+    frame = read_table(path, require_clean=True)
+    protocol = str(frame["protocol"].iloc[0])
 
-        protocol = check_same_protocol(frame)
-    except ConfigError as exc:
-        raise DataError(f"{path}: {exc}") from exc
-    if not (frame["perturbation"] == CLEAN).any():
-        raise DataError(f"{path} has no clean rows (perturbation 'clean', severity 0); re-run `robustmri bench`")
-    bad = frame[(frame["perturbation"] == CLEAN) & (frame["severity"] != 0)]
-    if not bad.empty:
-        raise DataError(f"{path} has clean rows with severity {int(bad['severity'].iloc[0])}; clean rows must have "
-                        "severity 0")
-
-    manifest = _read_manifest(root / "manifest.json")
+    manifest = read_manifest(root / "manifest.json")
     present = list(dict.fromkeys(frame["model"]))
     listed = [m for m in manifest.get("models", []) if isinstance(m, str) and m in present]
     models = listed + [m for m in present if m not in listed]
     warnings: list[str] = []
-    reference = str(manifest.get("reference_model") or _DEFAULT_REFERENCE)
+    reference = str(manifest.get("reference_model") or models[0])  # the suite's rule: its first model
     if reference not in present:
         warnings.append(f"The reference model {reference!r} is not in results.csv; {models[0]!r} serves as the "
                         "reference for tests and mCE instead.")

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from robustmri.analysis.robustness import CLEAN, with_clean_curves  # noqa: E402
 from robustmri.analysis.stats import bootstrap_summary  # noqa: E402
 from robustmri.atomic import write_bytes_atomic  # noqa: E402
+from robustmri.bench.store import SampleKey  # noqa: E402
 from robustmri.errors import DataError  # noqa: E402
 from robustmri.report.tables import ordered_perturbations  # noqa: E402
 
@@ -148,14 +149,13 @@ SAMPLE_PREFERENCE = ("rician_noise", "gaussian_blur", "motion", "misregistration
 def sample_rows(keys: Sequence[str], max_rows: int = 6) -> list[tuple[str, int]]:
     """Rows of the qualitative grid from the keys of a samples file: ``("clean", 0)`` first, then the
     highest severity of each perturbation, those of :data:`SAMPLE_PREFERENCE` first, then the others
-    in file order, up to ``max_rows`` rows in all. Keys: ``input|pert|sev`` or, for inputs crafted
-    against one model (attacks), ``input|model|pert|sev``."""
+    in file order, up to ``max_rows`` rows in all. Keys: :class:`robustmri.bench.store.SampleKey`."""
     best: dict[str, int] = {}
-    for key in keys:
-        parts = key.split("|")
-        if parts[0] != "output" or len(parts) != 4:
+    for text in keys:
+        key = SampleKey.parse(text)
+        if key is None or key.kind != "output":
             continue
-        pert, sev = parts[2], int(parts[3])
+        pert, sev = key.perturbation, key.severity
         if pert != CLEAN:
             best[pert] = max(best.get(pert, 0), sev)
     order = [p for p in SAMPLE_PREFERENCE if p in best] + [p for p in best if p not in SAMPLE_PREFERENCE]
@@ -180,14 +180,14 @@ def qualitative_grid(
     """
     data = dict(np.load(samples)) if not isinstance(samples, dict) else samples
     missing = [k for k in ("source", "target") if k not in data]
-    if not missing and not any(k.startswith("output|") for k in data):
+    if not missing and not any((k := SampleKey.parse(t)) is not None and k.kind == "output" for t in data):
         missing = ["output|<model>|<perturbation>|<severity>"]
     if missing:
         raise DataError(f"samples file {samples} lacks key(s) {missing}; re-run the benchmark to rewrite it")
     target = np.asarray(data["target"], dtype=np.float32)
     mask = np.asarray(data["mask"], dtype=bool) if "mask" in data else np.ones_like(target, dtype=bool)
-    outs = [k.split("|") for k in data if k.startswith("output|")]
-    present = list(dict.fromkeys(m for _, m, _, _ in outs))
+    outs = [k for k in map(SampleKey.parse, data) if k is not None and k.kind == "output"]
+    present = list(dict.fromkeys(k.model for k in outs))
     models = [m for m in (models or present) if m in present]
     rows = list(rows) if rows is not None else sample_rows(list(data))
     vals = target[mask] if mask.any() else target.ravel()
@@ -198,7 +198,7 @@ def qualitative_grid(
     errors = {}
     for pert, sev in rows:
         for m in models:
-            out = data.get(f"output|{m}|{pert}|{sev}")
+            out = data.get(SampleKey("output", m, pert, sev).encode())
             if out is not None:
                 errors[(pert, sev, m)] = np.where(mask, np.abs(np.asarray(out, dtype=np.float32) - target), np.nan)
     finite = np.concatenate([e[np.isfinite(e)] for e in errors.values()]) if errors else np.zeros(1)
@@ -210,14 +210,14 @@ def qualitative_grid(
                                  squeeze=False, layout="constrained")
         err_im = None
         for r, (pert, sev) in enumerate(rows):
-            inp = data.get(f"input|{pert}|{sev}", data["source"] if pert == CLEAN else None)
+            inp = data.get(SampleKey("input", None, pert, sev).encode(), data["source"] if pert == CLEAN else None)
             row_label = "clean" if pert == CLEAN else f"{pert}\nseverity {sev}"
             if inp is None and models:  # an attack: each model has its own input; show the first's
-                inp = data.get(f"input|{models[0]}|{pert}|{sev}")
+                inp = data.get(SampleKey("input", models[0], pert, sev).encode())
                 row_label += f"\n(input vs {models[0]})" if len(models) > 1 else ""
             panels: list[tuple[str, np.ndarray | None, bool]] = [("input", inp, False), ("target", target, False)]
             for m in models:
-                panels.append((m, data.get(f"output|{m}|{pert}|{sev}"), False))
+                panels.append((m, data.get(SampleKey("output", m, pert, sev).encode()), False))
                 panels.append(("|error|", errors.get((pert, sev, m)), True))
             for c, (label, img, is_err) in enumerate(panels):
                 ax = axes[r, c]

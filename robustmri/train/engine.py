@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from robustmri.atomic import write_json_atomic, write_text_atomic
+from robustmri.device import resolve_device
 from robustmri.errors import ConfigError, DataError
 from robustmri.models.base import TranslationModel
 from robustmri.models.registry import build_model
@@ -97,20 +98,6 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
-    """``auto`` -> CUDA (this process's local rank) when available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda requested but no CUDA device is available: use --device cpu")
-        if name == "cuda" and dist is not None and dist.enabled:
-            name = f"cuda:{dist.local_rank}"
-    elif name != "cpu":
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
-    return torch.device(name)
 
 
 def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -381,6 +368,58 @@ def _truncate_log(path: Path, step: int) -> None:
         return
     kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
     write_text_atomic(path, "".join(ln + "\n" for ln in kept))
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """A run folder as its users see it: the saved config, the summary of a finished run (None
+    while unfinished) and its model. Obtained from :func:`open_run`; nothing else reads the
+    engine's files."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    summary: dict[str, Any] | None
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def trained_steps(self) -> int | None:
+        return None if self.summary is None else int(self.summary.get("steps", 0))
+
+    @property
+    def extended_from(self) -> list[int]:
+        return list((self.summary or {}).get("extended_from") or [])
+
+    def identity(self) -> dict[str, Any]:
+        """What the run's results depend on: its config without the settings that do not change
+        the result (:data:`RESUMABLE_KEYS`)."""
+        return {k: v for k, v in self.config.items() if k not in RESUMABLE_KEYS}
+
+    def load(self, device: str | torch.device = "cpu") -> tuple[TranslationModel, TrainConfig]:
+        return load_trained(self.run_dir, device=device)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise DataError(f"{path} is unreadable or not JSON: delete the run folder {path.parent} and train again") from None
+
+
+def open_run(run_dir: str | os.PathLike[str]) -> RunHandle:
+    """The :class:`RunHandle` of ``run_dir`` (a folder written by :func:`train`)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} has no config.json: pass a run folder written by `robustmri train`")
+    config = _read_json(cfg_path)
+    summary_path = run_dir / "summary.json"
+    summary = _read_json(summary_path) if summary_path.is_file() else None
+    if not isinstance(config, dict) or (summary is not None and not isinstance(summary, dict)):
+        raise DataError(f"{run_dir}: config.json or summary.json is not a JSON object; delete the run folder and train again")
+    return RunHandle(run_dir, config, summary)
 
 
 def load_trained(run_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[TranslationModel, TrainConfig]:

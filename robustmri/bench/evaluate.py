@@ -1,0 +1,142 @@
+"""THE scoring loop: perturb a batch, translate it, score it under one protocol.
+
+Every number robustmri reports comes from :func:`score_cell`: the bench's cells, the drift check's
+reference weights and ``robustmri eval`` (the clean cell, severity 0).
+
+Seeding (so that a cell is a pure function of the model, the data and :class:`EvalSettings`):
+
+- corruptions draw from ``(settings.seed, perturbation, batch index)`` and never from the model,
+  so every model sees the same corrupted inputs (common random numbers, paired comparisons);
+- attacks draw from the same key (they depend on the model by nature);
+- a stochastic model's own noise comes from a generator seeded with ``settings.seed + batch
+  index``: the same seed and batch size give the same outputs in the bench and in ``eval``.
+
+Model space and protocol space: models take and return intensities in [0, 1]; the protocol maps
+predictions, targets and sources into its own I/O range before scoring
+(:meth:`robustmri.protocol.Protocol.score_unit`), so a peer preset that scores [-1, 1] images
+sees [-1, 1] images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from robustmri.bench.plan import Cell
+from robustmri.data.paired import PairedTensors
+from robustmri.models.base import TranslationModel
+from robustmri.protocol import Protocol, get_protocol
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How cells are scored: protocol, seed and batch size, and the attacks' objective and budget."""
+
+    protocol: Protocol
+    seed: int = 0
+    batch_size: int = 32
+    attack_loss: str = "mse"
+    eot_samples: int = 1
+    attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_suite(cls, suite: Any) -> EvalSettings:
+        return cls(
+            protocol=get_protocol(suite.protocol), seed=suite.eval_seed, batch_size=suite.eval_batch_size,
+            attack_loss=suite.attack_loss, eot_samples=suite.eot_samples, attack_budget=dict(suite.attack_budget),
+        )
+
+
+@dataclass
+class CellScores:
+    """Per-slice scores of one cell (columns subject, slice, one per metric, protocol) and,
+    when asked, the perturbed inputs and predictions (N, C, H, W) / (N, 1, H, W) in [0, 1] on CPU."""
+
+    frame: pd.DataFrame
+    sample: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: Tensor | None = None
+    predictions: Tensor | None = None
+
+
+def batches(n: int, size: int) -> Iterator[tuple[int, slice]]:
+    """(batch index, rows) over ``n`` items in batches of ``size``."""
+    for b, start in enumerate(range(0, n, size)):
+        yield b, slice(start, min(start + size, n))
+
+
+def model_fn(model: TranslationModel, target: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """``x -> model(x)`` as attacks see it (with the target for a model that declares it needs it)."""
+    if model.needs_target:
+        return lambda x: model.translate(x, target=target)
+    return lambda x: model.translate(x)
+
+
+def perturb_batch(
+    model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, cell: Cell, settings: EvalSettings, batch_index: int
+) -> Tensor:
+    """The inputs of ``cell`` for batch ``batch_index``: ``x`` itself for the clean cell."""
+    from robustmri.perturb import PERTURBATIONS, apply_perturbation, attack, derive_seed
+
+    if cell.is_clean:
+        return x
+    if PERTURBATIONS[cell.perturbation].needs_model:
+        gen = torch.Generator(device=x.device).manual_seed(derive_seed(settings.seed, cell.perturbation, batch_index))
+        with torch.enable_grad():
+            return attack(
+                model_fn(model, y), x, cell.perturbation, cell.severity, loss=settings.attack_loss,  # type: ignore[arg-type]
+                eot_samples=settings.eot_samples, mask=mask, generator=gen,
+                budget=settings.attack_budget.get(cell.perturbation),
+            ).detach()
+    return apply_perturbation(x, cell.perturbation, cell.severity, seed=settings.seed, mask=mask, key=batch_index)
+
+
+@torch.no_grad()
+def predict_batch(model: TranslationModel, x: Tensor, y: Tensor, settings: EvalSettings, batch_index: int) -> Tensor:
+    """The model's output (B, 1, H, W) in [0, 1], float32, for batch ``batch_index``."""
+    gen = torch.Generator(device=x.device).manual_seed(settings.seed + batch_index)
+    target = y if model.needs_target else None
+    return model.translate(x, generator=gen, target=target).float()
+
+
+def score_cell(
+    model: TranslationModel,
+    data: PairedTensors,
+    cell: Cell,
+    settings: EvalSettings,
+    device: torch.device | str = "cpu",
+    sample_index: int | None = None,
+    keep: bool = False,
+) -> CellScores:
+    """Score ``model`` on ``data`` under ``cell``, batch by batch.
+
+    ``sample_index``: a row whose input and output are returned in ``sample`` (the report's
+    qualitative grid); ``keep``: also return every perturbed input and prediction.
+    """
+    device = torch.device(device)
+    protocol = settings.protocol
+    frames, sample = [], {}
+    inputs, preds = [], []
+    for b, rows in batches(len(data), settings.batch_size):
+        x = data.source[rows].to(device, torch.float32)
+        y = data.target[rows].to(device, torch.float32)
+        m = data.mask[rows].to(device, torch.bool)
+        x_in = perturb_batch(model, x, y, m, cell, settings, b)
+        pred = predict_batch(model, x_in, y, settings, b)
+        scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
+        assert data.slice is not None
+        frames.append(protocol.results_frame(scores, data.subject_labels(rows), data.slice[rows]))
+        if sample_index is not None and rows.start <= sample_index < rows.stop:
+            k = sample_index - rows.start
+            sample = {"input": x_in[k, 0].float().cpu().numpy(), "output": pred[k, 0].cpu().numpy()}
+        if keep:
+            inputs.append(x_in.float().cpu())
+            preds.append(pred.cpu())
+    frame = pd.concat(frames, ignore_index=True)
+    frame["subject"] = frame["subject"].astype(str)
+    return CellScores(frame, sample, torch.cat(inputs) if keep else None, torch.cat(preds) if keep else None)

@@ -1,0 +1,1 @@
+"""The built-in benchmark suites (TOML), read with importlib.resources."""
