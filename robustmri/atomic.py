@@ -21,7 +21,8 @@ from typing import Any
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the same folder as ``path``; move it onto ``path`` on success.
 
-    The caller writes the whole file to the yielded path. On an exception the temporary file is
+    The caller writes the whole file to the yielded path. Before the rename the file is flushed to
+    disk and given the permissions of the user's umask. On an exception the temporary file is
     deleted and ``path`` is left untouched.
     """
     final = Path(path)
@@ -31,6 +32,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _settle(tmp, directory=False)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -38,13 +40,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _settle(path: Path, directory: bool) -> None:
+    """Before the rename: give ``path`` the permissions the user's umask asks for (mkstemp and
+    mkdtemp create 0600 / 0700), and flush a file to disk (fsync), so a crash right after the
+    rename cannot leave an empty or partial file at the final path."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+    if not directory:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (fsync before the rename)."""
+    """Write ``data`` to ``path`` atomically (fsync before the rename, see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -69,6 +88,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
         yield tmp
+        _settle(tmp, directory=True)
         old: Path | None = None
         if final.exists():
             if not overwrite:

@@ -23,7 +23,7 @@ from typing import Any
 
 from robustmri.bench.evaluate import EvalSettings, score_cell
 from robustmri.bench.plan import Cell, Job, cells, shard_jobs
-from robustmri.bench.store import ResultsStore, cell_provenance, perturbation_params, sample_index
+from robustmri.bench.store import ResultsStore, cell_provenance, mark_interrupted, perturbation_params, sample_index
 from robustmri.bench.store import merge_results as _merge_cells
 from robustmri.bench.suite import Suite
 from robustmri.errors import ConfigError
@@ -116,12 +116,25 @@ def run_suite(
     cache: str | os.PathLike[str] | None = None,
     report: bool = True,
 ) -> Path:
-    """Run ``suite`` into ``out`` (resumable, incremental); returns the results folder."""
+    """Run ``suite`` into ``out`` (resumable, incremental); returns the results folder. Interrupted
+    (Ctrl-C), it leaves every finished checkpoint and cell and marks the manifest ``interrupted``."""
+    try:
+        return _run_suite(suite, out, device, shard, progress, cache, report)
+    except KeyboardInterrupt:
+        mark_interrupted(out)
+        raise
+
+
+def _run_suite(
+    suite: Suite, out: str | os.PathLike[str], device: str | None, shard: tuple[int, int], progress: bool,
+    cache: str | os.PathLike[str] | None, report: bool,
+) -> Path:
     from robustmri.data.resolve import load_split_tensors
     from robustmri.device import resolve_device
 
     store = ResultsStore(out)
     store.out.mkdir(parents=True, exist_ok=True)
+    store.clean_stale_temporaries()
     dev_name = device or suite.device
     dev = resolve_device(dev_name)
     settings = EvalSettings.from_suite(suite)

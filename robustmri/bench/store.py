@@ -146,6 +146,23 @@ class ResultsStore:
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
 
+    # ------------------------------------------------------------------ housekeeping
+    def clean_stale_temporaries(self, older_than_s: float = 600.0) -> int:
+        """Remove temporary files that a killed run left behind in this folder (robustmri's own
+        pattern ``.<name>.<random>.tmp`` from :func:`robustmri.atomic.atomic_path`, untouched for
+        ``older_than_s`` seconds, so a live writer's file is never taken); returns how many."""
+        import time
+
+        now, removed = time.time(), 0
+        for path in self.out.rglob(".*.tmp"):
+            try:
+                if path.is_file() and now - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
     # ------------------------------------------------------------------ paths
     def run_dir(self, job: Job) -> Path:
         return self.out / "runs" / job.run_name
@@ -282,6 +299,17 @@ class ResultsStore:
         if computed_cells is not None:
             manifest["cells_computed_this_run"] = computed_cells
         write_json_atomic(self.out / "manifest.json", manifest)
+
+
+def mark_interrupted(out: str | os.PathLike[str]) -> None:
+    """Set ``status: "interrupted"`` in ``out/manifest.json`` (a run stopped by Ctrl-C or SIGTERM)."""
+    path = Path(out) / "manifest.json"
+    try:
+        manifest = read_manifest(path)
+    except DataError:
+        return
+    if manifest:
+        write_json_atomic(path, {**manifest, "status": "interrupted"})
 
 
 def merge_results(out: str | os.PathLike[str], shards: list[str | os.PathLike[str]]) -> Path:

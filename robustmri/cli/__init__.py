@@ -7,6 +7,7 @@ process with exit status 2.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = app(args=argv, standalone_mode=False)
         if isinstance(status, int):  # click returns the code of typer.Exit in non-standalone mode
+            if status == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130 itself
+                typer.echo(INTERRUPTED, err=True)
             return status
     except RobustMRIError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -70,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:  # --version, --help
         return int(exc.exit_code or 0)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        typer.echo(INTERRUPTED, err=True)
         return 130
+    except OSError as exc:  # no space, read-only, permission, a file where a folder is needed, ...
+        typer.echo(f"error: {os_error_message(exc)}", err=True)
+        return 2
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         try:
             import click
@@ -81,10 +87,36 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             return 2
-        if isinstance(exc, click.exceptions.Abort if hasattr(click.exceptions, 'Abort') else ()):
-            return 1
+        if isinstance(exc, getattr(click.exceptions, "Abort", ())):  # click's form of Ctrl-C
+            typer.echo(INTERRUPTED, err=True)
+            return 130
         raise
     return 0
+
+
+INTERRUPTED = (
+    "interrupted: every finished checkpoint, cell and prepared file is kept; run the same command again to "
+    "continue where it stopped"
+)
+
+_OS_FIXES: dict[int, str] = {
+    errno.ENOSPC: "free some space or write to another folder (--out, --cache)",
+    errno.EDQUOT: "free some space or write to another folder (--out, --cache)",
+    errno.EROFS: "the file system is read-only: write to another folder (--out, --cache)",
+    errno.EACCES: "you may not write there: choose a folder you own (--out, --cache) or fix its permissions",
+    errno.EPERM: "you may not write there: choose a folder you own (--out, --cache) or fix its permissions",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another --out or move the file",
+    errno.EEXIST: "a file stands where a folder is needed: choose another --out or move the file",
+    errno.EISDIR: "a folder stands where a file is needed: choose another path",
+    errno.ENOENT: "the path does not exist: check it",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and the fix."""
+    where = exc.filename if exc.filename is not None else "a file"
+    fix = _OS_FIXES.get(exc.errno or -1, "check the path and the disk, then run the command again")
+    return f"{where}: {exc.strerror or exc}: {fix}"
 
 
 if __name__ == "__main__":  # pragma: no cover

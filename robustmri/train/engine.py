@@ -363,10 +363,27 @@ def _save(run_dir: Path, model: torch.nn.Module, optimizers: dict, schedulers: d
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines after ``step`` (they belong to work lost after the last checkpoint)."""
+    """Drop log lines after ``step`` (they belong to work lost after the last checkpoint).
+
+    A torn last line (an append cut short by a full disk, a kill or a power cut) is dropped too; an
+    unreadable line before the last is a one-line error naming the file."""
     if not path.exists():
         return
-    kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError
+        except ValueError:
+            if i == len(lines) - 1:
+                break  # torn tail: the append that was cut short
+            raise DataError(
+                f"{path} line {i + 1} is not a log record: restore the file, or delete it (the checkpoint is intact)"
+            ) from None
+        if record.get("step", 0) <= step:
+            kept.append(line)
     write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
 
