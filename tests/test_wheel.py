@@ -38,5 +38,6 @@ def test_wheel_in_a_fresh_venv_runs_the_smoke_suite(tmp_path):
     frame = pd.read_csv(work / "smoke" / "results.csv")
     assert set(frame["model"]) == {"pix2pix", "kd_attack:full"}
     assert (work / "smoke" / "report" / "report.html").is_file()
-    where = subprocess.run([str(py), "-c", "import robustmri; print(robustmri.__file__)"], capture_output=True, text=True)
-    assert str(env_dir) in where.stdout  # the installed package ran, not the checkout
+    where = subprocess.run([str(py), "-c", "import robustmri; print(robustmri.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True)
+    assert str(env_dir) in where.stdout  # outside the checkout, the installed package is what runs
