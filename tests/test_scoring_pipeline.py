@@ -143,3 +143,18 @@ def test_builtin_suites_ship_inside_the_package():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert "suites/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["robustmri"]
     assert json.dumps(load_suite("smoke").to_dict())  # loads by name, from the package
+
+
+def test_cached_data_are_keyed_by_the_data_code(monkeypatch, tmp_path):
+    """A change of the code that simulates or prepares data must not reuse data cached by the old
+    code (the drift check's evaluation layer would miss it on a machine with a warm cache)."""
+    from robustmri.data import cache
+    from robustmri.data.resolve import _embedded_root
+
+    before = cache.cache_key([], {"size": 64})
+    old_root = _embedded_root(1, 32, 0, tmp_path, False, {"n_slices": 2})
+    assert len(cache.data_code_fingerprint()) == 16
+    monkeypatch.setattr(cache, "data_code_fingerprint", lambda: "0" * 16)
+    assert cache.cache_key([], {"size": 64}) != before
+    new_root = _embedded_root(1, 32, 0, tmp_path, False, {"n_slices": 2})
+    assert new_root != old_root and (new_root / "dataset.json").is_file()

@@ -23,6 +23,7 @@ entry under the final name. Old entries are never deleted automatically; removin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -53,10 +54,23 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
+@functools.cache
+def data_code_fingerprint() -> str:
+    """SHA-256 (16 hex) of the source of :mod:`robustmri.data`: the code that simulates, reads,
+    normalises and slices data. Part of every cache key, so a cached dataset is never reused by
+    code that would compute it differently (the drift check's evaluation layer relies on this)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(files: Iterable[str | Path], options: Mapping[str, Any]) -> str:
-    """SHA-256 hex digest of the cache format version, the files' fingerprints and ``options``."""
+    """SHA-256 hex digest of the cache format version, the data code (:func:`data_code_fingerprint`),
+    the files' fingerprints and ``options``."""
     payload = {
         "version": CACHE_VERSION,
+        "code": data_code_fingerprint(),
         "files": [file_fingerprint(f) for f in files],
         "options": dict(options),
     }

@@ -49,7 +49,10 @@ def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress:
     from robustmri.data.embedded import SynthConfig, write_dataset
 
     config = SynthConfig(**{"size": size, "n_slices": EMBEDDED_DEFAULT_SLICES, "seed": seed, **(options or {})})
-    tag = hashlib.sha256(repr((n_subjects, config.to_json())).encode()).hexdigest()[:12]
+    from robustmri.data.cache import data_code_fingerprint
+
+    # a change of the simulator's code gives a new folder: cached subjects are never reused by other code
+    tag = hashlib.sha256(repr((n_subjects, config.to_json(), data_code_fingerprint())).encode()).hexdigest()[:12]
     root = cache / f"embedded-{tag}"
     if not (root / "dataset.json").is_file():
         progress_fn = None
