@@ -65,11 +65,6 @@ def _write_suite(path: Path, text: str = TINY_SUITE) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def baseline(tmp_path_factory, cache_dir) -> Path:
     """One uninterrupted run of the tiny suite."""
     root = tmp_path_factory.mktemp("bench")

@@ -53,11 +53,6 @@ batch_size = 8
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def referenced(tmp_path_factory, cache_dir) -> tuple[Path, Path]:
     """A bench folder of the test suite and a reference written from it (one float-order replicate)."""
     root = tmp_path_factory.mktemp("drift")

@@ -49,11 +49,6 @@ batch_size = 8
 """
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
 def _suite(root: Path, steps: int = 12) -> Path:
     path = root / f"suite{steps}.toml"
     path.write_text(SUITE.replace("STEPS", str(steps)))

@@ -47,11 +47,6 @@ seed = 3
 """
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
 def _bench(root: Path, cache: Path, model: str, protocol: str) -> Path:
     path = root / f"{model}-{protocol}.toml"
     path.write_text(SUITE.replace("MODEL", model).replace("PROTOCOL", protocol))

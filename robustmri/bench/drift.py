@@ -120,10 +120,11 @@ class Drift:
         def fmt(v: float | None) -> str:
             return "missing" if v is None else f"{v:.4f}" if abs(v) >= 0.01 else f"{v:.6f}"
 
-        delta = "" if self.old is None or self.new is None else f", {self.new - self.old:+.2g}"
+        notes = [] if self.old is None or self.new is None else [f"{self.new - self.old:+.2g}"]
+        notes.append(f"tolerance {self.tolerance:.2g}")
         return (
             f"{self.model}, {self.direction}, {self.perturbation}, severity {self.severity}, {self.metric}: "
-            f"{fmt(self.old)} -> {fmt(self.new)} ({delta.lstrip(', ') + ', ' if delta else ''}tolerance {self.tolerance:.2g})"
+            f"{fmt(self.old)} -> {fmt(self.new)} ({', '.join(notes)})"
         )
 
 
