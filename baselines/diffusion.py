@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from baselines.layers import check_image_size
 from robustmri.errors import ConfigError
@@ -310,7 +311,13 @@ class ConditionalDiffusion(TranslationModel):
             abar = self.alphas_cumprod[t]
             abar_prev = self.alphas_cumprod[steps[i + 1]] if i + 1 < len(steps) else torch.ones_like(abar)
             tt = torch.full((shape[0],), t, device=source.device, dtype=torch.long)
-            eps = self.denoiser(torch.cat([x, src], 1), tt).float()
+            inp = torch.cat([x, src], 1)
+            if torch.is_grad_enabled() and inp.requires_grad:
+                # an attack differentiates through the whole sampler: recompute each denoiser call
+                # in the backward pass instead of keeping sample_steps sets of activations
+                eps = checkpoint(self.denoiser, inp, tt, use_reentrant=False).float()
+            else:
+                eps = self.denoiser(inp, tt).float()
             x0 = ((x - (1.0 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1.0, 1.0)
             eps = (x - abar.sqrt() * x0) / (1.0 - abar).sqrt()
             x = abar_prev.sqrt() * x0 + (1.0 - abar_prev).sqrt() * eps

@@ -3,6 +3,7 @@ embedded dataset, and write the table into docs/perturbations.md (between marker
 
     .venv/bin/python benchmarks/calibrate_perturb.py                # measure + rewrite the docs table
     .venv/bin/python benchmarks/calibrate_perturb.py --no-write     # print only
+    .venv/bin/python benchmarks/calibrate_perturb.py --fit          # fit each severity to the PSNR targets
 
 PSNR: data_range 1, MSE inside the brain mask, averaged over slices. Slices: T1 and T2 of
 ``embedded_slices(n_subjects, size, n_slices, seed)``.
@@ -19,7 +20,15 @@ import torch
 
 from robustmri.atomic import write_text_atomic
 from robustmri.data.embedded import embedded_slices
-from robustmri.perturb.calibration import calibrate, markdown_table, non_monotone, replace_between_markers
+from robustmri.perturb.calibration import (
+    FIT_KNOBS,
+    PSNR_TARGETS,
+    calibrate,
+    fit_severity,
+    markdown_table,
+    non_monotone,
+    replace_between_markers,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "perturbations.md"
 
@@ -32,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="dataset and perturbation seed")
     ap.add_argument("--docs", type=Path, default=DOCS)
     ap.add_argument("--no-write", action="store_true", help="print the table, do not touch the docs")
+    ap.add_argument("--fit", action="store_true", help="fit every severity's strength to the PSNR targets and print them")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -39,12 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     d = embedded_slices(n_subjects=args.subjects, size=args.size, n_slices=args.slices, seed=args.seed, contrasts=("t1", "t2"))
     x = torch.cat([d["t1"], d["t2"]])
     mask = torch.cat([d["mask"], d["mask"]])
-    rows = calibrate(x, mask, seed=args.seed)
+    spacing = float(d["spacing"][0])
+    if args.fit:
+        for name, (keys, _) in FIT_KNOBS.items():
+            for sev, target in enumerate(PSNR_TARGETS, start=1):
+                v, got = fit_severity(name, sev, target, x, mask, spacing, seed=args.seed,
+                                      upper=1.0 if name == "ghosting" else None)
+                print(f"{name:16s} s{sev} {keys[0]}={v:.4g} -> {got:.2f} dB (target {target})")
+        return 0
+    rows = calibrate(x, mask, seed=args.seed, spacing_mm=spacing)
     table = markdown_table(rows)
     header = (
         f"Measured on {x.shape[0]} slices ({args.subjects} embedded subjects x {args.slices} axial slices x "
-        f"T1, T2) at {args.size}x{args.size} px, seed {args.seed}; PSNR with data_range 1 inside the brain "
-        "mask, SSIM = mean of scikit-image's SSIM map inside the mask.\n\n"
+        f"T1, T2) at {args.size}x{args.size} px ({spacing:.3g} mm pixels), seed {args.seed}; every corruption acts on "
+        "the whole field of view; PSNR with data_range 1 inside the brain mask, SSIM = mean of scikit-image's SSIM "
+        "map inside the mask.\n\n"
     )
     print(table)
     bad = non_monotone(rows)

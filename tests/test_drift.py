@@ -108,7 +108,7 @@ def test_perturbation_change_is_evaluation_drift_naming_it(referenced, cache_dir
 
     out, ref = referenced
     table = dict(PERTURBATIONS["gaussian_blur"].severities)
-    table[3] = {"sigma": table[3]["sigma"] * 1.5}
+    table[3] = {"fwhm_mm": table[3]["fwhm_mm"] * 1.5}
     monkeypatch.setattr(PERTURBATIONS["gaussian_blur"], "severities", table)
     report = check_drift(out, ref, cache=cache_dir)
     assert report.evaluation and not report.training  # the results on disk were scored before the change

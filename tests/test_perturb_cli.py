@@ -26,7 +26,7 @@ def test_list_prints_every_perturbation_with_its_table(capsys) -> None:
     out = capsys.readouterr().out
     for name, cls in PERTURBATIONS.items():
         assert name in out and cls.family in out
-    assert "sigma=0.13" in out  # gaussian noise severity 5
+    assert "snr=4.7" in out  # gaussian noise severity 5
     assert main(["perturb", "list", "--family", "kspace"]) == 0
     out = capsys.readouterr().out
     assert "ghosting" in out and "gaussian_noise" not in out

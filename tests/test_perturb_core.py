@@ -1,5 +1,6 @@
 """Contracts every corruption must meet: registry, shapes/dtypes/devices, seeding, identity at
-severity 0, monotone degradation, data_range handling, mask confinement, user errors."""
+severity 0, monotone degradation, data_range handling, the whole field of view, physical units,
+user errors."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from robustmri.perturb import (
 from robustmri.perturb.calibration import masked_psnr, replace_between_markers
 
 CORRUPTIONS = list_perturbations(include_adversarial=False)
+SP = 210.0 / 64  # mm per pixel of the embedded data at 64 x 64
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -36,7 +38,8 @@ def test_registry_lists_every_family() -> None:
     }
     adv = list_perturbations("adversarial")
     assert {"fgsm_linf", "pgd_linf", "pgd_l2", "square_linf"} <= set(adv)
-    assert all(PERTURBATIONS[n].needs_model for n in adv)
+    assert all(PERTURBATIONS[n].needs_model for n in adv if n != "random_linf")
+    assert not PERTURBATIONS["random_linf"].needs_model  # the control: no model
     for name in PERTURBATIONS:
         assert sorted(PERTURBATIONS[name].severities) == [1, 2, 3, 4, 5]
 
@@ -70,10 +73,10 @@ def test_shape_dtype_device_and_severity0_identity(name: str, device: str, batch
     p = get_perturbation(name)
     for dtype in (torch.float32, torch.float64):
         xd = x.to(dtype)
-        y = p(xd, 3, generator=1)
+        y = p(xd, 3, generator=1, spacing_mm=SP)
         assert y.shape == xd.shape and y.dtype == dtype and y.device == xd.device
         assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
-    y0 = p(x, 0, generator=1)
+    y0 = p(x, 0, generator=1, spacing_mm=SP)
     assert torch.equal(y0, x) and y0 is not x
 
 
@@ -81,14 +84,14 @@ def test_shape_dtype_device_and_severity0_identity(name: str, device: str, batch
 def test_seed_determinism(name: str, batch) -> None:
     x = batch[0][:4]
     p = get_perturbation(name)
-    a = p(x, 3, generator=torch.Generator().manual_seed(5))
-    b = p(x, 3, generator=5)
+    a = p(x, 3, generator=torch.Generator().manual_seed(5), spacing_mm=SP)
+    b = p(x, 3, generator=5, spacing_mm=SP)
     assert torch.equal(a, b)
-    c = p(x, 3, generator=6)
+    c = p(x, 3, generator=6, spacing_mm=SP)
     if p.stochastic:
         assert not torch.equal(a, c)
         # different draws per image: the same image repeated in a batch is corrupted differently
-        twin = p(torch.cat([x[:1], x[:1]]), 3, generator=5)
+        twin = p(torch.cat([x[:1], x[:1]]), 3, generator=5, spacing_mm=SP)
         assert not torch.equal(twin[0], twin[1])
     else:
         assert torch.equal(a, c)
@@ -97,9 +100,14 @@ def test_seed_determinism(name: str, batch) -> None:
 @pytest.mark.parametrize("name", CORRUPTIONS)
 def test_degradation_monotone_in_severity(name: str, batch) -> None:
     x, mask = batch
-    psnr = [float(masked_psnr(x, apply_perturbation(x, name, s, seed=0), mask).mean()) for s in range(1, 6)]
-    assert all(b < a for a, b in zip(psnr, psnr[1:])), psnr
-    assert psnr[0] > 28 and psnr[-1] < 24, psnr  # a useful span even at 64 px
+    psnr = [float(masked_psnr(x, apply_perturbation(x, name, s, seed=0, mask=mask, spacing_mm=SP), mask).mean())
+            for s in range(1, 6)]
+    # A length below the pixel spacing cannot show (a 2.1 mm voxel at 3.3 mm pixels): those
+    # severities leave the image as it is (PSNR inf); every visible one degrades it further.
+    visible = [v for v in psnr if v != float("inf")]
+    assert psnr[: len(psnr) - len(visible)] == [float("inf")] * (len(psnr) - len(visible)), psnr
+    assert len(visible) >= 3 and all(b < a for a, b in zip(visible, visible[1:])), psnr
+    assert visible[0] > 28 and psnr[-1] < 24, psnr  # a useful span even at 64 px
 
 
 def test_data_range_is_respected_not_blindly_zero_one(batch) -> None:
@@ -112,16 +120,53 @@ def test_data_range_is_respected_not_blindly_zero_one(batch) -> None:
         torch.testing.assert_close(ypm, y01 * 2.0 - 1.0, atol=1e-5, rtol=0)
 
 
-def test_mask_confines_the_corruption(batch) -> None:
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_every_corruption_acts_on_the_whole_field_of_view(name: str, batch) -> None:
+    """The scanner corrupts the background too: a mask only sets the SNR reference, never confines."""
     x, mask = batch[0][:2], batch[1][:2]
-    y = apply_perturbation(x, "gaussian_noise", 3, mask=mask)
-    assert torch.equal(y[~mask], x[~mask])
-    assert not torch.equal(y[mask], x[mask])
+    y = apply_perturbation(x, name, 3, seed=0, mask=mask, spacing_mm=SP)
+    outside = ~mask
+    changed = (y != x) & outside
+    assert changed.sum() > 0.05 * outside.sum(), f"{name} changed {int(changed.sum())} of {int(outside.sum())} background pixels"
+
+
+def test_noise_severity_is_an_snr_of_the_brain_signal(batch) -> None:
+    x, mask = batch[0][:2], batch[1][:2]
+    for s, snr in ((2, 22.0), (4, 8.0)):
+        d = apply_perturbation(x, "gaussian_noise", s, seed=1, mask=mask) - x
+        inside = (x > 0.3) & (x < 0.7)  # away from the clamp
+        expected = float((x[mask]).mean()) / snr  # both images have about the same brain mean
+        assert abs(float(d[inside].std()) / expected - 1.0) < 0.08
+    # brighter images get proportionally more noise: the SNR, not sigma, is the severity
+    half = apply_perturbation(x * 0.5, "gaussian_noise", 3, seed=1, mask=mask) - x * 0.5
+    full = apply_perturbation(x, "gaussian_noise", 3, seed=1, mask=mask) - x
+    inside = (x > 0.3) & (x < 0.7)
+    torch.testing.assert_close(half[inside] * 2.0, full[inside], atol=1e-5, rtol=1e-4)
+
+
+def test_lengths_in_mm_need_the_pixel_spacing_and_scale_with_it(batch) -> None:
+    x = batch[0][:2]
+    for name in ("gaussian_blur", "resolution", "motion", "misregistration"):
+        with pytest.raises(ConfigError, match="spacing_mm"):
+            apply_perturbation(x, name, 2)
+    with pytest.raises(DataError, match="spacing_mm"):
+        apply_perturbation(x, "gaussian_blur", 2, spacing_mm=-1.0)
+    with pytest.raises(DataError, match="one per image"):
+        apply_perturbation(x, "gaussian_blur", 2, spacing_mm=torch.ones(5))
+    from robustmri.perturb.image import FWHM_PER_SIGMA, gaussian_blur
+
+    # FWHM 5.7 mm at 3.28 mm pixels = sigma 0.738 px
+    y = apply_perturbation(x, "gaussian_blur", 3, spacing_mm=SP)
+    torch.testing.assert_close(y, gaussian_blur(x, 5.7 / FWHM_PER_SIGMA / SP).clamp(0, 1))
+    # one spacing per image: each image blurred at its own
+    mixed = apply_perturbation(x, "gaussian_blur", 3, spacing_mm=torch.tensor([SP, SP / 2]))
+    torch.testing.assert_close(mixed[1:], gaussian_blur(x[1:], 5.7 / FWHM_PER_SIGMA / (SP / 2)).clamp(0, 1))
+    torch.testing.assert_close(mixed[:1], y[:1])
 
 
 def test_grid_cells_are_order_independent(batch) -> None:
     x = batch[0][:2]
-    cells = {(c.name, c.severity): c.images for c in corruption_grid(x, severities=[0, 2], seed=7)}
+    cells = {(c.name, c.severity): c.images for c in corruption_grid(x, severities=[0, 2], seed=7, spacing_mm=SP)}
     assert len(cells) == 2 * len(CORRUPTIONS)
     alone = apply_perturbation(x, "spike", 2, seed=7)
     assert torch.equal(cells[("spike", 2)], alone)
@@ -131,7 +176,7 @@ def test_grid_cells_are_order_independent(batch) -> None:
     n2 = apply_perturbation(x, "gaussian_noise", 2, seed=7) - x
     n4 = apply_perturbation(x, "gaussian_noise", 4, seed=7) - x
     inside = (x > 0.35) & (x < 0.65)  # > 4 sigma away from the clamp
-    torch.testing.assert_close(n4[inside], n2[inside] * (0.079 / 0.029), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(n4[inside], n2[inside] * (22.0 / 8.0), atol=1e-5, rtol=1e-4)
     with pytest.raises(ConfigError, match="attack"):
         list(corruption_grid(x, names=["pgd_linf"]))
 

@@ -164,11 +164,16 @@ def corruption_errors(subjects: pd.DataFrame, reference: str, *, error: ErrorKin
 
 
 def mean_corruption_error(ce: pd.DataFrame) -> pd.DataFrame:
-    """mCE and relative mCE per (model, direction): the mean of CE_p over perturbations (percent).
+    """mCE and relative mCE per (model, direction): the mean of CE_p over the *corruptions*
+    (percent). Attacks (family ``adversarial``) are left out: their damage depends on the attack's
+    budget, not on the scanner, and gets a score of its own
+    (:func:`robustmri.analysis.sanity.attack_damage`).
 
     Perturbations whose CE is NaN (reference missing) are skipped; ``n_perturbations`` counts those
     averaged.
     """
+    if "family" in ce.columns:
+        ce = ce[ce["family"] != "adversarial"]
     grouped = ce.groupby(["model", "direction"], sort=True)
     out = pd.DataFrame({
         "mce": grouped["ce"].mean(),

@@ -42,14 +42,16 @@ class EvalSettings:
     seed: int = 0
     batch_size: int = 32
     attack_loss: str = "mse"
-    eot_samples: int = 1
+    eot_samples: int = 4
     attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
+    attack_objective: str = "target"
 
     @classmethod
     def from_suite(cls, suite: Any) -> EvalSettings:
         return cls(
             protocol=get_protocol(suite.protocol), seed=suite.eval_seed, batch_size=suite.eval_batch_size,
             attack_loss=suite.attack_loss, eot_samples=suite.eot_samples, attack_budget=dict(suite.attack_budget),
+            attack_objective=suite.attack_objective,
         )
 
 
@@ -78,22 +80,33 @@ def model_fn(model: TranslationModel, target: Tensor | None) -> Callable[[Tensor
 
 
 def perturb_batch(
-    model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, cell: Cell, settings: EvalSettings, batch_index: int
+    model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, cell: Cell, settings: EvalSettings, batch_index: int,
+    spacing: Tensor | None = None,
 ) -> Tensor:
-    """The inputs of ``cell`` for batch ``batch_index``: ``x`` itself for the clean cell."""
+    """The inputs of ``cell`` for batch ``batch_index``: ``x`` itself for the clean cell.
+
+    Corruptions act on the whole field of view (``mask`` only sets the brain signal an SNR refers
+    to; ``spacing`` (B,) mm converts lengths to pixels). Attacks may change every pixel and
+    maximise the reported error: the MSE (or L1) to the target ``y`` inside the brain ``mask``
+    (``settings.attack_objective == "target"``), or the distance to the clean output
+    (``"stability"``). A stochastic model is attacked with EOT over ``settings.eot_samples`` noise
+    draws and scored on a fresh draw from the same distribution (:func:`predict_batch`)."""
     from robustmri.perturb import PERTURBATIONS, apply_perturbation, attack, derive_seed
 
     if cell.is_clean:
         return x
     if PERTURBATIONS[cell.perturbation].needs_model:
         gen = torch.Generator(device=x.device).manual_seed(derive_seed(settings.seed, cell.perturbation, batch_index))
+        to_target = settings.attack_objective == "target"
         with torch.enable_grad():
             return attack(
                 model_fn(model, y), x, cell.perturbation, cell.severity, loss=settings.attack_loss,  # type: ignore[arg-type]
-                eot_samples=settings.eot_samples, mask=mask, generator=gen,
+                eot_samples=settings.eot_samples if model.stochastic else 1, generator=gen,
+                target=y if to_target else None, loss_mask=mask if to_target else None,
                 budget=settings.attack_budget.get(cell.perturbation),
             ).detach()
-    return apply_perturbation(x, cell.perturbation, cell.severity, seed=settings.seed, mask=mask, key=batch_index)
+    return apply_perturbation(x, cell.perturbation, cell.severity, seed=settings.seed, mask=mask, key=batch_index,
+                              spacing_mm=spacing)
 
 
 @torch.no_grad()
@@ -126,7 +139,8 @@ def score_cell(
         x = data.source[rows].to(device, torch.float32)
         y = data.target[rows].to(device, torch.float32)
         m = data.mask[rows].to(device, torch.bool)
-        x_in = perturb_batch(model, x, y, m, cell, settings, b)
+        sp = None if data.spacing is None else data.spacing[rows]
+        x_in = perturb_batch(model, x, y, m, cell, settings, b, sp)
         pred = predict_batch(model, x_in, y, settings, b)
         scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
         assert data.slice is not None

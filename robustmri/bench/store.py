@@ -98,6 +98,12 @@ def perturbation_params(names: set[str] | list[str]) -> dict[str, Any]:
     return {n: {str(k): v for k, v in sorted(PERTURBATIONS[n].severities.items())} for n in sorted(names)}
 
 
+THREAT_MODEL_VERSION = 2
+"""Bumped whenever what a perturbation does changes beyond its severity table (2: corruptions on
+the whole field of view in physical units; attacks on the reported error, APGD). Cells scored under
+another version are recomputed."""
+
+
 def cell_provenance(suite: Suite, run_identity: dict[str, Any], trained_steps: int | None, data: str) -> dict[str, Any]:
     """What every cell of a job depends on besides its perturbation: the trained model, the test
     data, the protocol and the evaluation settings (cached cells are valid only while it holds)."""
@@ -110,8 +116,9 @@ def cell_provenance(suite: Suite, run_identity: dict[str, Any], trained_steps: i
         "split": list(suite.split) if suite.split is not None else None,
         "image_size": suite.image_size,
         "protocol": get_protocol(suite.protocol).id,
+        "threat_model": THREAT_MODEL_VERSION,
         "eval": {"seed": suite.eval_seed, "batch_size": suite.eval_batch_size, "attack_loss": suite.attack_loss,
-                 "eot_samples": suite.eot_samples, **({"attack_budget": suite.attack_budget} if suite.attack_budget else {})},
+                 "attack_objective": suite.attack_objective, "eot_samples": suite.eot_samples, **({"attack_budget": suite.attack_budget} if suite.attack_budget else {})},
     }
 
 

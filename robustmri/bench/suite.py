@@ -38,11 +38,12 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     severities = [1, 2, 3, 4, 5]
 
     [attacks]
-    names = ["fgsm_linf", "pgd_linf", "square_linf"]
+    names = ["random_linf", "fgsm_linf", "pgd_linf", "square_linf"]   # random_linf: the control
     severities = [1, 3]
-    loss = "mse"                     # distortion maximised: mse | l1, to the clean output
-    eot_samples = 1
-    budget = { square_linf = { queries = 100 }, pgd_linf = { steps = 10 } }   # optional, every severity
+    objective = "target"             # target: the reported error (masked, to the real target) | stability: to the clean output
+    loss = "mse"                     # mse | l1
+    eot_samples = 4                  # noise draws per loss evaluation, for stochastic models only
+    budget = { square_linf = { queries = 1000 }, pgd_linf = { steps = 50, restarts = 2 } }   # optional, every severity
 
     [eval]
     batch_size = 32
@@ -104,8 +105,11 @@ class Suite:
     attacks: tuple[str, ...] = ()
     attack_severities: tuple[int, ...] = (1, 3)
     attack_loss: str = "mse"
-    eot_samples: int = 1
-    #: per attack, budget parameters (steps, queries) that replace the severity table's at every severity
+    eot_samples: int = 4
+    #: "target": attacks maximise the reported (masked) error to the target; "stability": the
+    #: distance to the clean output
+    attack_objective: str = "target"
+    #: per attack, budget parameters (steps, restarts, queries) that replace the severity table's at every severity
     attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_batch_size: int = 32
     eval_seed: int = 0
@@ -136,7 +140,7 @@ _SECTIONS = {
     "protocol": {"name"},
     "train": {"steps", "batch_size"},
     "perturbations": {"names", "severities"},
-    "attacks": {"names", "severities", "loss", "eot_samples", "budget"},
+    "attacks": {"names", "severities", "objective", "loss", "eot_samples", "budget"},
     "eval": {"batch_size", "seed"},
 }
 _MODEL_KEYS = {"name", "size", "label", "options", "steps", "batch_size"}
@@ -252,7 +256,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
     att = raw.get("attacks", {})
     attack_names = att.get("names", [])
     for n in attack_names:
-        if n not in PERTURBATIONS or not PERTURBATIONS[n].needs_model:
+        if n not in PERTURBATIONS or PERTURBATIONS[n].family != "adversarial":
             raise _err(path, f"unknown attack {n!r}; use one of {', '.join(list_perturbations('adversarial'))}")
     budget = att.get("budget", {})
     if not isinstance(budget, dict) or not all(isinstance(v, dict) for v in budget.values()):
@@ -271,6 +275,11 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         raise _err(path, f"unknown protocol {protocol!r}; use one of {', '.join(list_protocols())}")
     if att.get("loss", "mse") not in ("mse", "l1"):
         raise _err(path, "attacks.loss must be mse or l1")
+    if att.get("objective", "target") not in ("target", "stability"):
+        raise _err(path, "attacks.objective must be target (the reported error) or stability (distance to the clean output)")
+    eot = att.get("eot_samples", 4)
+    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+        raise _err(path, f"attacks.eot_samples must be a positive integer, got {eot!r}")
     ev = raw.get("eval", {})
     size = data.get("image_size", 64)
     if not isinstance(size, int) or size < 16:
@@ -296,7 +305,8 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         attacks=tuple(attack_names),
         attack_severities=_int_list(path, "attacks.severities", att.get("severities", [1, 3]), 1, 5),
         attack_loss=att.get("loss", "mse"),
-        eot_samples=int(att.get("eot_samples", 1)),
+        eot_samples=int(eot),
+        attack_objective=str(att.get("objective", "target")),
         attack_budget={n: dict(b) for n, b in sorted(budget.items())},
         eval_batch_size=int(ev.get("batch_size", 32)),
         eval_seed=int(ev.get("seed", 0)),

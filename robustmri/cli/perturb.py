@@ -54,7 +54,9 @@ def _load_slice(data: Path, contrast: str, subject: str | None, index: int | Non
     if not path.is_file():
         raise DataError(f"{path} does not exist; pick a contrast present in {subjects[0]} with --contrast")
     try:
-        vol = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
+        nii = nib.load(str(path))
+        vol = np.asarray(nii.get_fdata(dtype=np.float32))
+        spacing = float(np.mean(np.asarray(nii.header.get_zooms()[:2], dtype=np.float64)))
     except Exception as exc:  # nibabel raises many kinds of errors on corrupt files
         raise DataError(f"cannot read {path} ({type(exc).__name__}); re-create the file, it is not a valid NIfTI") from None
     if vol.ndim != 3:
@@ -67,7 +69,9 @@ def _load_slice(data: Path, contrast: str, subject: str | None, index: int | Non
     positive = vol[vol > 0]
     scale = float(np.percentile(positive, 99.5)) if positive.size else 1.0
     img = np.clip(img / (scale if scale > 0 else 1.0), 0.0, 1.0)
-    return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None], path, k
+    if not spacing > 0:
+        raise DataError(f"{path} has a voxel size of {spacing} mm in-plane; fix its header (pixdim)")
+    return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None], path, k, spacing
 
 
 @perturb_app.command("show")
@@ -86,7 +90,7 @@ def show_cmd(
     """
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out} must end in .png")
-    x, path, k = _load_slice(data, contrast, subject, slice_)
+    x, path, k, spacing = _load_slice(data, contrast, subject, slice_)
 
     import matplotlib
 
@@ -103,7 +107,7 @@ def show_cmd(
     full = torch.ones_like(x, dtype=torch.bool)
     ncol = 6
     fig, axes = plt.subplots(len(names), ncol, figsize=(1.55 * ncol + 0.9, 1.55 * len(names) + 0.6), squeeze=False)
-    for cell in corruption_grid(x, names=names, severities=range(0, 6), seed=seed):
+    for cell in corruption_grid(x, names=names, severities=range(0, 6), seed=seed, spacing_mm=spacing):
         ax = axes[names.index(cell.name)][cell.severity]
         ax.imshow(display_axial(cell.images[0, 0].numpy()), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_xticks([])

@@ -17,7 +17,9 @@ class PairedTensors:
 
     source: (N, C_in, H, W) float32 in [0, 1]; target: (N, 1, H, W) float32 in [0, 1];
     mask: (N, 1, H, W) bool brain mask; subject: (N,) int64 subject index; slice: (N,) int64;
-    subject_names: optional names indexed by ``subject`` (e.g. the prepared dataset's subject ids).
+    subject_names: optional names indexed by ``subject`` (e.g. the prepared dataset's subject ids);
+    spacing: (N,) float64 in-plane pixel spacing in mm (the mean of the row and column spacing),
+    None when unknown (then perturbations with lengths in mm refuse to run).
     """
 
     source: Tensor
@@ -26,6 +28,7 @@ class PairedTensors:
     subject: Tensor
     slice: Tensor | None = None
     subject_names: list[str] | None = None
+    spacing: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.source.shape[0]
@@ -40,6 +43,10 @@ class PairedTensors:
             raise DataError(f"source and target sizes differ: {tuple(self.source.shape)} vs {tuple(self.target.shape)}")
         if self.slice is None:
             self.slice = torch.zeros(n, dtype=torch.int64)
+        if self.spacing is not None:
+            self.spacing = torch.as_tensor(self.spacing, dtype=torch.float64).flatten()
+            if self.spacing.shape[0] != n:
+                raise DataError(f"spacing has {self.spacing.shape[0]} values for {n} slices")
 
     def __len__(self) -> int:
         return int(self.source.shape[0])
@@ -64,7 +71,8 @@ class PairedTensors:
         """The slices where the bool vector ``keep`` (N,) is true."""
         assert self.slice is not None
         return PairedTensors(
-            self.source[keep], self.target[keep], self.mask[keep], self.subject[keep], self.slice[keep], self.subject_names
+            self.source[keep], self.target[keep], self.mask[keep], self.subject[keep], self.slice[keep], self.subject_names,
+            None if self.spacing is None else self.spacing[keep],
         )
 
     def subject_labels(self, rows: slice | Tensor) -> list[str]:

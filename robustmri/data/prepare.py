@@ -187,6 +187,18 @@ def prepare_dataset(
     return PrepareResult(out, entry, split_path, manifest, meta, hit)
 
 
+def pixel_spacing(affine: np.ndarray, shape: tuple[int, ...], axis: int, size: int, fit: str) -> np.ndarray:
+    """In-plane pixel spacing (rows, cols) in mm, float32 (2,), of the ``size`` x ``size`` slices
+    cut along voxel ``axis`` from a volume of ``shape`` on the grid ``affine`` (voxel -> mm): the
+    voxel sizes of the two in-plane axes times the square side (``fit``: pad = longer side, crop =
+    shorter) over ``size``."""
+    zooms = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
+    plane = [a for a in range(3) if a != axis]
+    h, w = shape[plane[0]], shape[plane[1]]
+    side = max(h, w) if fit == "pad" else min(h, w)
+    return (zooms[plane] * side / float(size)).astype(np.float32)
+
+
 def _build(
     records: Sequence[readers.SubjectRecord],
     tmp: Path,
@@ -231,6 +243,7 @@ def _build(
             arrays["seg"] = fit_square(to_stack(sub.seg, axis)[keep], size, fit, label=True)
         arrays["subject"] = np.full(keep.size, index, dtype=np.int32)
         arrays["slice"] = keep.astype(np.int32)
+        arrays["spacing"] = np.tile(pixel_spacing(sub.affine, mask.shape, axis, size, fit), (keep.size, 1))
         writer.add(arrays)
         per_subject[rec.subject_id] = int(keep.size)
     bar.close()

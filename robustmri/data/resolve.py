@@ -181,5 +181,13 @@ def load_split_tensors(spec: DataSpec, split: str, source: str, target: str):  #
     if len(ds) == 0:
         raise DataError(f"the {split} split of {spec.prepared} has no slices: use more subjects or another split")
     src, tgt, mask, subject = ds.tensors()
-    slice_idx = __import__("torch").from_numpy(ds.entry.arrays["slice"][ds.rows].astype("int64"))
-    return PairedTensors(src, tgt, mask, subject, slice_idx, subject_names=list(ds.subjects))
+    import torch
+
+    slice_idx = torch.from_numpy(ds.entry.arrays["slice"][ds.rows].astype("int64"))
+    if "spacing" not in ds.entry.arrays:
+        raise DataError(
+            f"{spec.prepared} was prepared by an older robustmri and holds no pixel spacing: prepare it again "
+            "with `robustmri data prepare` (the same options)"
+        )
+    spacing = torch.from_numpy(ds.entry.arrays["spacing"][ds.rows].astype("float64").mean(axis=1))
+    return PairedTensors(src, tgt, mask, subject, slice_idx, subject_names=list(ds.subjects), spacing=spacing)

@@ -14,9 +14,20 @@ This is the split of TorchIO's ``Random*`` (sampling) / deterministic transform 
 
 Intensity convention: the input lives in the protocol's intensity range ``data_range=(lo, hi)``
 (default ``(0, 1)``). :meth:`Perturbation.__call__` maps it to ``u = (x - lo) / (hi - lo)``, applies
-the core in those normalised units (so every parameter with an intensity unit is a fraction of the
-data range), maps back and clamps to ``[lo, hi]``. A brain ``mask`` (bool, (B, 1, H, W)), when given,
-confines the corruption to the mask: pixels outside keep their input value.
+the core in those normalised units, maps back and clamps to ``[lo, hi]``.
+
+Physical units: severity tables are written in the units of the scanner, not of the pixel grid.
+Lengths are in mm (blur FWHM, shifts, acquired voxel size), angles in degrees, noise as an SNR
+(mean brain signal / noise standard deviation), k-space quantities as fractions. A perturbation
+whose table holds lengths (:attr:`Perturbation.needs_spacing`) needs the images' in-plane pixel
+spacing ``spacing_mm`` (a float, or one value per image (B,)); :meth:`Perturbation.resolve` turns
+the physical parameters into the pixel parameters of the deterministic core. A severity then means
+the same at 64, 128 and 256 pixels.
+
+Field of view: every corruption acts on the whole image, background included, as the scanner
+makes it. The brain ``mask`` (bool, (B, 1, H, W)) is never used to confine a corruption; it only
+defines the brain signal that an SNR refers to (without a mask: the pixels above 10 % of each
+image's maximum).
 """
 
 from __future__ import annotations
@@ -159,6 +170,48 @@ def check_range(data_range: tuple[float, float]) -> tuple[float, float]:
     return lo, hi
 
 
+def check_spacing(spacing_mm: float | torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Tensor:
+    """Validate the in-plane pixel spacing: a positive float or (B,) tensor of mm -> (B,) float64 on CPU."""
+    if spacing_mm is None:
+        raise ConfigError(
+            f"perturbation {name!r} has lengths in mm and needs the images' pixel spacing: pass spacing_mm= "
+            "(mm per pixel, e.g. 210 / 128 for the embedded data at 128 x 128)"
+        )
+    sp = torch.as_tensor(spacing_mm, dtype=torch.float64).detach().cpu().flatten()
+    if sp.numel() == 1:
+        sp = sp.expand(x.shape[0]).clone()
+    if sp.numel() != x.shape[0]:
+        raise DataError(f"spacing_mm has {sp.numel()} values for {x.shape[0]} images; pass one float or one per image")
+    if not bool(torch.isfinite(sp).all()) or bool((sp <= 0).any()):
+        raise DataError(f"spacing_mm must be positive and finite (mm per pixel), got {sp.tolist()}")
+    return sp
+
+
+def need_spacing(spacing: torch.Tensor | None, name: str) -> torch.Tensor:
+    """``spacing`` (B,) mm, or the one-line error saying that ``name`` needs it."""
+    if spacing is None:
+        raise ConfigError(
+            f"perturbation {name!r} has lengths in mm and needs the images' pixel spacing: pass spacing_mm= "
+            "(mm per pixel, e.g. 210 / 128 for the embedded data at 128 x 128)"
+        )
+    return spacing
+
+
+def brain_signal(u: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean signal (B,) of ``u`` (B, 1, H, W) inside the brain ``mask``; without a mask (or an empty
+    one), over the pixels above 10 % of each image's maximum. The reference an SNR refers to."""
+    b = u.shape[0]
+    flat = u.detach().flatten(1).float()
+    fg = flat > 0.1 * flat.amax(dim=1, keepdim=True)
+    if mask is not None:
+        mflat = mask.flatten(1)
+        has = mflat.any(dim=1, keepdim=True)
+        fg = torch.where(has, mflat, fg)
+    w = fg.float()
+    mean = (flat * w).sum(1) / w.sum(1).clamp(min=1.0)
+    return torch.where(mean > 0, mean, torch.ones(b, device=u.device))
+
+
 def check_severity(severity: int) -> int:
     """Validate a severity (integer 0..5)."""
     if isinstance(severity, bool) or int(severity) != severity or not 0 <= int(severity) <= MAX_SEVERITY:
@@ -181,6 +234,8 @@ class Perturbation:
     stochastic: ClassVar[bool] = False
     #: True for attacks, which need a model (see :mod:`robustmri.perturb.adversarial`).
     needs_model: ClassVar[bool] = False
+    #: True when the severity table holds lengths in mm (then ``spacing_mm`` is required).
+    needs_spacing: ClassVar[bool] = False
 
     def params(self, severity: int) -> Params:
         """The parameter dict of ``severity`` (1..5); a copy, safe to modify."""
@@ -188,6 +243,15 @@ class Perturbation:
         if sev == 0:
             raise ConfigError(f"severity 0 of {self.name!r} is the identity and has no parameters; use 1..5")
         return dict(self.severities[sev])
+
+    def resolve(self, params: Params, u: torch.Tensor, mask: torch.Tensor | None, spacing: torch.Tensor | None) -> Params:
+        """Physical parameters -> the core's parameters for the batch ``u`` (B, 1, H, W).
+
+        ``spacing`` is the (B,) pixel spacing in mm (None when not given: then a physical length is
+        an error, see :func:`need_spacing`); ``mask`` the optional brain mask (for signal
+        statistics only). Explicit core parameters (e.g. ``sigma`` in pixels) pass through.
+        Default: unchanged."""
+        return params
 
     def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
         """Add per-image random draws to ``params`` (batch of ``shape``). Default: none."""
@@ -204,18 +268,23 @@ class Perturbation:
         mask: torch.Tensor | None = None,
         generator: torch.Generator | int | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
+        spacing_mm: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Corrupt ``x`` (B, 1, H, W) at ``severity`` (0..5); returns the same shape, dtype and device.
 
-        ``generator`` may be a :class:`torch.Generator`, an int seed or None (seed 0).
+        ``generator`` may be a :class:`torch.Generator`, an int seed or None (seed 0);
+        ``spacing_mm``: in-plane pixel spacing (mm, float or (B,)), required when
+        :attr:`needs_spacing`; ``mask``: brain mask for signal statistics (never confines).
         """
         check_images(x)
         sev = check_severity(severity)
         lo, hi = check_range(data_range)
         m = check_mask(mask, x)
+        if self.needs_spacing:
+            check_spacing(spacing_mm, x, self.name)
         if sev == 0:
             return x.clone()
-        return self.run(x, self.params(sev), mask=m, generator=generator, data_range=(lo, hi))
+        return self.run(x, self.params(sev), mask=m, generator=generator, data_range=(lo, hi), spacing_mm=spacing_mm)
 
     def run(
         self,
@@ -224,20 +293,20 @@ class Perturbation:
         mask: torch.Tensor | None = None,
         generator: torch.Generator | int | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
+        spacing_mm: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Like :meth:`__call__` with explicit ``params`` instead of a severity."""
+        """Like :meth:`__call__` with explicit (physical) ``params`` instead of a severity."""
         check_images(x)
         lo, hi = check_range(data_range)
         m = check_mask(mask, x)
+        sp = check_spacing(spacing_mm, x, self.name) if self.needs_spacing and spacing_mm is not None else None
         gen = make_generator(generator)
         u = (x.to(torch.promote_types(x.dtype, torch.float32)) - lo) / (hi - lo)
-        full = self.sample(dict(params), x.shape, gen, x.device)
+        full = self.resolve(dict(params), u, m, sp)
+        full = self.sample(full, x.shape, gen, x.device)
         out = self.apply(u, **full)
         out = out * (hi - lo) + lo
-        out = out.clamp(lo, hi).to(x.dtype)
-        if m is not None:
-            out = torch.where(m, out, x)
-        return out
+        return out.clamp(lo, hi).to(x.dtype)
 
     @classmethod
     def describe(cls) -> str:

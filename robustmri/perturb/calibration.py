@@ -59,10 +59,14 @@ def calibrate(
     names: Sequence[str] | None = None,
     seed: int = 0,
     with_ssim: bool = True,
+    spacing_mm: float | torch.Tensor | None = None,
 ) -> list[CalibrationRow]:
-    """Measure every (non-adversarial) perturbation x severity 1..5 on ``x`` (B, 1, H, W) in [0, 1]."""
+    """Measure every (non-adversarial) perturbation x severity 1..5 on ``x`` (B, 1, H, W) in [0, 1]
+    with pixel spacing ``spacing_mm`` (mm); ``mask`` scores and sets the SNR reference."""
     rows = []
-    for cell in corruption_grid(x, names=names, severities=range(1, MAX_SEVERITY + 1), seed=seed):
+    grid = corruption_grid(x, names=names, severities=range(1, MAX_SEVERITY + 1), seed=seed, mask=mask,
+                           spacing_mm=spacing_mm)
+    for cell in grid:
         psnr = float(masked_psnr(x, cell.images, mask).mean())
         ssim = float(masked_ssim(x, cell.images, mask).mean()) if with_ssim else math.nan
         rows.append(CalibrationRow(cell.name, cell.family, cell.severity, cell.params, psnr, ssim))
@@ -117,3 +121,71 @@ def replace_between_markers(text: str, new: str, begin: str = BEGIN_MARKER, end:
     if i < 0 or j < 0 or j < i:
         return text.rstrip() + "\n\n" + block + "\n"
     return text[:i] + block + text[j + len(end) :]
+
+
+#: The calibration rule: mean PSNR (dB, inside the brain mask) of severities 1..5 on the embedded
+#: data at the reference grid (128 x 128, 1.64 mm pixels).
+PSNR_TARGETS: tuple[float, ...] = (35.0, 30.75, 26.5, 22.25, 18.0)
+
+#: The one strength knob fitted per perturbation: (parameter names scaled together, increasing
+#: strength = larger value?). Other parameters of a severity stay as in the table.
+FIT_KNOBS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "gaussian_noise": (("snr",), False),
+    "rician_noise": (("snr",), False),
+    "bias_field": (("coefficient",), True),
+    "gamma": (("gamma",), True),
+    "gaussian_blur": (("fwhm_mm",), True),
+    "resolution": (("voxel_mm",), True),
+    "ghosting": (("intensity",), True),
+    "motion": (("degrees", "translation_mm"), True),
+    "spike": (("intensity",), True),
+    "undersampling": (("acceleration",), True),
+    "misregistration": (("shift_mm", "rotation_deg"), True),
+}
+
+
+def fit_severity(
+    name: str,
+    severity: int,
+    target_db: float,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    spacing_mm: float,
+    seed: int = 0,
+    iterations: int = 18,
+    upper: float | None = None,
+) -> tuple[float, float]:
+    """Bisect (on a log scale) the strength knob of ``name`` at ``severity`` so that the mean
+    masked PSNR on ``x`` (B, 1, H, W) hits ``target_db``; returns (knob value, PSNR reached).
+
+    Multi-parameter knobs (motion, misregistration) scale their parameters together, keeping the
+    table's ratio; ``upper`` caps the knob (ghosting intensity <= 1)."""
+    from robustmri.perturb.base import get_perturbation
+    from robustmri.perturb.grid import cell_generator
+
+    keys, increasing = FIT_KNOBS[name]
+    p = get_perturbation(name)
+    base = p.params(severity)
+    ratio = {k: float(base[k]) / float(base[keys[0]]) for k in keys}
+
+    def psnr_at(v: float) -> float:
+        params = dict(base)
+        params.update({k: v * ratio[k] for k in keys})
+        out = p.run(x, params, mask=mask, generator=cell_generator(seed, name), spacing_mm=spacing_mm)
+        return float(masked_psnr(x, out, mask).mean())
+
+    v0 = float(base[keys[0]])
+    lo, hi = math.log(v0) - math.log(8.0), math.log(v0) + math.log(8.0)
+    if name == "gamma":
+        lo, hi = math.log(1.0001), math.log(4.0)
+    if upper is not None:
+        hi = min(hi, math.log(upper))
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        stronger_needed = psnr_at(math.exp(mid)) > target_db
+        if stronger_needed == increasing:
+            lo = mid
+        else:
+            hi = mid
+    v = math.exp(0.5 * (lo + hi))
+    return v, psnr_at(v)

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from robustmri.perturb.base import Params, Perturbation, rand, random_sign, register
+from robustmri.perturb.base import Params, Perturbation, need_spacing, rand, random_sign, register
 
 
 def rigid_theta(angle_deg: torch.Tensor, shift_px: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -89,26 +89,32 @@ def misregister(u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor
 @register
 class Misregistration(Perturbation):
     """Rigid in-plane misregistration: rotation by +-``rotation_deg`` degrees and a shift of
-    ``shift_px`` pixels in a random direction (each image draws its own sign and direction)."""
+    ``shift_mm`` mm in a random direction (each image draws its own sign and direction)."""
 
     name = "misregistration"
     family = "geometric"
     stochastic = True
+    needs_spacing = True
     severities = {
-        1: {"shift_px": 0.25, "rotation_deg": 0.25},
-        2: {"shift_px": 0.4, "rotation_deg": 0.4},
-        3: {"shift_px": 0.7, "rotation_deg": 0.7},
-        4: {"shift_px": 1.3, "rotation_deg": 1.3},
-        5: {"shift_px": 2.6, "rotation_deg": 2.6},
+        1: {"shift_mm": 0.35, "rotation_deg": 0.35},
+        2: {"shift_mm": 0.6, "rotation_deg": 0.6},
+        3: {"shift_mm": 1.05, "rotation_deg": 1.05},
+        4: {"shift_mm": 2.0, "rotation_deg": 2.0},
+        5: {"shift_mm": 4.1, "rotation_deg": 4.1},
     }
+
+    def resolve(self, params: Params, u: torch.Tensor, mask: torch.Tensor | None, spacing: torch.Tensor | None) -> Params:
+        if "shift_mm" in params:
+            params["shift_px"] = (float(params.pop("shift_mm")) / need_spacing(spacing, self.name)).float()
+        return params
 
     def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
         b = shape[0]
         rot = float(params.pop("rotation_deg"))
-        shift = float(params.pop("shift_px"))
+        shift = torch.as_tensor(params.pop("shift_px"), dtype=torch.float32).to(device).expand(b)
         params["angle_deg"] = random_sign((b,), generator, device) * rot
         phi = rand((b,), generator, device) * (2.0 * math.pi)
-        params["shift_px"] = shift * torch.stack([torch.sin(phi), torch.cos(phi)], dim=1)
+        params["shift_px"] = shift.view(b, 1) * torch.stack([torch.sin(phi), torch.cos(phi)], dim=1)
         return params
 
     def apply(self, u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor) -> torch.Tensor:

@@ -55,13 +55,16 @@ def apply_perturbation(
     mask: torch.Tensor | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
     key: object = None,
+    spacing_mm: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Corrupt ``x`` (B, 1, H, W) with the non-adversarial perturbation ``name`` at ``severity``,
-    seeded from ``(seed, name, key)``."""
+    seeded from ``(seed, name, key)``. ``spacing_mm``: pixel spacing (mm, float or (B,)), needed by
+    perturbations with lengths; ``mask``: brain mask for signal statistics (never confines)."""
     p = get_perturbation(name)
     if p.needs_model:
         raise ConfigError(f"{name!r} is an attack; use robustmri.perturb.attack(model, x, {name!r}, severity)")
-    return p(x, severity, mask=mask, generator=cell_generator(seed, name, key), data_range=data_range)
+    return p(x, severity, mask=mask, generator=cell_generator(seed, name, key), data_range=data_range,
+             spacing_mm=spacing_mm)
 
 
 def corruption_grid(
@@ -72,6 +75,7 @@ def corruption_grid(
     mask: torch.Tensor | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
     key: object = None,
+    spacing_mm: float | torch.Tensor | None = None,
 ) -> Iterator[GridCell]:
     """Yield a :class:`GridCell` for every perturbation in ``names`` (default: all non-adversarial,
     in family order) and every severity in ``severities`` (0 allowed: the clean images)."""
@@ -83,5 +87,6 @@ def corruption_grid(
             raise ConfigError(f"{name!r} is an attack and has no place in the corruption grid; drop it from names")
         for sev in sevs:
             params = {} if sev == 0 else p.params(sev)
-            out = apply_perturbation(x, name, sev, seed=seed, mask=mask, data_range=data_range, key=key)
+            out = apply_perturbation(x, name, sev, seed=seed, mask=mask, data_range=data_range, key=key,
+                                     spacing_mm=spacing_mm)
             yield GridCell(name=name, family=PERTURBATIONS[name].family, severity=sev, params=params, images=out)

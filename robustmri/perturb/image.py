@@ -1,5 +1,7 @@
 """Image-domain perturbations (family ``image``): Gaussian blur, bias field, gamma (contrast) shift,
-resolution loss. All work on batches (B, 1, H, W) without per-image Python loops.
+resolution loss. All work on batches (B, 1, H, W); blur and resolution loss take their severity in
+mm (FWHM, acquired voxel size) and need the pixel spacing, so they loop only over the distinct
+spacings of a batch (one, in practice).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from robustmri.perturb.base import Params, Perturbation, rand, random_sign, register
+from robustmri.perturb.base import Params, Perturbation, need_spacing, rand, random_sign, register
 
 # --------------------------------------------------------------------------------------------------
 # Gaussian blur
@@ -31,12 +33,37 @@ def symmetric_pad_index(n: int, radius: int, device: torch.device | None = None)
     return torch.where(idx >= n, 2 * n - 1 - idx, idx)
 
 
-def gaussian_blur(u: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, 1, H, W) images with std ``sigma`` pixels on both axes.
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+"""FWHM of a Gaussian in units of its standard deviation (about 2.355)."""
+
+
+def per_image_groups(value: float | torch.Tensor, batch: int) -> list[tuple[float, torch.Tensor | slice]]:
+    """``[(v, rows)]``: the distinct values of a float or (B,) ``value`` and the rows holding each."""
+    if not isinstance(value, torch.Tensor) or value.ndim == 0:
+        return [(float(value), slice(None))]
+    vals = value.detach().cpu().double()
+    return [(float(v), torch.nonzero(vals == v).flatten()) for v in torch.unique(vals)]
+
+
+def _grouped(u: torch.Tensor, value: float | torch.Tensor, core) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    groups = per_image_groups(value, u.shape[0])
+    if len(groups) == 1:
+        return core(u, groups[0][0])
+    out = torch.empty_like(u)
+    for v, rows in groups:
+        out[rows.to(u.device)] = core(u[rows.to(u.device)], v)  # type: ignore[union-attr]
+    return out
+
+
+def gaussian_blur(u: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) images with std ``sigma`` pixels (a float or one
+    value per image (B,)) on both axes.
 
     Boundary: half-sample symmetric reflection; kernel truncated at 4 sigma. Numerically equal to
     ``scipy.ndimage.gaussian_filter(img, sigma)`` (and so to TorchIO's ``Blur`` at 1 mm spacing).
     """
+    if isinstance(sigma, torch.Tensor):
+        return _grouped(u, sigma, gaussian_blur)
     if sigma <= 0:
         return u.clone()
     k = gaussian_kernel1d(sigma, device=u.device)
@@ -60,19 +87,26 @@ def blur_matrix(kernel: torch.Tensor, n: int) -> torch.Tensor:
 
 @register
 class GaussianBlur(Perturbation):
-    """Gaussian blur; sigma = kernel std in pixels (isotropic)."""
+    """Gaussian blur of isotropic FWHM ``fwhm_mm`` (mm); the core's std in pixels is
+    ``fwhm_mm / 2.355 / spacing``."""
 
     name = "gaussian_blur"
     family = "image"
+    needs_spacing = True
     severities = {
-        1: {"sigma": 0.6},
-        2: {"sigma": 0.85},
-        3: {"sigma": 1.5},
-        4: {"sigma": 2.8},
-        5: {"sigma": 6.0},
+        1: {"fwhm_mm": 2.2},
+        2: {"fwhm_mm": 3.3},
+        3: {"fwhm_mm": 5.7},
+        4: {"fwhm_mm": 10.7},
+        5: {"fwhm_mm": 23.0},
     }
 
-    def apply(self, u: torch.Tensor, sigma: float) -> torch.Tensor:
+    def resolve(self, params: Params, u: torch.Tensor, mask: torch.Tensor | None, spacing: torch.Tensor | None) -> Params:
+        if "fwhm_mm" in params:
+            params["sigma"] = (float(params.pop("fwhm_mm")) / FWHM_PER_SIGMA) / need_spacing(spacing, self.name)
+        return params
+
+    def apply(self, u: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         return gaussian_blur(u, sigma)
 
 
@@ -124,11 +158,11 @@ class BiasField(Perturbation):
     family = "image"
     stochastic = True
     severities = {
-        1: {"coefficient": 0.05, "order": 3},
-        2: {"coefficient": 0.08, "order": 3},
-        3: {"coefficient": 0.13, "order": 3},
-        4: {"coefficient": 0.22, "order": 3},
-        5: {"coefficient": 0.39, "order": 3},
+        1: {"coefficient": 0.044, "order": 3},
+        2: {"coefficient": 0.072, "order": 3},
+        3: {"coefficient": 0.12, "order": 3},
+        4: {"coefficient": 0.2, "order": 3},
+        5: {"coefficient": 0.33, "order": 3},
     }
 
     def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
@@ -170,9 +204,9 @@ class Gamma(Perturbation):
     severities = {
         1: {"gamma": 1.07},
         2: {"gamma": 1.12},
-        3: {"gamma": 1.2},
+        3: {"gamma": 1.21},
         4: {"gamma": 1.36},
-        5: {"gamma": 1.65},
+        5: {"gamma": 1.67},
     }
 
     def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
@@ -188,13 +222,16 @@ class Gamma(Perturbation):
 # Resolution loss
 
 
-def resolution_loss(u: torch.Tensor, factor: float) -> torch.Tensor:
+def resolution_loss(u: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
     """Downsample (B, 1, H, W) by ``factor`` (antialiased bicubic), then upsample back (bicubic).
 
-    The low-resolution grid has ``max(2, round(H / factor)) x max(2, round(W / factor))`` pixels.
-    Antialiased bicubic keeps the PSNR monotone in ``factor``; area/bilinear resampling is not
-    (a 1.1x bilinear round trip blurs more than a 1.5x one).
+    ``factor``: a float or one value per image (B,). The low-resolution grid has
+    ``max(2, round(H / factor)) x max(2, round(W / factor))`` pixels. Antialiased bicubic keeps the
+    PSNR monotone in ``factor``; area/bilinear resampling is not (a 1.1x bilinear round trip blurs
+    more than a 1.5x one). ``factor <= 1`` returns the input.
     """
+    if isinstance(factor, torch.Tensor):
+        return _grouped(u, factor, resolution_loss)
     if factor <= 1:
         return u.clone()
     h, w = u.shape[-2:]
@@ -205,17 +242,25 @@ def resolution_loss(u: torch.Tensor, factor: float) -> torch.Tensor:
 
 @register
 class ResolutionLoss(Perturbation):
-    """Lower resolution: antialiased bicubic downsampling by ``factor`` (unitless, >= 1) and back."""
+    """Lower acquired resolution: an in-plane voxel of ``voxel_mm`` (mm), simulated by antialiased
+    bicubic downsampling by ``voxel_mm / spacing`` and bicubic interpolation back (TorchIO's
+    ``RandomAnisotropy`` in 2-D). A voxel no larger than the pixel spacing leaves the image as is."""
 
     name = "resolution"
     family = "image"
+    needs_spacing = True
     severities = {
-        1: {"factor": 1.25},
-        2: {"factor": 2.0},
-        3: {"factor": 3.5},
-        4: {"factor": 6.0},
-        5: {"factor": 13.0},
+        1: {"voxel_mm": 2.1},
+        2: {"voxel_mm": 3.3},
+        3: {"voxel_mm": 5.6},
+        4: {"voxel_mm": 10.0},
+        5: {"voxel_mm": 22.0},
     }
 
-    def apply(self, u: torch.Tensor, factor: float) -> torch.Tensor:
+    def resolve(self, params: Params, u: torch.Tensor, mask: torch.Tensor | None, spacing: torch.Tensor | None) -> Params:
+        if "voxel_mm" in params:
+            params["factor"] = float(params.pop("voxel_mm")) / need_spacing(spacing, self.name)
+        return params
+
+    def apply(self, u: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
         return resolution_loss(u, factor)

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from robustmri.perturb.base import Params, Perturbation, rand, register
+from robustmri.perturb.base import Params, Perturbation, need_spacing, rand, register
 from robustmri.perturb.geometric import rigid_warp_copies
 
 Output = Literal["magnitude", "real"]
@@ -86,20 +86,22 @@ def ghosting(
 @register
 class Ghosting(Perturbation):
     """Ghosting along the phase-encode axis (W): every ``num_ghosts``-th k-space line scaled by
-    ``1 - intensity`` (unitless, 0..1), central 2 % of lines restored (TorchIO's ``Ghosting``).
+    ``1 - intensity`` (unitless, 0..1), the central line restored (TorchIO's ``Ghosting``).
 
     ``num_ghosts=2`` (the N/2 ghost at half the field of view) at every severity: with every 4th
-    line or sparser, even removing the lines (intensity 1) stays above ~24 dB.
+    line or sparser, even removing the lines (intensity 1) stays above ~24 dB. Only the central
+    (DC) line is restored (``restore=None``): a restored *fraction* of lines covers 4x more
+    cycles per field of view at 256 than at 64 pixels and made the same severity 6 dB milder there.
     """
 
     name = "ghosting"
     family = "kspace"
     severities = {
-        1: {"num_ghosts": 2, "intensity": 0.12, "restore": 0.02},
-        2: {"num_ghosts": 2, "intensity": 0.2, "restore": 0.02},
-        3: {"num_ghosts": 2, "intensity": 0.33, "restore": 0.02},
-        4: {"num_ghosts": 2, "intensity": 0.58, "restore": 0.02},
-        5: {"num_ghosts": 2, "intensity": 1.0, "restore": 0.02},
+        1: {"num_ghosts": 2, "intensity": 0.13, "restore": None},
+        2: {"num_ghosts": 2, "intensity": 0.21, "restore": None},
+        3: {"num_ghosts": 2, "intensity": 0.34, "restore": None},
+        4: {"num_ghosts": 2, "intensity": 0.56, "restore": None},
+        5: {"num_ghosts": 2, "intensity": 0.93, "restore": None},
     }
 
     def apply(self, u: torch.Tensor, num_ghosts: int, intensity: float, restore: float | None) -> torch.Tensor:
@@ -223,7 +225,7 @@ def motion(
 @register
 class Motion(Perturbation):
     """Rigid motion artifact: ``num_transforms`` movements at random times; each rotation drawn
-    uniformly in +-``degrees`` (degrees) and each shift component in +-``translation_px`` (pixels).
+    uniformly in +-``degrees`` (degrees) and each shift component in +-``translation_mm`` (mm).
 
     The k-space segment holding the centre keeps the original position (TorchIO's convention);
     times are evenly spaced with +-30 % jitter, as TorchIO's ``RandomMotion``. Because that
@@ -234,19 +236,25 @@ class Motion(Perturbation):
     name = "motion"
     family = "kspace"
     stochastic = True
+    needs_spacing = True
     severities = {
-        1: {"num_transforms": 2, "degrees": 0.75, "translation_px": 0.75},
-        2: {"num_transforms": 3, "degrees": 1.5, "translation_px": 1.5},
-        3: {"num_transforms": 6, "degrees": 4.0, "translation_px": 4.0},
-        4: {"num_transforms": 8, "degrees": 8.0, "translation_px": 8.0},
-        5: {"num_transforms": 16, "degrees": 16.0, "translation_px": 16.0},
+        1: {"num_transforms": 2, "degrees": 1.2, "translation_mm": 1.2},
+        2: {"num_transforms": 3, "degrees": 2.0, "translation_mm": 2.0},
+        3: {"num_transforms": 6, "degrees": 4.0, "translation_mm": 4.0},
+        4: {"num_transforms": 8, "degrees": 8.0, "translation_mm": 8.0},
+        5: {"num_transforms": 16, "degrees": 16.0, "translation_mm": 16.0},
     }
+
+    def resolve(self, params: Params, u: torch.Tensor, mask: torch.Tensor | None, spacing: torch.Tensor | None) -> Params:
+        if "translation_mm" in params:
+            params["translation_px"] = (float(params.pop("translation_mm")) / need_spacing(spacing, self.name)).float()
+        return params
 
     def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
         b = shape[0]
         t = int(params.pop("num_transforms"))
         deg = float(params.pop("degrees"))
-        tr = float(params.pop("translation_px"))
+        tr = torch.as_tensor(params.pop("translation_px"), dtype=torch.float32).to(device).expand(b).view(b, 1, 1)
         step = 1.0 / (t + 1)
         base = torch.arange(1, t + 1, dtype=torch.float32, device=device) * step
         jitter = (2.0 * rand((b, t), generator, device) - 1.0) * (0.3 * step)
@@ -325,9 +333,9 @@ class Undersampling(Perturbation):
     stochastic = True
     severities = {
         1: {"acceleration": 1.5, "center_fraction": 0.24},
-        2: {"acceleration": 2.0, "center_fraction": 0.16},
-        3: {"acceleration": 3.0, "center_fraction": 0.10},
-        4: {"acceleration": 6.0, "center_fraction": 0.06},
+        2: {"acceleration": 1.75, "center_fraction": 0.16},
+        3: {"acceleration": 2.3, "center_fraction": 0.10},
+        4: {"acceleration": 4.3, "center_fraction": 0.06},
         5: {"acceleration": 8.0, "center_fraction": 0.04},
     }
 

@@ -141,6 +141,13 @@ def build_report(
                    T.robustness_table(subjects, ref, "ssim", error=error),
                    T.auc_table(subjects, ref, "psnr"),
                    T.ce_table(subjects, ref, error=error)]
+        attacks = T.attack_table(subjects, ref, "psnr")
+        if attacks is not None:
+            tables.append(attacks)
+        from robustmri.analysis.sanity import sanity_checks
+
+        for flag in sanity_checks(subjects):
+            inputs.warnings.append(f"Threat-model check '{flag.check}' failed: {flag.message}.")
     if inputs.ablation:
         abl = T.ablation_table(subjects, ref)
         if abl is not None:
@@ -232,7 +239,12 @@ def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figur
         "AUC is the area under a model's PSNR (or SSIM) loss-vs-severity curve over severities 0..5 (dB × severity "
         "for PSNR): 0 means unaffected, lower is more robust.",
         f"mCE (as in ImageNet-C): a model's {err_name} summed over severities 1..5, divided by "
-        f"{inputs.reference}'s, averaged over perturbations, in percent; {inputs.reference} = 100, lower is better.",
+        f"{inputs.reference}'s, averaged over the corruptions (attacks excluded), in percent; {inputs.reference} = "
+        "100, lower is better.",
+        "Attacks maximise the reported error (masked MSE to the real target) with the perturbation anywhere in the "
+        "image; the adversarial score is the PSNR each attack costs. random_linf (random signs of the same norm) is "
+        "the control: every attack must beat it, PGD must beat FGSM, and Square (black-box) must not beat PGD. "
+        "Violations are listed at the top of this page.",
     ]
     tables = {t.files[0].split("/")[-1].rsplit(".", 1)[0]: t for t in table_items}
     sections = [H.Section("Clean quality", [tables["clean_quality"]]
@@ -242,6 +254,9 @@ def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figur
                                                                    "corruption_error")]
                                   + [f for f in figure_items if f.title.startswith("PSNR vs")],
                                   "Family columns average the family's perturbations at each severity."))
+    if "attacks_psnr" in tables:
+        sections.append(H.Section("Adversarial robustness", [tables["attacks_psnr"]],
+                                  "PSNR lost to each attack; random_linf is the control."))
     if "ablation" in tables:
         sections.append(H.Section("Ablation", [tables["ablation"]]))
     samples = [f for f in figure_items if f.title.startswith("Qualitative")]

@@ -42,6 +42,7 @@ __all__ = [
     "Column",
     "Table",
     "ablation_table",
+    "attack_table",
     "auc_table",
     "ce_table",
     "clean_table",
@@ -507,5 +508,31 @@ def ablation_table(subjects: pd.DataFrame, reference: str | None, *, prefix: str
     table = Table("ablation", "Ablation of the KD+attack variants", columns, _rows_for(sub, baseline, models), {},
                   baseline, _note(baseline, "mean over test subjects"), row_label="Variant")
     _fill(table, long)
+    table.mark_best()
+    return table
+
+
+def attack_table(subjects: pd.DataFrame, reference: str | None, metric: str = "psnr") -> Table | None:
+    """The adversarial score: PSNR (or ``metric``) lost to each attack and severity against the same
+    model's clean score, mean ± std over subjects, tested against ``reference``. None without attacks.
+
+    Kept apart from the mCE (corruptions only): an attack's damage depends on its budget."""
+    adv = subjects[(subjects["family"] == "adversarial") & (subjects["perturbation"] != CLEAN)]
+    if adv.empty:
+        return None
+    dec = METRIC_DECIMALS.get(metric, 3)
+    deg = degradation(subjects, [metric])
+    deg = deg[(deg["family"] == "adversarial") & (deg["severity"] > 0)]
+    keys = sorted({(p, int(s)) for p, s in zip(deg["perturbation"], deg["severity"])},
+                  key=lambda k: (k[0] != "random_linf", k[0], k[1]))
+    columns = [Column(f"{p}@{s}", f"s{s}", group=p, better="lower", decimals=dec, show_std=True) for p, s in keys]
+    unit = "dB" if metric == "psnr" else ""
+    table = Table(f"attacks_{metric}", f"Adversarial score: {metric.upper()} lost to each attack ({unit})".replace(" ()", ""),
+                  columns, _rows_for(subjects, reference), {}, reference, "")
+    long = deg.assign(column=deg["perturbation"] + "@" + deg["severity"].astype(int).astype(str))
+    long = long.rename(columns={f"deg_{metric}": "score"})[["direction", "model", "subject", "column", "score"]]
+    _fill(table, long)
+    table.note = _note(reference, f"mean ± std over subjects of the clean {metric.upper()} minus the attacked one; "
+                                  "lower is more robust; random_linf is the control (random signs of the same norm)")
     table.mark_best()
     return table

@@ -1,0 +1,179 @@
+"""The threat model: severities in physical units mean the same at every grid, attacks aim at the
+reported error and beat their controls, stochastic models are attacked through their sampler, and
+the report flags an attack that is weaker than it must be."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from robustmri.perturb import apply_perturbation, attack, list_perturbations
+from robustmri.perturb.adversarial import apgd_checkpoints, per_image_loss
+from robustmri.perturb.calibration import masked_psnr
+
+# Measured with benchmarks/calibrate_perturb.py's data at 64 vs 256 pixels (docs/perturbations.md):
+# these stay more than 1 dB apart at some severity, for reasons the docs give (detail a 64 grid
+# cannot hold; k-space segments that are fractions of the matrix). strict=True: fixing one fails here.
+NOT_YET_INVARIANT = {
+    "gaussian_blur": "a 2.2 mm FWHM is sub-pixel at 3.3 mm pixels: 256 px lose detail 64 px never had",
+    "resolution": "voxels of 2.1 and 3.3 mm are below the 64 px grid's 3.3 mm pixels (identity there)",
+    "motion": "k-space segments are fractions of the matrix: the clean centre segment spans 4x more cycles/FOV at 256",
+    "undersampling": "the centre fraction spans 4x more cycles/FOV at 256 px",
+    "misregistration": "a sub-mm shift moves sharper edges at 256 px",
+}
+
+
+@pytest.fixture(scope="module")
+def grids() -> dict[int, tuple[torch.Tensor, torch.Tensor, float]]:
+    from robustmri.data.embedded import embedded_slices
+
+    out = {}
+    for size in (64, 256):
+        d = embedded_slices(n_subjects=1, size=size, n_slices=4, seed=0, contrasts=("t1", "t2"))
+        out[size] = (torch.cat([d["t1"], d["t2"]]), torch.cat([d["mask"], d["mask"]]), float(d["spacing"][0]))
+    return out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_INVARIANT[n])) if n in NOT_YET_INVARIANT else n
+     for n in list_perturbations(include_adversarial=False)],
+)
+def test_a_severity_means_the_same_at_64_and_256_pixels(name: str, grids) -> None:
+    """The same subject at 64^2 and 256^2: input PSNR within 1 dB at every severity."""
+    psnr = {}
+    for size, (x, mask, spacing) in grids.items():
+        psnr[size] = [float(masked_psnr(x, apply_perturbation(x, name, s, seed=0, mask=mask, spacing_mm=spacing),
+                                        mask).mean()) for s in range(1, 6)]
+    gaps = [abs(a - b) for a, b in zip(psnr[64], psnr[256])]
+    assert max(gaps) <= 1.0, f"{name}: 64 px {psnr[64]} vs 256 px {psnr[256]}"
+
+
+def test_apgd_checkpoints_follow_croce_and_hein() -> None:
+    cps = apgd_checkpoints(100)
+    # p = 0.22, 0.41, 0.57, 0.70, ... of the budget (0.57 * 100 rounds up to 58 in floating point)
+    assert cps == [22, 41, 58, 70, 80, 87, 93, 99]
+    assert apgd_checkpoints(5) == sorted(set(apgd_checkpoints(5))) and all(0 < c < 5 for c in apgd_checkpoints(5))
+
+
+def test_masked_loss_ignores_pixels_outside_the_mask() -> None:
+    out, ref = torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    mask = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    mask[:, :, :2] = True
+    out[:, :, 2:] = 5.0  # outside: must not count
+    out[0, 0, 0, 0] = 2.0  # inside: 4 / 8 pixels
+    torch.testing.assert_close(per_image_loss(out, ref, "mse", mask), torch.tensor([0.5, 0.0]))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small conv net fitted to T1 -> T2 for 150 steps (seeded): weak but not degenerate."""
+    from robustmri.data.embedded import embedded_slices
+
+    torch.manual_seed(0)
+    d = embedded_slices(n_subjects=1, size=64, n_slices=4, seed=0)
+    x, y, m = d["t1"], d["t2"], d["mask"]
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(16, 1, 3, padding=1), torch.nn.Sigmoid())
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        ((net(x) - y) ** 2).mean().backward()
+        opt.step()
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, x, y, m
+
+
+def _damage(net, x, y, m, x_adv) -> float:
+    with torch.no_grad():
+        return float(masked_psnr(y, net(x), m).mean() - masked_psnr(y, net(x_adv), m).mean())
+
+
+def test_attacks_on_the_reported_error_beat_their_controls(trained) -> None:
+    net, x, y, m = trained
+    rand = _damage(net, x, y, m, apply_perturbation(x, "random_linf", 4, seed=0))
+    fgsm = _damage(net, x, y, m, attack(net, x, "fgsm_linf", 4, target=y, loss_mask=m, generator=0))
+    pgd = _damage(net, x, y, m, attack(net, x, "pgd_linf", 4, target=y, loss_mask=m, generator=0,
+                                       budget={"steps": 20}))
+    square = _damage(net, x, y, m, attack(net, x, "square_linf", 4, target=y, loss_mask=m, generator=0,
+                                          budget={"queries": 100}))
+    stability = _damage(net, x, y, m, attack(net, x, "pgd_linf", 4, generator=0, budget={"steps": 20}))
+    assert pgd >= fgsm > rand, (pgd, fgsm, rand)
+    assert pgd >= 4 * abs(rand), (pgd, rand)
+    assert pgd >= square, (pgd, square)
+    # attacking the distance to the clean output is a different question, and costs less error
+    assert pgd > stability, (pgd, stability)
+
+
+def test_pgd_restarts_never_lose_and_delta_stays_in_the_ball(trained) -> None:
+    net, x, y, m = trained
+    one = attack(net, x, "pgd_linf", 3, target=y, loss_mask=m, generator=1, budget={"steps": 5, "restarts": 1})
+    three = attack(net, x, "pgd_linf", 3, target=y, loss_mask=m, generator=1, budget={"steps": 5, "restarts": 3})
+    assert (three - x).abs().max() <= 4 / 255 + 1e-6 and three.min() >= 0 and three.max() <= 1
+    with torch.no_grad():
+        l1 = per_image_loss(net(one), y, "mse", m)
+        l3 = per_image_loss(net(three), y, "mse", m)
+    assert bool((l3 >= l1 - 1e-7).all())  # the first restart is the one-restart run; the best is kept
+
+
+def test_gradients_flow_through_a_diffusion_sampler_with_checkpointing() -> None:
+    from baselines.diffusion import build
+
+    torch.manual_seed(0)
+    model = build("tiny", image_size=16, sample_steps=3).eval()
+    with torch.no_grad():  # an untrained denoiser's zero-initialised output layer would give zero gradients
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.rand(2, 1, 16, 16, requires_grad=True)
+    g = torch.Generator().manual_seed(3)
+    out = model.translate(x, generator=g)
+    (gx,) = torch.autograd.grad(out.sum(), x)
+    assert torch.isfinite(gx).all() and gx.abs().sum() > 0
+    # the same gradient without checkpointing (the plain autograd graph)
+    import baselines.diffusion as D
+
+    real = D.checkpoint
+    try:
+        D.checkpoint = lambda fn, *a, **k: fn(*a)  # type: ignore[assignment]
+        out2 = model.translate(x, generator=torch.Generator().manual_seed(3))
+        (gx2,) = torch.autograd.grad(out2.sum(), x)
+    finally:
+        D.checkpoint = real
+    torch.testing.assert_close(gx, gx2, atol=1e-6, rtol=1e-5)
+
+
+def _subjects(damage: dict[tuple[str, int], float]) -> pd.DataFrame:
+    rows = [dict(model="m", direction="t1->t2", perturbation="clean", family="clean", severity=0, subject=s,
+                 psnr=30.0) for s in "abc"]
+    for (name, sev), d in damage.items():
+        rows += [dict(model="m", direction="t1->t2", perturbation=name, family="adversarial", severity=sev, subject=s,
+                      psnr=30.0 - d) for s in "abc"]
+    return pd.DataFrame(rows)
+
+
+def test_sanity_checks_flag_each_kind_of_weak_attack() -> None:
+    from robustmri.analysis.sanity import sanity_checks
+
+    good = {("random_linf", 2): 0.05, ("fgsm_linf", 2): 0.4, ("pgd_linf", 2): 0.9, ("square_linf", 2): 0.3,
+            ("random_linf", 4): 0.1, ("fgsm_linf", 4): 0.8, ("pgd_linf", 4): 2.0, ("square_linf", 4): 0.6}
+    assert sanity_checks(_subjects(good)) == []
+    bad = dict(good)
+    bad[("pgd_linf", 4)] = 0.5  # below FGSM, below Square, below its own severity 2
+    bad[("fgsm_linf", 2)] = 0.04  # below the random control
+    checks = {(f.check, f.severity) for f in sanity_checks(_subjects(bad))}
+    assert checks == {("fgsm <= pgd", 4), ("black-box <= white-box", 4), ("monotone", 4), ("control", 2)}
+
+
+def test_mce_leaves_attacks_out() -> None:
+    from robustmri.analysis.robustness import mean_corruption_error
+
+    ce = pd.DataFrame({"model": ["m", "m"], "direction": ["d", "d"], "perturbation": ["gaussian_noise", "pgd_linf"],
+                       "family": ["noise", "adversarial"], "ce": [80.0, 300.0], "rel_ce": [1.0, 1.0]})
+    out = mean_corruption_error(ce)
+    assert math.isclose(float(out["mce"].iloc[0]), 80.0) and int(out["n_perturbations"].iloc[0]) == 1
