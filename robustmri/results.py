@@ -30,8 +30,16 @@ CLEAN = "clean"
 CELL_KEY: tuple[str, ...] = ("model", "direction", "perturbation", "severity", "metric")
 """Columns identifying one aggregated cell of :func:`cell_means`."""
 
+STABILITY_METRICS: tuple[str, ...] = ("stability_psnr", "stability_ssim")
+"""Output stability: the protocol's PSNR (dB) and SSIM of the perturbed output against the same
+model's clean output (how far a perturbation moves what the model says, whatever the target);
+NaN in the clean cell."""
+
+REPORTED: tuple[str, ...] = (*METRICS, *STABILITY_METRICS)
+"""Every per-slice value column of the results table: the metrics against the target, then stability."""
+
 RESULT_COLUMNS: tuple[str, ...] = (
-    "model", "direction", "seed", "perturbation", "family", "severity", "subject", "slice", *METRICS, "protocol",
+    "model", "direction", "seed", "perturbation", "family", "severity", "subject", "slice", *REPORTED, "protocol",
 )
 """Columns a ``results.csv`` must have (one row per model, direction, seed, perturbation, severity,
 subject and slice)."""
@@ -54,7 +62,7 @@ def subject_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> 
         and ``n_slices`` (slices per subject, summed over seeds). Sorted by :data:`KEYS`.
     """
     if metrics is None:
-        metrics = [m for m in METRICS if m in frame.columns]
+        metrics = [m for m in REPORTED if m in frame.columns]
     metrics = list(metrics)
     needed = [*KEYS, "seed", "slice", *metrics]
     missing = [c for c in needed if c not in frame.columns]
@@ -80,7 +88,7 @@ def cell_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.
     """Mean over subjects of :func:`subject_means`, one row per cell and metric: columns
     :data:`CELL_KEY` + ``value``, sorted by them."""
     subjects = subject_means(frame, metrics)
-    names = [m for m in METRICS if m in subjects.columns] if metrics is None else list(metrics)
+    names = [m for m in REPORTED if m in subjects.columns] if metrics is None else list(metrics)
     cell = subjects.groupby(["model", "direction", "perturbation", "severity"], sort=True)[names].mean()
     long = cell.reset_index().melt(id_vars=["model", "direction", "perturbation", "severity"], var_name="metric", value_name="value")
     return long.sort_values(list(CELL_KEY), kind="stable").reset_index(drop=True)
@@ -103,7 +111,10 @@ def read_table(path: str | os.PathLike[str], require_clean: bool = False) -> pd.
         raise DataError(f"{path} is empty; re-run `robustmri bench` to write it") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"cannot read {path} as CSV ({exc}); re-run `robustmri bench` to rewrite it") from None
-    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+    missing = [c for c in RESULT_COLUMNS if c not in frame.columns and c not in STABILITY_METRICS]
+    for c in STABILITY_METRICS:  # tables written before output stability was scored stay readable
+        if c not in frame.columns:
+            frame[c] = float("nan")
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}; it must have {list(RESULT_COLUMNS)} as `robustmri bench` writes them")
     if frame.empty:
@@ -111,7 +122,7 @@ def read_table(path: str | os.PathLike[str], require_clean: bool = False) -> pd.
     try:
         for col in ("seed", "severity", "slice"):
             frame[col] = pd.to_numeric(frame[col], errors="raise").astype(int)
-        for m in METRICS:
+        for m in REPORTED:
             frame[m] = pd.to_numeric(frame[m], errors="raise").astype(float)
     except (ValueError, TypeError) as exc:
         raise DataError(f"{path} has a non-numeric value in a seed/severity/slice/metric column ({exc}); "
@@ -183,7 +194,7 @@ def aggregate(
     """
     by = list(by)
     if metrics is None:
-        metrics = [m for m in METRICS if m in frame.columns]
+        metrics = [m for m in REPORTED if m in frame.columns]
     metrics = list(metrics)
     needed = [*by, *metrics] + (["subject"] if level == "subject" else [])
     missing = [c for c in needed if c not in frame.columns]

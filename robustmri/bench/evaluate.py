@@ -117,6 +117,35 @@ def predict_batch(model: TranslationModel, x: Tensor, y: Tensor, settings: EvalS
     return model.translate(x, generator=gen, target=target).float()
 
 
+STABILITY_PSNR_CAP = 100.0
+"""Largest stability PSNR reported (dB): outputs equal to float precision."""
+
+
+def output_stability(
+    model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, x_in: Tensor, pred: Tensor, cell: Cell,
+    settings: EvalSettings, batch_index: int,
+) -> dict[str, np.ndarray]:
+    """How far the perturbation moved the output: the protocol's PSNR and SSIM of ``pred`` against
+    the model's clean output for the same batch (same noise draw for a stochastic model), as
+    ``stability_psnr`` / ``stability_ssim`` (B,). NaN for the clean cell, where the clean output
+    is the reference itself. PSNR is capped at :data:`STABILITY_PSNR_CAP` dB: a perturbation that
+    leaves the input as it is (a 2 mm voxel on a 3.3 mm grid) leaves the output unchanged, and an
+    infinite value would swamp every mean it enters."""
+    from robustmri.results import STABILITY_METRICS
+
+    n = pred.shape[0]
+    if cell.is_clean:
+        return {name: np.full(n, np.nan) for name in STABILITY_METRICS}
+    clean = predict_batch(model, x, y, settings, batch_index)
+    scores = settings.protocol.score_unit(pred, clean, mask=mask, source=x_in[:, :1])
+    out = {}
+    for name in STABILITY_METRICS:
+        base = name.removeprefix("stability_")
+        out[name] = scores[base].detach().cpu().numpy().astype(np.float64) if base in scores else np.full(n, np.nan)
+    out["stability_psnr"] = np.minimum(out["stability_psnr"], STABILITY_PSNR_CAP)
+    return out
+
+
 def score_cell(
     model: TranslationModel,
     data: PairedTensors,
@@ -144,7 +173,10 @@ def score_cell(
         pred = predict_batch(model, x_in, y, settings, b)
         scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
         assert data.slice is not None
-        frames.append(protocol.results_frame(scores, data.subject_labels(rows), data.slice[rows]))
+        frame = protocol.results_frame(scores, data.subject_labels(rows), data.slice[rows])
+        for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, b).items():
+            frame[name] = values
+        frames.append(frame)
         if sample_index is not None and rows.start <= sample_index < rows.stop:
             k = sample_index - rows.start
             sample = {"input": x_in[k, 0].float().cpu().numpy(), "output": pred[k, 0].cpu().numpy()}

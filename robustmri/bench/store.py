@@ -35,8 +35,7 @@ from robustmri.atomic import atomic_path, write_json_atomic
 from robustmri.bench.plan import Cell, Job, direction_tag
 from robustmri.bench.suite import Suite
 from robustmri.errors import ConfigError, DataError
-from robustmri.metrics import METRICS
-from robustmri.results import RESULT_COLUMNS, read_manifest, read_table
+from robustmri.results import REPORTED, RESULT_COLUMNS, read_manifest, read_table
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def result_rows(job: Job, cell: Cell, scores: pd.DataFrame) -> pd.DataFrame:
         ("perturbation", cell.perturbation), ("family", cell.family), ("severity", cell.severity),
     )):
         frame.insert(i, col, value)
-    for metric in METRICS:  # a protocol scoring fewer metrics (e.g. Reg-GAN's has no NMSE) leaves NaN
+    for metric in REPORTED:  # a protocol scoring fewer metrics (e.g. Reg-GAN's has no NMSE) leaves NaN
         if metric not in frame.columns:
             frame[metric] = float("nan")
     return frame[list(RESULT_COLUMNS)]

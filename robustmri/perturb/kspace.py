@@ -20,6 +20,24 @@ from robustmri.perturb.geometric import rigid_warp_copies
 
 Output = Literal["magnitude", "real"]
 
+REFERENCE_LINES = 128
+"""Phase-encode lines of the reference acquisition that the motion and undersampling tables
+describe (the field of view sampled at 128 lines). Segment boundaries, the fully sampled centre and
+the sampling density are placed in cycles per field of view as for that acquisition, so a severity
+corrupts the same band of the anatomy at 64, 128 or 256 pixels; a fraction of *each* matrix would
+make the clean centre 4x wider in cycles per field of view at 256 than at 64 pixels."""
+
+
+def segment_starts(times: torch.Tensor, width: int, reference_lines: int | None = None) -> torch.Tensor:
+    """First k-space column (centred order, 0..W) of each segment after the first, for segment
+    boundary ``times`` (..., S-1) in (0, 1) of a sequential acquisition: ``floor(times * W)`` when
+    ``reference_lines`` is None, else the same boundaries in cycles per field of view as an
+    acquisition of ``reference_lines`` lines (``W//2 + floor((times - 1/2) * reference_lines)``,
+    clamped to [0, W])."""
+    if reference_lines is None:
+        return torch.floor(times * width).long()
+    return (width // 2 + torch.floor((times - 0.5) * float(reference_lines)).long()).clamp(0, width)
+
 
 def fft2c(u: torch.Tensor) -> torch.Tensor:
     """Centred 2-D DFT over the last two axes (complex64 for float32 input)."""
@@ -193,14 +211,16 @@ def motion(
     shift_px: torch.Tensor,
     times: torch.Tensor,
     output: Output = "magnitude",
+    reference_lines: int | None = None,
 ) -> torch.Tensor:
     """Rigid in-plane motion during the acquisition (Shaw et al. 2019; TorchIO's ``Motion``).
 
     The phase-encode lines (k-space columns) are split at ``floor(W * times)`` into S segments;
     segment s is filled with the spectrum of the image moved by the rigid transform
     ``(angle_deg[:, s], shift_px[:, s])``. Shapes: ``angle_deg`` (B, S) degrees, ``shift_px``
-    (B, S, 2) pixels (rows, cols), ``times`` (B, S-1) increasing in (0, 1). Identity transforms in
-    every segment return the input (up to FFT round-off).
+    (B, S, 2) pixels (rows, cols), ``times`` (B, S-1) increasing in (0, 1); ``reference_lines``:
+    see :func:`segment_starts`. Identity transforms in every segment return the input (up to FFT
+    round-off).
     """
     b, _, h, w = u.shape
     s = angle_deg.shape[1]
@@ -212,7 +232,7 @@ def motion(
     spectra = torch.fft.rfft(moved, dim=-1)  # (B, S, H, W//2 + 1), FFT order along W
     half = spectra.shape[-1]
     cols = torch.arange(w, device=u.device).view(1, 1, w)
-    starts = torch.floor(times.to(u.device) * w).long().unsqueeze(-1)  # (B, S-1, 1)
+    starts = segment_starts(times.to(u.device), w, reference_lines).unsqueeze(-1)  # (B, S-1, 1)
     seg = torch.fft.ifftshift((cols >= starts).sum(dim=1), dim=-1)  # (B, W): segment of each column
     c = torch.arange(half, device=u.device)
     pos = torch.gather(spectra, 1, seg[:, :half].view(b, 1, 1, half).expand(b, 1, h, half))  # columns 0..W//2
@@ -238,11 +258,11 @@ class Motion(Perturbation):
     stochastic = True
     needs_spacing = True
     severities = {
-        1: {"num_transforms": 2, "degrees": 1.2, "translation_mm": 1.2},
-        2: {"num_transforms": 3, "degrees": 2.0, "translation_mm": 2.0},
-        3: {"num_transforms": 6, "degrees": 4.0, "translation_mm": 4.0},
-        4: {"num_transforms": 8, "degrees": 8.0, "translation_mm": 8.0},
-        5: {"num_transforms": 16, "degrees": 16.0, "translation_mm": 16.0},
+        1: {"num_transforms": 2, "degrees": 1.2, "translation_mm": 1.2, "reference_lines": REFERENCE_LINES},
+        2: {"num_transforms": 3, "degrees": 2.0, "translation_mm": 2.0, "reference_lines": REFERENCE_LINES},
+        3: {"num_transforms": 6, "degrees": 4.0, "translation_mm": 4.0, "reference_lines": REFERENCE_LINES},
+        4: {"num_transforms": 8, "degrees": 8.0, "translation_mm": 8.0, "reference_lines": REFERENCE_LINES},
+        5: {"num_transforms": 16, "degrees": 16.0, "translation_mm": 16.0, "reference_lines": REFERENCE_LINES},
     }
 
     def resolve(self, params: Params, u: torch.Tensor, mask: torch.Tensor | None, spacing: torch.Tensor | None) -> Params:
@@ -252,6 +272,7 @@ class Motion(Perturbation):
 
     def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
         b = shape[0]
+        ref = params.get("reference_lines")
         t = int(params.pop("num_transforms"))
         deg = float(params.pop("degrees"))
         tr = torch.as_tensor(params.pop("translation_px"), dtype=torch.float32).to(device).expand(b).view(b, 1, 1)
@@ -263,15 +284,18 @@ class Motion(Perturbation):
         shifts = (2.0 * rand((b, t + 1, 2), generator, device) - 1.0) * tr
         # The segment holding the k-space centre column W//2 keeps the original image.
         width = shape[-1]
-        centre = (torch.floor(times * width) <= width // 2).sum(dim=1)  # same rule as motion()
+        centre = (segment_starts(times, width, ref) <= width // 2).sum(dim=1)  # same rule as motion()
         keep = torch.nn.functional.one_hot(centre, t + 1).bool()  # (B, T+1)
         params["angle_deg"] = angles.masked_fill(keep, 0.0)
         params["shift_px"] = shifts.masked_fill(keep.unsqueeze(-1), 0.0)
         params["times"] = times
         return params
 
-    def apply(self, u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        return motion(u, angle_deg, shift_px, times)
+    def apply(
+        self, u: torch.Tensor, angle_deg: torch.Tensor, shift_px: torch.Tensor, times: torch.Tensor,
+        reference_lines: int | None = None,
+    ) -> torch.Tensor:
+        return motion(u, angle_deg, shift_px, times, reference_lines=reference_lines)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,24 +310,32 @@ def cartesian_mask(
     pattern: str,
     generator: torch.Generator,
     device: torch.device,
+    reference_lines: int | None = None,
 ) -> torch.Tensor:
     """Per-image phase-encode line masks (B, W) bool, centred k-space, as fastMRI's mask functions.
 
-    The ``round(W * center_fraction)`` central lines are always kept. ``pattern="random"``
+    ``reference_lines`` None: acceleration and centre fraction refer to this matrix (fastMRI).
+    Otherwise they describe an acquisition of ``reference_lines`` lines over the same field of
+    view, and the same density per cycle per field of view is laid on this matrix: the central
+    ``round(reference_lines * center_fraction)`` lines (at most W) are kept and every other line
+    with the probability (or spacing) that acceleration gives at the reference matrix.
+ ``pattern="random"``
     (fastMRI ``RandomMaskFunc``): every other line with probability
     ``(W / R - n_low) / (W - n_low)``. ``pattern="equispaced"`` (``EquispacedMaskFunc``): every
     ``round(R')``-th line from a random offset, with R' adjusted so that about W / R lines are kept.
     """
-    n_low = int(round(width * center_fraction))
+    ref = width if reference_lines is None else int(reference_lines)
+    n_low_ref = int(round(ref * center_fraction))
+    n_low = min(n_low_ref, width)
     pad = (width - n_low + 1) // 2
     centre = torch.zeros(width, dtype=torch.bool, device=device)
     centre[pad : pad + n_low] = True
     if pattern == "random":
-        prob = (width / acceleration - n_low) / max(width - n_low, 1)
+        prob = (ref / acceleration - n_low_ref) / max(ref - n_low_ref, 1)
         mask = rand((batch, width), generator, device) < prob
     elif pattern == "equispaced":
-        if n_low * acceleration != width:
-            adjusted = acceleration * (n_low - width) / (n_low * acceleration - width)
+        if n_low_ref * acceleration != ref:
+            adjusted = acceleration * (n_low_ref - ref) / (n_low_ref * acceleration - ref)
         else:
             adjusted = acceleration
         step = max(1, int(round(adjusted)))
@@ -326,17 +358,19 @@ def undersample(u: torch.Tensor, line_mask: torch.Tensor, output: Output = "magn
 @register
 class Undersampling(Perturbation):
     """Cartesian undersampling at acceleration R (unitless) with a fully sampled centre fraction,
-    zero-filled magnitude reconstruction; ``pattern`` "random" (default) or "equispaced" lines."""
+    zero-filled magnitude reconstruction; ``pattern`` "random" (default) or "equispaced" lines.
+    R and the centre fraction are those of a :data:`REFERENCE_LINES`-line acquisition of the field
+    of view (see :func:`cartesian_mask`)."""
 
     name = "undersampling"
     family = "kspace"
     stochastic = True
     severities = {
-        1: {"acceleration": 1.5, "center_fraction": 0.24},
-        2: {"acceleration": 1.75, "center_fraction": 0.16},
-        3: {"acceleration": 2.3, "center_fraction": 0.10},
-        4: {"acceleration": 4.3, "center_fraction": 0.06},
-        5: {"acceleration": 8.0, "center_fraction": 0.04},
+        1: {"acceleration": 1.5, "center_fraction": 0.24, "reference_lines": REFERENCE_LINES},
+        2: {"acceleration": 1.75, "center_fraction": 0.16, "reference_lines": REFERENCE_LINES},
+        3: {"acceleration": 2.3, "center_fraction": 0.10, "reference_lines": REFERENCE_LINES},
+        4: {"acceleration": 4.3, "center_fraction": 0.06, "reference_lines": REFERENCE_LINES},
+        5: {"acceleration": 8.0, "center_fraction": 0.04, "reference_lines": REFERENCE_LINES},
     }
 
     def __init__(self, pattern: str = "random") -> None:
@@ -349,7 +383,8 @@ class Undersampling(Perturbation):
     def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
         r = float(params.pop("acceleration"))
         cf = float(params.pop("center_fraction"))
-        params["line_mask"] = cartesian_mask(shape[0], shape[-1], r, cf, self.pattern, generator, device)
+        ref = params.pop("reference_lines", None)
+        params["line_mask"] = cartesian_mask(shape[0], shape[-1], r, cf, self.pattern, generator, device, ref)
         return params
 
     def apply(self, u: torch.Tensor, line_mask: torch.Tensor) -> torch.Tensor:

@@ -136,6 +136,7 @@ def build_report(
     has_pert = bool(((subjects["perturbation"] != CLEAN) & (subjects["severity"] > 0)).any())
 
     tables = [T.clean_table(subjects, ref)]
+    scores = None
     if has_pert:
         tables += [T.robustness_table(subjects, ref, "psnr", error=error),
                    T.robustness_table(subjects, ref, "ssim", error=error),
@@ -144,6 +145,14 @@ def build_report(
         attacks = T.attack_table(subjects, ref, "psnr")
         if attacks is not None:
             tables.append(attacks)
+        stability = T.stability_table(subjects, ref, "stability_psnr")
+        if stability is not None:
+            tables.append(stability)
+        if ref is not None:
+            from robustmri.analysis.robustness import summary_scores
+
+            scores = summary_scores(subjects, ref, error=error, n_boot=n_boot, seed=seed)
+            tables.insert(1, T.scores_table(scores, ref))
         from robustmri.analysis.sanity import sanity_checks
 
         for flag in sanity_checks(subjects):
@@ -165,6 +174,8 @@ def build_report(
                                            [f"tables/{t.name}.{s}" for s in ("md", "tex", "csv")]))
         summary = summary_frame(subjects, ref, n_boot=n_boot, seed=seed)
         write_text_atomic(tmp / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
+        if scores is not None:
+            write_text_atomic(tmp / "scores.csv", scores.to_csv(index=False, float_format="%.6g"))
 
         figure_items = []
         fig_dir = tmp / "figures"
@@ -249,11 +260,20 @@ def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figur
     tables = {t.files[0].split("/")[-1].rsplit(".", 1)[0]: t for t in table_items}
     sections = [H.Section("Clean quality", [tables["clean_quality"]]
                           + [f for f in figure_items if f.title.startswith("Clean")])]
+    if "scores" in tables:
+        sections.append(H.Section("Robustness scores", [tables["scores"]],
+                                  "The two headline scores, kept apart: corruptions (mCE) and attacks (PSNR lost)."))
     if "robustness_psnr" in tables:
         sections.append(H.Section("Robustness", [tables[k] for k in ("robustness_psnr", "robustness_ssim", "auc_psnr",
                                                                    "corruption_error")]
                                   + [f for f in figure_items if f.title.startswith("PSNR vs")],
                                   "Family columns average the family's perturbations at each severity."))
+    if "stability_psnr" in tables:
+        sections.append(H.Section("Output stability", [tables["stability_psnr"]],
+                                  "How far each perturbation moves what the model says, whatever the target: PSNR "
+                                  "of the perturbed output against the clean output (same noise draw for a "
+                                  "stochastic model). A model can keep its error to the target and still change "
+                                  "its output, which matters clinically."))
     if "attacks_psnr" in tables:
         sections.append(H.Section("Adversarial robustness", [tables["attacks_psnr"]],
                                   "PSNR lost to each attack; random_linf is the control."))

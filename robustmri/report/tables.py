@@ -47,7 +47,9 @@ __all__ = [
     "ce_table",
     "clean_table",
     "robustness_table",
+    "scores_table",
     "significance_mark",
+    "stability_table",
 ]
 
 Better = Literal["higher", "lower"]
@@ -534,5 +536,66 @@ def attack_table(subjects: pd.DataFrame, reference: str | None, metric: str = "p
     _fill(table, long)
     table.note = _note(reference, f"mean ± std over subjects of the clean {metric.upper()} minus the attacked one; "
                                   "lower is more robust; random_linf is the control (random signs of the same norm)")
+    table.mark_best()
+    return table
+
+
+def stability_table(subjects: pd.DataFrame, reference: str | None, metric: str = "stability_psnr") -> Table | None:
+    """Output stability per perturbation family and severity: the protocol's PSNR (or SSIM) of the
+    perturbed output against the same model's clean output, mean over subjects (higher = the
+    output moved less), tested against ``reference``. None when the results hold no stability values."""
+    if metric not in subjects.columns:
+        return None
+    pert = subjects[(subjects["perturbation"] != CLEAN) & (subjects["severity"] > 0) & subjects[metric].notna()]
+    if pert.empty:
+        return None
+    base = metric.removeprefix("stability_")
+    dec = METRIC_DECIMALS.get(base, 3)
+    fam = pert.groupby(["direction", "model", "family", "severity", "subject"], sort=False)[metric].mean().reset_index()
+    columns, parts = [], []
+    for family in ordered_families(pert):
+        for sev in sorted(fam.loc[fam["family"] == family, "severity"].unique()):
+            key = f"{family}_s{int(sev)}"
+            columns.append(Column(key, f"s{int(sev)}", group=family, better="higher", decimals=dec))
+            part = fam[(fam["family"] == family) & (fam["severity"] == sev)]
+            parts.append(part.assign(column=key)[["direction", "model", "subject", "column", metric]])
+    label = METRIC_LABEL.get(base, base)
+    table = Table(metric, f"Output stability: {label} of the perturbed output against the clean output", columns,
+                  _rows_for(subjects, reference), {}, reference, "")
+    _fill(table, pd.concat(parts, ignore_index=True).rename(columns={metric: "score"}))
+    table.note = _note(reference, "mean over test subjects; family columns average the family's perturbations; "
+                                  "higher = the perturbation moved the output less (the target plays no part)")
+    table.mark_best()
+    return table
+
+
+def scores_table(scores: pd.DataFrame, reference: str | None) -> Table:
+    """The headline scores of :func:`robustmri.analysis.robustness.summary_scores` with their
+    bootstrap confidence intervals: mCE (corruptions, % of the reference) and the adversarial score
+    (PSNR lost to the attacks, dB)."""
+    columns = [
+        Column("mce", "value", group="mCE (%)", better="lower", decimals=1),
+        Column("mce_low", "95% CI low", group="mCE (%)", decimals=1),
+        Column("mce_high", "95% CI high", group="mCE (%)", decimals=1),
+        Column("adversarial", "value", group="adversarial (dB lost)", better="lower", decimals=2),
+        Column("adversarial_low", "95% CI low", group="adversarial (dB lost)", decimals=2),
+        Column("adversarial_high", "95% CI high", group="adversarial (dB lost)", decimals=2),
+    ]
+    rows = []
+    for direction in dict.fromkeys(scores["direction"]):
+        present = list(dict.fromkeys(scores.loc[scores["direction"] == direction, "model"]))
+        rows += [(direction, m) for m in _order_rows(present, reference)]
+    table = Table("scores", "Robustness scores with 95% confidence intervals", columns, rows, {}, reference, "")
+    for rec in scores.itertuples(index=False):
+        if not np.isfinite(rec.value):
+            continue
+        n = int(rec.n_subjects)
+        table.cells[(rec.direction, rec.model, rec.score)] = Cell(float(rec.value), n=n)
+        table.cells[(rec.direction, rec.model, f"{rec.score}_low")] = Cell(float(rec.ci_low), n=n)
+        table.cells[(rec.direction, rec.model, f"{rec.score}_high")] = Cell(float(rec.ci_high), n=n)
+    table.note = ("mCE: corruption error summed over severities relative to the reference model (= 100), averaged over "
+                  "the corruptions (attacks excluded). Adversarial: PSNR lost to the attacks (clean minus attacked, "
+                  "dB), averaged over every attack and severity except the random_linf control. 95% CI: percentile "
+                  "bootstrap over test subjects (the same resamples for every model).")
     table.mark_best()
     return table
