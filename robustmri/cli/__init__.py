@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:  # newer typer releases vendor click
             from typer import _click as click  # type: ignore[no-redef]
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        if isinstance(exc, click.exceptions.ClickException):  # a bad option or argument: one line, exit 2
+            where = getattr(getattr(exc, "ctx", None), "command_path", None) or "robustmri"
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"error: {message} (see `{where} --help`)", err=True)
             return 2
         if isinstance(exc, getattr(click.exceptions, "Abort", ())):  # click's form of Ctrl-C
             typer.echo(INTERRUPTED, err=True)

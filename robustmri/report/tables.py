@@ -35,6 +35,7 @@ from robustmri.analysis.robustness import (
     degradation_auc,
     mean_corruption_error,
 )
+from robustmri.analysis.sanity import CONTROL
 from robustmri.analysis.stats import BETTER, compare_to_reference, summarize
 
 __all__ = [
@@ -395,6 +396,9 @@ def robustness_table(
     dec = METRIC_DECIMALS.get(metric, 3)
     unit = "dB" if metric == "psnr" else ""
     rows = _rows_for(subjects, reference)
+    # the attacks' control (random signs) is not a perturbation a model should be robust to: it has
+    # its own column in the adversarial table and stays out of family means and AUC
+    subjects = subjects[subjects["perturbation"] != CONTROL]
     clean = subjects[subjects["perturbation"] == CLEAN]
     pert = subjects[(subjects["perturbation"] != CLEAN) & (subjects["severity"] > 0)]
     columns = [Column("clean", "clean", better=better, decimals=dec)]
@@ -438,7 +442,7 @@ def robustness_table(
 def auc_table(subjects: pd.DataFrame, reference: str | None, metric: str = "psnr") -> Table:
     """Per-perturbation AUC of the ``metric`` degradation curve (metric x severity), tested vs reference."""
     dec = METRIC_DECIMALS.get(metric, 3)
-    deg = degradation(subjects, [metric])
+    deg = degradation(subjects[subjects["perturbation"] != CONTROL], [metric])
     auc = degradation_auc(deg, metric)
     perts = ordered_perturbations(auc)
     fam_of = dict(zip(auc["perturbation"], auc["family"]))
