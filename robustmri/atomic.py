@@ -76,6 +76,20 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_json_if_changed(path: str | os.PathLike[str], obj: Any) -> bool:
+    """:func:`write_json_atomic` unless ``path`` already holds exactly that JSON text (then the file,
+    its mtime included, is left alone, so reusing a cache changes nothing on disk). Returns True
+    when it wrote."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    try:
+        if Path(path).read_text() == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text_atomic(path, text)
+    return True
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; rename it to ``path`` when the block succeeds.

@@ -24,7 +24,7 @@ device = "cpu"
 
 [data]
 source = "embedded:4"
-image_size = 32
+image_size = 64
 split = [2, 0, 2]
 
 [train]
@@ -74,7 +74,7 @@ SUITE_CASES = [
     ("suite-budget-negative", ("severities = [1]", "severities = [1]\nbudget = { pgd_linf = { steps = -1 } }")),
     ("suite-budget-other", ("severities = [1]", "severities = [1]\nbudget = { square_linf = { queries = 5 } }")),
     ("suite-protocol", ("[eval]", '[protocol]\nname = "nope"\n\n[eval]')),
-    ("suite-image-size", ("image_size = 32", "image_size = 8")),
+    ("suite-image-size", ("image_size = 64", "image_size = 8")),
     ("suite-split", ("split = [2, 0, 2]", "split = [2, 2]")),
     ("suite-unknown-key", ('device = "cpu"', 'device = "cpu"\ncolour = "blue"')),
     ("suite-unknown-section-key", ("[eval]", "[eval]\nthreads = 4")),
@@ -105,7 +105,7 @@ def world(tmp_path_factory):  # type: ignore[no-untyped-def]
     w["list_json"].write_text("[1, 2]")
     # a small NIfTI dataset in the embedded layout, and a copy with a corrupt volume
     w["ds"] = root / "ds"
-    assert main(["data", "synth", "--out", str(w["ds"]), "--subjects", "2", "--size", "32", "--slices", "4",
+    assert main(["data", "synth", "--out", str(w["ds"]), "--subjects", "4", "--size", "64", "--slices", "4",
                  "--contrasts", "t1,t2"]) == 0
     w["corrupt_ds"] = root / "corrupt-ds"
     (w["corrupt_ds"] / "sub-000").mkdir(parents=True)
@@ -114,7 +114,7 @@ def world(tmp_path_factory):  # type: ignore[no-untyped-def]
     # a trained run and damaged copies
     w["run"] = root / "run"
     assert main(["train", "--model", "pix2pix", "--size", "tiny", "--steps", "2", "--batch-size", "2",
-                 "--data", str(w["ds"]), "--image-size", "32", "--out", str(w["run"])]) == 0
+                 "--data", str(w["ds"]), "--image-size", "64", "--out", str(w["run"])]) == 0
     for name, text in (("run_badjson", "{oops"), ("run_listjson", "[1]")):
         w[name] = root / name
         w[name].mkdir()

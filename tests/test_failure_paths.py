@@ -102,9 +102,14 @@ def test_os_errors_are_one_line(tmp_path, cache_dir, capsys):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
     capsys.readouterr()
+    # a folder under a file: the OS refuses the mkdir, and the OS error becomes one line
+    code = main(["bench", "--suite", str(_suite(tmp_path)), "--out", str(not_a_folder / "sub"), "--cache", str(cache_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(not_a_folder) in err[0] and "choose another --out" in err[0], err
+    # --out itself a file: refused before any work, naming the fix
     code = main(["bench", "--suite", str(_suite(tmp_path)), "--out", str(not_a_folder), "--cache", str(cache_dir)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and str(not_a_folder) in err[0] and "choose another --out" in err[0]
+    assert code == 2 and len(err) == 1 and f"--out {not_a_folder} is a file" in err[0], err
 
 
 def test_refused_merge_leaves_the_target_untouched(tmp_path, cache_dir):

@@ -133,15 +133,20 @@ def _run_suite(
     from robustmri.device import resolve_device
 
     store = ResultsStore(out)
-    store.out.mkdir(parents=True, exist_ok=True)
-    store.clean_stale_temporaries()
+    if store.out.exists() and not store.out.is_dir():
+        raise ConfigError(f"--out {store.out} is a file: pass a folder for the results")
+    blocking = next((p for p in store.out.resolve().parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ConfigError(f"--out {store.out}: {blocking} is a file, not a folder: choose another --out")
     dev_name = device or suite.device
-    dev = resolve_device(dev_name)
+    dev = resolve_device(dev_name)  # a bad device or bad data is refused before --out is created
     settings = EvalSettings.from_suite(suite)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     spec = resolve_suite_data(suite, cache, progress)
     timings["data_s"] = round(time.perf_counter() - t0, 3)
+    store.out.mkdir(parents=True, exist_ok=True)
+    store.clean_stale_temporaries()
     my_jobs = shard_jobs(suite, shard)
     grid = cells(suite)
     store.write_manifest(suite, dev, shard, spec.description, timings, status="running")

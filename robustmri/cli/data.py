@@ -66,6 +66,9 @@ def show(
 ) -> None:
     """Draw the middle axial slice of every contrast for the first subjects."""
     from robustmri.data.montage import draw_montage
+    from robustmri.errors import ConfigError
 
+    if subjects < 1:
+        raise ConfigError(f"--subjects {subjects}: draw at least one subject")
     path = draw_montage(root, out, max_subjects=subjects)
     typer.echo(f"wrote {path}")

@@ -43,6 +43,13 @@ def eval_cmd(
         raise ConfigError(f"--save-predictions {save_predictions}: give a file name ending in .npz")
     if split not in ("train", "val", "test"):
         raise ConfigError(f"--split {split!r}: use train, val or test")
+    if save_predictions is not None:
+        parent = save_predictions.expanduser().resolve().parent
+        blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ConfigError(f"--save-predictions {save_predictions}: {blocking} is a file, not a folder; choose another path")
+        if save_predictions.is_dir():
+            raise ConfigError(f"--save-predictions {save_predictions} is a folder: give a file name ending in .npz")
     proto = get_protocol(protocol)
     dev = resolve_device(device)
     model, config = load_trained(run_dir, device=dev)

@@ -48,9 +48,22 @@ def train_cmd(
         checkpoint_every=checkpoint_every, amp=amp, device=device,
         model_options={"generator": generator, "variant": variant} if model == "kd_attack" else {},
     )
-    from robustmri.models.registry import _resolve
+    from robustmri.models.registry import SIZES, _resolve
 
-    _resolve(config.model)  # unknown model -> one-line error before any data work
+    # every choice that can be checked without data is checked before any data work
+    _resolve(config.model)
+    if size not in SIZES:
+        raise ConfigError(f"unknown size {size!r}: use one of {', '.join(SIZES)}")
+    if model == "kd_attack":
+        from robustmri.kd.model import VARIANTS
+
+        if generator == "kd_attack":
+            raise ConfigError("kd_attack cannot wrap itself: choose a generator such as pix2pix")
+        _resolve(generator)
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown kd_attack variant {variant!r}: use one of {', '.join(VARIANTS)}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: pass a folder for the run")
     from robustmri.train.distributed import barrier, init_distributed
     from robustmri.device import resolve_device
 

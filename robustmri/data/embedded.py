@@ -117,6 +117,12 @@ class SynthConfig:
         for c in self.sequences:
             if canonical_contrast(c) not in SYNTH_CONTRASTS:
                 raise ConfigError(f"sequence override for unknown contrast {c!r}")
+        from robustmri.memory import check_fits
+
+        # about 24 float64 volumes of the output grid are alive at once while a subject is simulated
+        check_fits(24 * 8.0 * self.size * self.size * self.n_slices,
+                   f"simulating one subject at {self.size}x{self.size}x{self.n_slices}",
+                   "use a smaller --size or fewer --slices")
 
     # geometry -------------------------------------------------------------------------------
     @property

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robustmri.atomic import atomic_dir, write_json_atomic
+from robustmri.atomic import atomic_dir, write_json_if_changed
 from robustmri.data import brainmask, readers
 from robustmri.data.cache import (
     CACHE_VERSION,
@@ -147,6 +148,12 @@ def prepare_dataset(
         raise ConfigError(f"unknown fit {fit!r}: use pad or crop")
     if int(size) < 4:
         raise ConfigError(f"invalid size {size}: use at least 4 pixels, e.g. --size 128")
+    from robustmri.memory import check_fits
+
+    # a lower bound: one slice of every contrast, the mask and the resampling buffer, float32
+    n_images = len(contrasts) if contrasts else 4
+    check_fits((n_images + 2) * 4.0 * int(size) * int(size), f"preparing {size}x{size} slices",
+               "use a smaller --size (64, 128 or 256 are the usual ones)")
     split_req = parse_split(split) if isinstance(split, str) or split is None else tuple(split)
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
@@ -169,6 +176,7 @@ def prepare_dataset(
         manifest = load_split(split_file, ids)
     else:
         manifest = make_split(ids, split_req, seed)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
 
     # 4. cache lookup or build
@@ -176,13 +184,18 @@ def prepare_dataset(
     hit = entry is not None
     if entry is None:
         entry = entry_path(out, key)
-        with atomic_dir(entry, overwrite=True) as tmp:
-            meta = _build(records, tmp, options, spec, progress)
-            meta["key"] = key
-            meta["inputs"] = [str(Path(f).resolve()) for f in files]
-            write_meta(tmp, meta)
+        try:
+            with atomic_dir(entry, overwrite=True) as tmp:
+                meta = _build(records, tmp, options, spec, progress)
+                meta["key"] = key
+                meta["inputs"] = [str(Path(f).resolve()) for f in files]
+                write_meta(tmp, meta)
+        except BaseException:
+            if created:  # a refused input leaves nothing behind, not even the folder
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     split_path = save_split(manifest, out / SPLIT_NAME)
-    write_json_atomic(out / POINTER_NAME, {"entry": entry.name, "split": SPLIT_NAME, "key": key})
+    write_json_if_changed(out / POINTER_NAME, {"entry": entry.name, "split": SPLIT_NAME, "key": key})
     meta = open_entry(entry).meta
     return PrepareResult(out, entry, split_path, manifest, meta, hit)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from robustmri.atomic import write_json_atomic
+from robustmri.atomic import write_json_if_changed
 from robustmri.errors import ConfigError, DataError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -113,8 +113,9 @@ def make_split(
 
 
 def save_split(manifest: dict[str, Any], path: str | Path) -> Path:
-    """Write ``manifest`` to ``path`` (JSON, atomically) and return the path."""
-    write_json_atomic(path, manifest)
+    """Write ``manifest`` to ``path`` (JSON, atomically; left alone when it already holds it) and
+    return the path."""
+    write_json_if_changed(path, manifest)
     return Path(path)
 
 

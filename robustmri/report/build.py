@@ -126,9 +126,11 @@ def build_report(
         raise ConfigError(f"unknown mCE error {error!r}; use 'ssim' (1 - SSIM) or 'mae'")
     if n_boot < 1:
         raise ConfigError(f"n_boot={n_boot} must be >= 1 (default 2000)")
+    out = Path(out_dir) if out_dir is not None else Path(results_dir) / "report"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"report folder {out} is a file: choose another --out (the report folder is replaced as a whole)")
     inputs = load_results(results_dir)
     root = Path(results_dir)
-    out = Path(out_dir) if out_dir is not None else root / "report"
     rank = {m: i for i, m in enumerate(inputs.models)}
     subjects = subject_means(inputs.frame)
     subjects = subjects.sort_values("model", key=lambda s: s.map(rank), kind="stable", ignore_index=True)

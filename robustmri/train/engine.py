@@ -445,7 +445,13 @@ def load_trained(run_dir: str | os.PathLike[str], device: str | torch.device = "
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} has no config.json: pass a run folder written by `robustmri train`")
-    config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    raw = _read_json(cfg_path)
+    if not isinstance(raw, dict):
+        raise DataError(f"{cfg_path} is not a JSON object: delete the run folder {run_dir} and train again")
+    try:
+        config = TrainConfig.from_dict(raw)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{cfg_path} does not hold a valid training configuration ({exc}): train again") from None
     payload = load_checkpoint(run_dir / "checkpoints" / CHECKPOINT_NAME, map_location=device)
     model = build_from_config(config)
     model.load_state_dict(payload["model"])
