@@ -90,6 +90,32 @@ def write_json_if_changed(path: str | os.PathLike[str], obj: Any) -> bool:
     return True
 
 
+def clean_stale_partials(folder: str | os.PathLike[str], name: str = "*", older_than_s: float = 600.0) -> int:
+    """Remove what a killed process left of robustmri's own atomic writes directly in ``folder``:
+    ``.<name>.<random>.partial`` folders (:func:`atomic_dir`), ``.<name>.<random>.tmp`` files
+    (:func:`atomic_path`) and ``.<name>.old-<pid>`` folders, untouched for ``older_than_s`` seconds
+    (a live writer's are never taken). ``name`` narrows it to one target (a glob). Returns how many."""
+    import time
+
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for pattern in (f".{name}.*.partial", f".{name}.*.tmp", f".{name}.old-*"):
+        for path in root.glob(pattern):
+            try:
+                if now - path.lstat().st_mtime <= older_than_s:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; rename it to ``path`` when the block succeeds.

@@ -154,3 +154,30 @@ def test_stale_temporaries_are_cleaned_and_files_follow_the_umask(tmp_path, cach
 def test_model_entries_are_validated(entry, fragment):
     with pytest.raises(ConfigError, match=fragment):
         parse_suite({"name": "x", "models": [entry]}, "s.toml")
+
+
+def test_stale_partial_folders_of_killed_synth_and_prepare_runs_are_cleaned(tmp_path):
+    """kill -9 during a synth or a cache build leaves `.<name>.<random>.partial` folders; the next
+    run of the same command removes those older than 10 minutes (never a live writer's, never
+    anything that is not robustmri's own pattern)."""
+    old = time.time() - 3600
+    ds = tmp_path / "ds"
+    stale = tmp_path / ".ds.abc123.partial"
+    fresh = tmp_path / ".ds.def456.partial"
+    other = tmp_path / ".other.abc123.partial"  # another target's: not ours to take
+    mine = tmp_path / "ds.partial"  # not robustmri's pattern
+    for d in (stale, fresh, other, mine):
+        (d / "sub-000").mkdir(parents=True)
+        (d / "sub-000" / "t1.nii.gz").write_bytes(b"x" * 1000)
+    for d in (stale, other, mine):
+        os.utime(d, (old, old))
+    assert main(["data", "synth", "--out", str(ds), "--subjects", "2", "--size", "64", "--slices", "2",
+                 "--contrasts", "t1,t2"]) == 0
+    assert not stale.exists() and fresh.exists() and other.exists() and mine.exists()
+    out = tmp_path / "prep"
+    out.mkdir()
+    build = out / ".slices-0123.zz.partial"
+    (build / "chunks").mkdir(parents=True)
+    os.utime(build, (old, old))
+    assert main(["data", "prepare", str(ds), "--out", str(out), "--size", "64"]) == 0
+    assert not build.exists() and (out / "prepared.json").is_file()

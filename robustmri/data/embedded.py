@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from robustmri.atomic import atomic_dir, write_bytes_atomic, write_json_atomic
+from robustmri.atomic import atomic_dir, clean_stale_partials, write_bytes_atomic, write_json_atomic
 from robustmri.data.anatomy import TemplateTissues, template_tissues
 from robustmri.data.contrasts import canonical_contrast
 from robustmri.data.deform import AffineMotion, Grid, random_affine, random_elastic, random_rigid_inplane
@@ -388,6 +388,7 @@ def write_dataset(
         raise ConfigError(f"cannot create output folder {parent} ({exc.strerror}): choose a writable --out") from exc
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"output folder {parent} is not writable: choose a writable --out")
+    clean_stale_partials(parent, out.name)  # what a killed synth of this --out left behind
     indices: Iterable[int] = range(n_subjects)
     if progress is not None:
         indices = progress(indices)

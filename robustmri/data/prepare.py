@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from robustmri.atomic import atomic_dir, write_json_if_changed
+from robustmri.atomic import atomic_dir, clean_stale_partials, write_json_if_changed
 from robustmri.data import brainmask, readers
 from robustmri.data.cache import (
     CACHE_VERSION,
@@ -178,6 +178,7 @@ def prepare_dataset(
         manifest = make_split(ids, split_req, seed)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_partials(out)  # cache builds and pointer writes of a killed process
 
     # 4. cache lookup or build
     entry = find_entry(out, key)
