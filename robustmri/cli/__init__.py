@@ -61,6 +61,9 @@ _register_groups()
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit status."""
+    from robustmri.threads import configure_threads
+
+    configure_threads()  # the CPUs this process was given (SLURM, affinity, cgroup), not every core
     try:
         status = app(args=argv, standalone_mode=False)
         if isinstance(status, int):  # click returns the code of typer.Exit in non-standalone mode
