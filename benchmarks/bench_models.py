@@ -185,7 +185,7 @@ def bench_train(
         return timed_calls(step, warmup, steps, budget, sync)
     finally:
         model.zero_grad(set_to_none=True)
-        del optimizers, schedulers, ctx
+        del optimizers, schedulers
 
 
 @torch.no_grad()
