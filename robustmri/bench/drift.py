@@ -219,9 +219,11 @@ def evaluate_reference_weights(
             tests[(source, target)] = load_split_tensors(spec, "test", source, target)
         test = tests[(source, target)]
         model = load_weights(folder / entry["file"], entry.get("sha256"), device=device)
+        clean_outputs: dict[int, Any] = {}  # shared by this model's cells (output stability)
         with torch.no_grad():
             for cell in grid:
-                frames.append(result_rows(job, cell, score_cell(model, test, cell, settings, device).frame))
+                scores = score_cell(model, test, cell, settings, device, clean_cache=clean_outputs)
+                frames.append(result_rows(job, cell, scores.frame))
                 bar.update(1)
     bar.close()
     return pd.concat(frames, ignore_index=True)

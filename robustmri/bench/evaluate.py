@@ -123,20 +123,26 @@ STABILITY_PSNR_CAP = 100.0
 
 def output_stability(
     model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, x_in: Tensor, pred: Tensor, cell: Cell,
-    settings: EvalSettings, batch_index: int,
+    settings: EvalSettings, batch_index: int, clean_cache: dict[int, Tensor] | None = None,
 ) -> dict[str, np.ndarray]:
     """How far the perturbation moved the output: the protocol's PSNR and SSIM of ``pred`` against
     the model's clean output for the same batch (same noise draw for a stochastic model), as
     ``stability_psnr`` / ``stability_ssim`` (B,). NaN for the clean cell, where the clean output
     is the reference itself. PSNR is capped at :data:`STABILITY_PSNR_CAP` dB: a perturbation that
     leaves the input as it is (a 2 mm voxel on a 3.3 mm grid) leaves the output unchanged, and an
-    infinite value would swamp every mean it enters."""
+    infinite value would swamp every mean it enters. ``clean_cache`` (batch index -> clean output,
+    on CPU) lets the cells of one model share the clean outputs instead of recomputing them."""
     from robustmri.results import STABILITY_METRICS
 
     n = pred.shape[0]
     if cell.is_clean:
         return {name: np.full(n, np.nan) for name in STABILITY_METRICS}
-    clean = predict_batch(model, x, y, settings, batch_index)
+    if clean_cache is not None and batch_index in clean_cache:
+        clean = clean_cache[batch_index].to(pred.device)
+    else:
+        clean = predict_batch(model, x, y, settings, batch_index)
+        if clean_cache is not None:
+            clean_cache[batch_index] = clean.cpu()
     scores = settings.protocol.score_unit(pred, clean, mask=mask, source=x_in[:, :1])
     out = {}
     for name in STABILITY_METRICS:
@@ -154,11 +160,13 @@ def score_cell(
     device: torch.device | str = "cpu",
     sample_index: int | None = None,
     keep: bool = False,
+    clean_cache: dict[int, Tensor] | None = None,
 ) -> CellScores:
     """Score ``model`` on ``data`` under ``cell``, batch by batch.
 
     ``sample_index``: a row whose input and output are returned in ``sample`` (the report's
-    qualitative grid); ``keep``: also return every perturbed input and prediction.
+    qualitative grid); ``keep``: also return every perturbed input and prediction; ``clean_cache``:
+    one dict per (model, data, settings), shared by that model's cells (see :func:`output_stability`).
     """
     device = torch.device(device)
     protocol = settings.protocol
@@ -174,7 +182,9 @@ def score_cell(
         scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
         assert data.slice is not None
         frame = protocol.results_frame(scores, data.subject_labels(rows), data.slice[rows])
-        for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, b).items():
+        if cell.is_clean and clean_cache is not None:
+            clean_cache[b] = pred.cpu()
+        for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, b, clean_cache).items():
             frame[name] = values
         frames.append(frame)
         if sample_index is not None and rows.start <= sample_index < rows.stop:

@@ -176,8 +176,9 @@ def _run_suite(
         test = tests[key]
         model, _ = runs[job.run_name].load(device=dev)
         where = sample_index(test)
+        clean_outputs: dict[int, Any] = {}  # shared by this model's cells (output stability)
         for cell in job_cells:
-            scores = score_cell(model, test, cell, settings, dev, sample_index=where)
+            scores = score_cell(model, test, cell, settings, dev, sample_index=where, clean_cache=clean_outputs)
             store.write_cell(job, cell, scores.frame, scores.sample)
             bar.update(f"{job.model.label} {cell.perturbation} {cell.severity}")
     bar.close()

@@ -333,20 +333,6 @@ def apgd_attack(
     return overall.detach()
 
 
-def random_sign_noise(
-    x: torch.Tensor,
-    eps: float,
-    generator: torch.Generator | int | None = None,
-    data_range: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:
-    """The attacks' control: ``x + eps * s`` with independent random signs ``s`` per pixel (the
-    L-inf norm of the attacks at ``eps``, a fraction of the data range), clamped to the range."""
-    lo, hi = check_range(data_range)
-    gen = make_generator(generator)
-    s = torch.where(rand(tuple(x.shape), gen, x.device) < 0.5, -1.0, 1.0).to(x.dtype)
-    return (x + s * eps * (hi - lo)).clamp(lo, hi)
-
-
 def _square_fraction(p_init: float, it: int, n_iters: int) -> float:
     """Square-attack schedule: the square's area fraction halves at fixed points of the budget."""
     it = int(it / n_iters * 10000)

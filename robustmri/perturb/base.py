@@ -173,10 +173,7 @@ def check_range(data_range: tuple[float, float]) -> tuple[float, float]:
 def check_spacing(spacing_mm: float | torch.Tensor | None, x: torch.Tensor, name: str) -> torch.Tensor:
     """Validate the in-plane pixel spacing: a positive float or (B,) tensor of mm -> (B,) float64 on CPU."""
     if spacing_mm is None:
-        raise ConfigError(
-            f"perturbation {name!r} has lengths in mm and needs the images' pixel spacing: pass spacing_mm= "
-            "(mm per pixel, e.g. 210 / 128 for the embedded data at 128 x 128)"
-        )
+        need_spacing(None, name)  # raises the one-line error naming the fix
     sp = torch.as_tensor(spacing_mm, dtype=torch.float64).detach().cpu().flatten()
     if sp.numel() == 1:
         sp = sp.expand(x.shape[0]).clone()
