@@ -4,6 +4,7 @@ embedded dataset, and write the table into docs/perturbations.md (between marker
     .venv/bin/python benchmarks/calibrate_perturb.py                # measure + rewrite the docs table
     .venv/bin/python benchmarks/calibrate_perturb.py --no-write     # print only
     .venv/bin/python benchmarks/calibrate_perturb.py --fit          # fit each severity to the PSNR targets
+    .venv/bin/python benchmarks/calibrate_perturb.py --fit --only resolution  # fit one corruption
 
 PSNR: data_range 1, MSE inside the brain mask, averaged over slices. Slices: T1 and T2 of
 ``embedded_slices(n_subjects, size, n_slices, seed)``.
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", type=Path, default=DOCS)
     ap.add_argument("--no-write", action="store_true", help="print the table, do not touch the docs")
     ap.add_argument("--fit", action="store_true", help="fit every severity's strength to the PSNR targets and print them")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="with --fit: fit only these corruptions")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     spacing = float(d["spacing"][0])
     if args.fit:
         for name, (keys, _) in FIT_KNOBS.items():
+            if args.only and name not in args.only:
+                continue
             for sev, target in enumerate(PSNR_TARGETS, start=1):
                 v, got = fit_severity(name, sev, target, x, mask, spacing, seed=args.seed,
                                       upper=1.0 if name == "ghosting" else None)

@@ -134,6 +134,62 @@ def test_blur_matches_torchio_and_scipy(slices) -> None:
     torch.testing.assert_close(gaussian_blur(x, 2.5)[0, 0], ref, atol=1e-5, rtol=0)
 
 
+def _cosine(n: int, cycles: int, period_axis: int = -1) -> torch.Tensor:
+    """(1, 1, n, n) cosine with ``cycles`` whole periods across the last axis, 0.5 +- 0.25."""
+    t = torch.arange(n, dtype=torch.float64)
+    wave = 0.5 + 0.25 * torch.cos(2 * math.pi * cycles * t / n)
+    return wave.view(1, 1, 1, n).expand(1, 1, n, n).clone()
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.8, 3.0])
+def test_band_limited_blur_scales_a_cosine_by_the_gaussian_transfer(sigma: float) -> None:
+    from robustmri.perturb.image import band_limited_gaussian_blur
+
+    # A DCT-II basis function cos(pi k (t + 1/2) / n) is its own half-sample mirror image, so the
+    # mirrored boundary is exact: its frequency is k / 2n cycles per pixel (0.3 here).
+    n, k = 64, 39
+    t = torch.arange(n, dtype=torch.float64)
+    wave = torch.cos(math.pi * k * (t + 0.5) / n).view(1, 1, 1, n).expand(1, 1, n, n)
+    out = band_limited_gaussian_blur(0.5 + 0.25 * wave, sigma)
+    gain = math.exp(-2 * math.pi**2 * sigma**2 * (k / (2 * n)) ** 2)
+    torch.testing.assert_close(out, 0.5 + 0.25 * gain * wave, atol=1e-9, rtol=0)
+
+
+def test_band_limited_blur_agrees_with_scipy_from_one_pixel_on(slices) -> None:
+    from scipy.ndimage import gaussian_filter
+
+    from robustmri.perturb.image import band_limited_gaussian_blur
+
+    x = slices[:1]
+    for sigma, tol in ((1.0, 5e-4), (2.5, 1e-4), (20.0, 1e-4)):
+        ref = torch.from_numpy(gaussian_filter(x[0, 0].double().numpy(), sigma)).float()
+        torch.testing.assert_close(band_limited_gaussian_blur(x, sigma)[0, 0], ref, atol=tol, rtol=0)
+    # below a pixel the sampled kernel is nearly the identity and the true blur is not
+    ref = torch.from_numpy(gaussian_filter(x[0, 0].double().numpy(), 0.3)).float()
+    assert float((band_limited_gaussian_blur(x, 0.3)[0, 0] - ref).abs().max()) > 1e-2
+
+
+def test_resolution_loss_keeps_the_band_of_the_voxel_and_nothing_above() -> None:
+    from robustmri.perturb.image import resolution_loss
+
+    n = 64
+    low, high = _cosine(n, 5), _cosine(n, 12)
+    # factor 2: 32 of 64 samples kept per axis, frequencies -16..15 cycles per field of view
+    torch.testing.assert_close(resolution_loss(low, 2.0), low, atol=1e-9, rtol=0)
+    torch.testing.assert_close(resolution_loss(high, 4.0), torch.full_like(high, 0.5), atol=1e-9, rtol=0)
+    assert torch.equal(resolution_loss(high, 1.0), high)
+
+
+def test_band_limit_is_the_coarse_sampling_of_a_band_limited_image() -> None:
+    from robustmri.perturb.kspace import band_limit
+
+    fine = _cosine(256, 7)
+    coarse = band_limit(fine, 64)
+    torch.testing.assert_close(coarse, _cosine(64, 7), atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="even size"):
+        band_limit(fine, 63)
+
+
 @pytest.mark.parametrize("time", [0.3, 0.45, 0.7])
 def test_motion_matches_torchio_for_translations(slices, time: float) -> None:
     # TorchIO's Motion segments the LAST axis: the slice goes in as a (1, 1, H, W) volume. Its

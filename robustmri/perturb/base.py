@@ -233,6 +233,12 @@ class Perturbation:
     needs_model: ClassVar[bool] = False
     #: True when the severity table holds lengths in mm (then ``spacing_mm`` is required).
     needs_spacing: ClassVar[bool] = False
+    #: How a severity stays the same on grids of different size. ``"band"``: it acts on the imaged
+    #: object, so the same subject on a coarse grid and on a fine grid seen in the coarse grid's
+    #: band (:func:`robustmri.perturb.kspace.band_limit`) lose the same PSNR. ``"pixel"``: it is
+    #: defined per sample (an SNR per pixel, a spike's share of the k-space energy), so the same
+    #: severity gives the same PSNR on each grid at its own resolution.
+    grid_invariance: ClassVar[str] = "band"
 
     def params(self, severity: int) -> Params:
         """The parameter dict of ``severity`` (1..5); a copy, safe to modify."""

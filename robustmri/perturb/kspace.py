@@ -49,6 +49,21 @@ def ifft2c(k: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1)))
 
 
+def band_limit(u: torch.Tensor, size: int) -> torch.Tensor:
+    """The (B, C, size, size) image holding the central ``size x size`` k-space samples of
+    (B, C, H, W) ``u`` (``size <= min(H, W)``, even): the same field of view sampled on a coarser
+    grid with no aliasing (an ideal low-pass, then decimation), intensities preserved (the DFT is
+    rescaled by ``size^2 / (H W)``). Real part; float64 inside."""
+    h, w = u.shape[-2:]
+    if size > min(h, w) or size % 2:
+        raise ValueError(f"band_limit needs an even size <= {min(h, w)}, got {size}")
+    k = torch.fft.fftshift(torch.fft.fft2(u.double()), dim=(-2, -1))
+    top, left = h // 2 - size // 2, w // 2 - size // 2
+    k = k[..., top : top + size, left : left + size]
+    out = torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1))).real * (size * size / (h * w))
+    return out.to(u.dtype)
+
+
 def _along_w(u: torch.Tensor, centred_weight: torch.Tensor, axis: int = -1) -> torch.Tensor:
     """``ifft2c(fft2c(u) * w)`` for a k-space weight ``w`` that varies along ``axis`` only (given in
     centred order, broadcastable to ``u``): the DFT along the other axis cancels, so one 1-D
@@ -182,6 +197,7 @@ class Spike(Perturbation):
     times the k-space maximum (unitless); positions drawn per image as TorchIO's ``RandomSpike``."""
 
     name = "spike"
+    grid_invariance = "pixel"
     family = "kspace"
     stochastic = True
     severities = {
@@ -392,6 +408,7 @@ class Undersampling(Perturbation):
 
 
 __all__ = [
+    "band_limit",
     "fft2c",
     "ifft2c",
     "ghosting",

@@ -55,6 +55,7 @@ class GaussianNoise(Perturbation):
     """
 
     name = "gaussian_noise"
+    grid_invariance = "pixel"
     family = "noise"
     stochastic = True
     severities = {k: {"snr": v} for k, v in NOISE_SNR.items()}
@@ -79,6 +80,7 @@ class RicianNoise(Perturbation):
     """
 
     name = "rician_noise"
+    grid_invariance = "pixel"
     family = "noise"
     stochastic = True
     severities = {k: {"snr": v} for k, v in NOISE_SNR.items()}
