@@ -36,10 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
 
     from robustmri.data.embedded import embedded_slices
-    from robustmri.perturb import corruption_grid, list_perturbations
-    from robustmri.perturb.calibration import masked_psnr
-
-    from robustmri.data.embedded import embedded_slices
     from robustmri.perturb import get_perturbation, list_perturbations
     from robustmri.perturb.calibration import grid_invariance_gap
 

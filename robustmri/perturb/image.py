@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from robustmri.perturb.base import Params, Perturbation, need_spacing, rand, random_sign, register
 
