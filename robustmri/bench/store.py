@@ -97,9 +97,10 @@ def perturbation_params(names: set[str] | list[str]) -> dict[str, Any]:
     return {n: {str(k): v for k, v in sorted(PERTURBATIONS[n].severities.items())} for n in sorted(names)}
 
 
-THREAT_MODEL_VERSION = 2
+THREAT_MODEL_VERSION = 3
 """Bumped whenever what a perturbation does changes beyond its severity table (2: corruptions on
-the whole field of view in physical units; attacks on the reported error, APGD). Cells scored under
+the whole field of view in physical units; attacks on the reported error, APGD; 3: blur as the
+Gaussian transfer function, resolution loss as k-space truncation). Cells scored under
 another version are recomputed."""
 
 
@@ -199,9 +200,9 @@ class ResultsStore:
             changed = [n for n, table in params.items() if n in saved.get("perturbations", {})
                        and saved["perturbations"][n] != _json(table)]
             if diff or changed:
-                what = ", ".join(diff + [f"the severity table of {n}" for n in changed])
+                what = ", ".join([f"a different {k}" for k in diff] + [f"another severity table of {n}" for n in changed])
                 raise ConfigError(
-                    f"the cells in {cell_dir} were computed with a different {what}: use another --out, or delete "
+                    f"the cells in {cell_dir} were computed with {what}: use another --out, or delete "
                     "that folder to recompute them"
                 )
             params = {**saved.get("perturbations", {}), **params}
