@@ -59,8 +59,18 @@ CLEAN_CELL = Cell(CLEAN, CLEAN, 0)
 
 
 def jobs(suite: Suite) -> list[Job]:
-    """All (model, direction, seed) jobs, in a fixed order."""
-    return [Job(m, s, t, seed) for (s, t) in suite.directions for m in suite.models for seed in suite.seeds]
+    """All (model, direction, seed) jobs, in a fixed order. An external model (never trained) has
+    one job: its direction (every suite direction if it names none) at the first seed, since its
+    weights do not depend on the seed."""
+    out = []
+    for s, t in suite.directions:
+        for m in suite.models:
+            if m.external is not None:
+                if m.direction is None or m.direction == f"{s}->{t}":
+                    out.append(Job(m, s, t, suite.seeds[0]))
+                continue
+            out.extend(Job(m, s, t, seed) for seed in suite.seeds)
+    return out
 
 
 def cells(suite: Suite) -> list[Cell]:

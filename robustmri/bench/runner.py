@@ -59,8 +59,76 @@ def resolve_suite_data(suite: Suite, cache: str | os.PathLike[str] | None = None
     )
 
 
+class ExternalHandle:
+    """An external model's stand-in for a trained run (see :mod:`robustmri.models.external`):
+    what its cells depend on (:meth:`identity`) and the model itself (:meth:`load`). The module
+    is imported once, checked for gradients with a seeded probe batch and kept."""
+
+    trained_steps = None
+
+    def __init__(self, spec: Any, base_dir: Path | None, in_channels: int, image_size: int) -> None:
+        import torch
+
+        from robustmri.models.external import ExternalModel, external_digest, load_external_module
+
+        module = load_external_module(spec.external, base_dir, spec.label)
+        self.model = ExternalModel(module, spec.label, spec.io_range, in_channels, image_size)
+        self.spec = spec
+        self.digest = external_digest(module, spec.external, base_dir)
+        probe = torch.rand(1, in_channels, image_size, image_size, generator=torch.Generator().manual_seed(0))
+        self.gradients = self.model.has_gradients(probe)
+        self.parameters = sum(p.numel() for p in module.parameters())
+
+    def identity(self) -> dict[str, Any]:
+        return {"external": self.spec.external, "io_range": self.spec.io_range, "digest": self.digest}
+
+    def load(self, device: Any = "cpu") -> tuple[Any, None]:
+        return self.model.to(device), None
+
+
+def model_info(job: Job, run: Any, grid: list[Cell]) -> dict[str, Any]:
+    """What the leaderboard and the report say about ``job``'s model: architecture, parameter
+    count (the networks used at inference), oracle, and the external model's details."""
+    from robustmri.perturb import PERTURBATIONS
+
+    if isinstance(run, ExternalHandle):
+        white = sorted({c.perturbation for c in grid if not c.is_clean and PERTURBATIONS[c.perturbation].white_box})
+        return {
+            "architecture": f"external {type(run.model.module).__name__} ({run.spec.external})",
+            "parameters": int(run.parameters), "oracle": False,
+            "gradients": bool(run.gradients),
+            "external": {"entry": run.spec.external, "io_range": run.spec.io_range, "digest": run.digest,
+                         "parameters": int(run.parameters), "gradients": bool(run.gradients),
+                         "skipped_attacks": [] if run.gradients else white},
+        }
+    model, _ = run.load(device="cpu")
+    params = sum(p.numel() for m in model.inference_modules() for p in m.parameters())
+    options = "".join(f", {k}={v}" for k, v in sorted(job.model.options.items()))
+    return {"architecture": f"{job.model.name} ({job.model.size}{options})", "parameters": int(params),
+            "oracle": bool(model.needs_target), "gradients": True}
+
+
+def suite_folder(suite: Suite) -> Path | None:
+    """The folder of the suite's TOML file (relative external entries resolve there), if any."""
+    p = Path(suite.path) if suite.path else None
+    return p.parent if p is not None and p.is_file() else None
+
+
+def cells_of_job(job: Job, run: Any, grid: list[Cell]) -> list[Cell]:
+    """The cells ``job`` is scored on: all of ``grid``, less white-box attacks for an external
+    model without gradients (it gets black-box attacks only, and the report says so)."""
+    from robustmri.perturb import PERTURBATIONS
+
+    if isinstance(run, ExternalHandle) and not run.gradients:
+        return [c for c in grid if c.is_clean or not PERTURBATIONS[c.perturbation].white_box]
+    return grid
+
+
 def _train_job(suite: Suite, job: Job, store: ResultsStore, data_spec: Any, device: str, progress: bool) -> Any:
-    """Train ``job`` (or reuse its finished run, if it is this training); returns its RunHandle."""
+    """Train ``job`` (or reuse its finished run, if it is this training); returns its RunHandle
+    (an :class:`ExternalHandle` for an external model, which is never trained)."""
+    if job.model.external is not None:
+        return ExternalHandle(job.model, suite_folder(suite), in_channels=1, image_size=suite.image_size)
     from robustmri.data.resolve import load_split_tensors
     from robustmri.train.engine import TrainConfig, open_run, train
 
@@ -78,12 +146,16 @@ def _train_job(suite: Suite, job: Job, store: ResultsStore, data_spec: Any, devi
         device=device,
         model_options=dict(job.model.options),
     )
+    from robustmri.translate import record_preparation
+
     if (run_dir / "summary.json").is_file():  # finished: reuse it if it is this training, else say so
         handle = open_run(run_dir)
         _check_same_training(handle, config, suite.image_size)
+        record_preparation(run_dir, data_spec.prepared, data_spec.description)
         return handle
     data = load_split_tensors(data_spec, "train", job.source, job.target)
     train(config, data, run_dir, resume=True, progress=progress)
+    record_preparation(run_dir, data_spec.prepared, data_spec.description)  # what `translate` must repeat
     return open_run(run_dir)
 
 
@@ -152,7 +224,9 @@ def _run_suite(
     store.write_manifest(suite, dev, shard, spec.description, timings, status="running")
 
     t_train = time.perf_counter()
-    runs = {job.run_name: _train_job(suite, job, store, spec, dev_name, progress) for job in my_jobs}
+    # external models first: a bad one is refused before anything is trained
+    ordered = sorted(my_jobs, key=lambda j: j.model.external is None)
+    runs = {job.run_name: _train_job(suite, job, store, spec, dev_name, progress) for job in ordered}
     timings["train_s"] = round(time.perf_counter() - t_train, 3)
 
     t_eval = time.perf_counter()
@@ -162,7 +236,9 @@ def _run_suite(
         store.check_provenance(job, cell_provenance(suite, run.identity(), run.trained_steps, spec.description), params)
     todo: dict[str, tuple[Job, list[Cell]]] = {}
     for job in my_jobs:
-        missing = [c for c in grid if not store.has_cell(job, c)]
+        store.write_model_info(job, model_info(job, runs[job.run_name], grid))
+    for job in my_jobs:
+        missing = [c for c in cells_of_job(job, runs[job.run_name], grid) if not store.has_cell(job, c)]
         if missing:
             todo[job.run_name] = (job, missing)
     n_todo = sum(len(c) for _, c in todo.values())
@@ -175,6 +251,8 @@ def _run_suite(
             store.write_pair(job, tests[key])
         test = tests[key]
         model, _ = runs[job.run_name].load(device=dev)
+        if isinstance(runs[job.run_name], ExternalHandle):
+            model.check_range(test.source[: settings.batch_size].to(dev))
         where = sample_index(test)
         clean_outputs: dict[int, Any] = {}  # shared by this model's cells (output stability)
         for cell in job_cells:

@@ -233,6 +233,43 @@ class ResultsStore:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
 
+    def write_model_info(self, job: Job, info: dict[str, Any]) -> None:
+        """Record what ``job``'s model is in ``cells/.../model.json`` (architecture, parameter count,
+        oracle, and for an external model its entry, digest, gradients and the white-box attacks it
+        was not scored on). Kept with the cells, so shards carry it into a merge."""
+        from robustmri.atomic import write_json_if_changed
+
+        write_json_if_changed(self.cell_dir(job) / "model.json", {"label": job.model.label, **info})
+
+    def model_info(self) -> dict[str, dict[str, Any]]:
+        """label -> the ``model.json`` of its first job (see :meth:`write_model_info`)."""
+        out: dict[str, dict[str, Any]] = {}
+        for f in sorted((self.out / "cells").rglob("model.json")):
+            try:
+                d = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(d, dict) and isinstance(d.get("label"), str):
+                out.setdefault(d["label"], d)
+        return out
+
+    def _write_external_and_board(self) -> None:
+        """``external.json`` (label -> external model info) and the leaderboard entries, from the
+        models' ``model.json`` files and ``results.csv``."""
+        from robustmri.atomic import write_json_if_changed
+        from robustmri.bench.suite import suite_from_dict
+        from robustmri.leaderboard import write_entries
+
+        info = self.model_info()
+        external = {k: v["external"] for k, v in sorted(info.items()) if v.get("external")}
+        if external:
+            write_json_if_changed(self.out / "external.json", external)
+        manifest = read_manifest(self.out / "manifest.json") if (self.out / "manifest.json").is_file() else {}
+        if "suite_definition" not in manifest:
+            return
+        suite = suite_from_dict(manifest["suite_definition"])
+        write_entries(self.out, suite, info, str(manifest.get("data", "")), str(manifest.get("protocol", "")))
+
     def collect(self) -> Path:
         """Concatenate every cell CSV into ``results.csv`` (sorted, atomic) and assemble the samples."""
         from robustmri.protocol import check_same_protocol
@@ -246,6 +283,7 @@ class ResultsStore:
         with atomic_path(self.out / "results.csv") as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")
         self._assemble_samples()
+        self._write_external_and_board()
         return self.out / "results.csv"
 
     def _assemble_samples(self) -> None:

@@ -81,6 +81,17 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
     steps: int | None = None
     batch_size: int | None = None
+    #: an external model (never trained): its entry, see :mod:`robustmri.models.external`
+    external: str | None = None
+    #: what an external model takes and returns: "unit" ([0, 1]) or "symmetric" ([-1, 1])
+    io_range: str = "unit"
+    #: the one direction an external model translates ("t1->t2"); None: every suite direction
+    direction: str | None = None
+
+
+_EXTERNAL_DEFAULTS = {"external": None, "io_range": "unit", "direction": None}
+"""ModelSpec fields dropped from the suite hash while at their defaults (suites written before
+external models existed keep their hash)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,10 @@ class Suite:
         d.pop("path")
         if not d["attack_budget"]:  # suites written before budgets existed keep their hash
             d.pop("attack_budget")
+        for m in d["models"]:
+            for key, default in _EXTERNAL_DEFAULTS.items():
+                if m.get(key) == default:
+                    m.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,6 +159,7 @@ _SECTIONS = {
     "eval": {"batch_size", "seed"},
 }
 _MODEL_KEYS = {"name", "size", "label", "options", "steps", "batch_size"}
+_EXTERNAL_KEYS = {"external", "label", "io_range", "direction"}
 
 
 def _err(path: str, msg: str) -> ConfigError:
@@ -186,6 +202,38 @@ def _split(path: str, value: Any) -> tuple[float, float, float] | None:
     return (value[0], value[1], value[2])
 
 
+def _external_spec(path: str, m: dict[str, Any], directions: list[tuple[str, str]]) -> ModelSpec:
+    """A ``[[models]]`` entry with ``external = ...`` (see :mod:`robustmri.models.external`)."""
+    from robustmri.models.external import IO_RANGES
+
+    entry = m["external"]
+    bad = set(m) - _EXTERNAL_KEYS
+    if bad:
+        raise _err(path, f"external model {entry!r}: {sorted(bad)} do not apply to a model robustmri does not train; "
+                         f"allowed: {sorted(_EXTERNAL_KEYS)}")
+    if not isinstance(entry, str) or not entry.strip():
+        raise _err(path, "external must be 'module:callable', 'file.py:callable' or a TorchScript file path")
+    label = m.get("label")
+    if not isinstance(label, str) or not label:
+        raise _err(path, f"external model {entry!r} needs a `label` (its name in the results)")
+    io_range = m.get("io_range", "unit")
+    if io_range not in IO_RANGES:
+        raise _err(path, f"model {label}: io_range must be one of {', '.join(IO_RANGES)}, got {io_range!r}")
+    direction = m.get("direction")
+    if direction is None:
+        if len(directions) > 1:
+            raise _err(path, f"model {label}: the suite has {len(directions)} directions; say which one this external "
+                             "model translates, e.g. direction = \"t1->t2\"")
+    else:
+        if not isinstance(direction, str) or "->" not in direction:
+            raise _err(path, f"model {label}: direction {direction!r} must look like 't1->t2'")
+        pair = tuple(canonical_contrast(p) for p in direction.split("->", 1))
+        if pair not in directions:
+            raise _err(path, f"model {label}: direction {direction!r} is not one of the suite's directions")
+        direction = f"{pair[0]}->{pair[1]}"
+    return ModelSpec("external", "tiny", label, external=entry.strip(), io_range=io_range, direction=direction)
+
+
 def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
     """Validate a suite dictionary (as read from TOML) and return a :class:`Suite`."""
     from robustmri.models.registry import SIZES, list_models
@@ -222,6 +270,9 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         raise _err(path, "needs at least one [[models]] entry")
     known = list_models()
     for m in raw_models:
+        if isinstance(m, dict) and "external" in m:
+            models.append(_external_spec(path, m, directions))
+            continue
         if not isinstance(m, dict) or set(m) - _MODEL_KEYS:
             raise _err(path, f"[[models]] entry {m!r} has unknown keys; allowed: {sorted(_MODEL_KEYS)}")
         if m.get("name") not in known:

@@ -55,6 +55,8 @@ _GROUP_MODULES: tuple[str, ...] = (
     "robustmri.cli.evaluate",
     "robustmri.cli.bench",
     "robustmri.cli.report",
+    "robustmri.cli.translate",
+    "robustmri.cli.leaderboard",
 )
 _register_groups()
 

@@ -35,6 +35,10 @@ def prepare_command(
     reference: str | None = typer.Option(
         None, "--reference", help="Contrast whose grid the others must match (default t2 if present)."
     ),
+    register: str | None = typer.Option(
+        None, "--register", help="rigid or affine: register each subject's other contrasts to the reference one "
+        "(mutual information, SimpleITK); transforms and QC montages go to <entry>/registration/."
+    ),
     axis: str = typer.Option("axial", "--axis", help="axial, coronal, sagittal or a voxel axis 0-2."),
     fit: str = typer.Option("pad", "--fit", help="pad (zero-pad to square) or crop (centre crop), then resize."),
     reorient: bool = typer.Option(True, "--reorient/--no-reorient", help="Reorient volumes to RAS first."),
@@ -60,5 +64,6 @@ def prepare_command(
         fit=fit,
         reorient=reorient,
         progress=True,
+        register=register,
     )
     typer.echo(result.summary())

@@ -78,6 +78,9 @@ def train_cmd(
     train_data = load_split_tensors(spec, "train", config.source, config.target)
     result = train(config, train_data, out, resume=resume, extend=extend)
     if main_process:
+        from robustmri.translate import record_preparation
+
+        record_preparation(out, spec.prepared, spec.description)  # what `robustmri translate` must repeat
         typer.echo(
             f"trained {config.model} ({config.size}) {config.source}->{config.target} on {spec.description}: "
             f"step {result.step}/{config.steps}, {result.seconds:.1f} s this run; run folder {out}"

@@ -96,8 +96,11 @@ def _options(
     fit: str,
     reorient: bool,
     with_seg: bool,
+    register: str | None = None,
 ) -> dict[str, Any]:
+    extra = {"register": register} if register else {}  # absent when off: older caches keep their keys
     return {
+        **extra,
         "layout": layout,
         "contrasts": list(contrasts),
         "reference": reference,
@@ -133,12 +136,17 @@ def prepare_dataset(
     fit: str = "pad",
     reorient: bool = True,
     progress: bool = False,
+    register: str | None = None,
 ) -> PrepareResult:
     """Prepare ``root`` into the cache folder ``out`` and return a :class:`PrepareResult`.
 
     Reuses an existing entry when inputs (path, size, mtime) and options are unchanged. The split
     is recomputed from ``split`` / ``seed`` (or read from ``split_file``) and written to
     ``out/split.json``. Raises :class:`DataError` / :class:`ConfigError` for bad input.
+
+    ``register`` (``"rigid"`` or ``"affine"``): each subject's other contrasts are registered to
+    the reference contrast (mutual information, SimpleITK); the transforms and a QC montage per
+    subject and contrast are saved under ``<entry>/registration/<subject>/``.
     """
     # 1. validate options before touching the data
     spec = parse_slices(slices)
@@ -146,6 +154,8 @@ def prepare_dataset(
     axis_i = parse_axis(axis)
     if fit not in FITS:
         raise ConfigError(f"unknown fit {fit!r}: use pad or crop")
+    if register is not None and register not in ("rigid", "affine"):
+        raise ConfigError(f"--register {register!r}: use rigid or affine")
     if int(size) < 4:
         raise ConfigError(f"invalid size {size}: use at least 4 pixels, e.g. --size 128")
     from robustmri.memory import check_fits
@@ -165,7 +175,7 @@ def prepare_dataset(
     ref_name = readers.reference_contrast(names, reference)
     with_seg = all(r.seg is not None for r in records)
     options = _options(
-        records[0].layout, names, ref_name, size, str(spec), norm, resample, axis_i, fit, reorient, with_seg
+        records[0].layout, names, ref_name, size, str(spec), norm, resample, axis_i, fit, reorient, with_seg, register
     )
     files = [f for r in records for f in r.files()]
     key = cache_key(files, options)
@@ -227,12 +237,21 @@ def _build(
     writer = EntryWriter(tmp)
     per_subject: dict[str, int] = {}
     resampled: dict[str, list[str]] = {}
+    registered: dict[str, dict[str, Any]] = {}
     bar = progress_bar(records, desc="prepare", unit="subject", enabled=progress)
     for index, rec in enumerate(bar):
         bar.set_postfix_str(rec.subject_id, refresh=False)
         sub = readers.load_subject(
-            rec, resample=options["resample"], reference=options["reference"], reorient=options["reorient"]
+            rec, resample=options["resample"], reference=options["reference"], reorient=options["reorient"],
+            register=options.get("register"), seed=index,
         )
+        if sub.registrations:
+            from robustmri.data.register import save_registration
+
+            for contrast, reg in sorted(sub.registrations.items()):
+                save_registration(tmp / "registration" / rec.subject_id, contrast, reg,
+                                  sub.images[options["reference"]], axis=axis)
+            registered[rec.subject_id] = {c: r.to_json() for c, r in sorted(sub.registrations.items())}
         if sub.resampled:
             resampled[rec.subject_id] = sub.resampled
         mask = sub.mask
@@ -280,6 +299,7 @@ def _build(
         "intensity": {c: list(ranges[f"image_{c}"]) for c in names},
         "mean_scale": {c: divisors[f"image_{c}"] for c in names} if divisors else {},
         "resampled": resampled,
+        **({"registered": registered} if registered else {}),
     }
 
 

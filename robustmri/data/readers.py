@@ -26,6 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,6 +95,8 @@ class LoadedSubject:
     seg: np.ndarray | None = None
     mask: np.ndarray | None = None
     resampled: list[str] = field(default_factory=list)
+    #: contrast -> :class:`robustmri.data.register.Registration` when loaded with ``register=``
+    registrations: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,6 +391,8 @@ def load_subject(
     resample: bool = False,
     reference: str | None = None,
     reorient: bool = True,
+    register: str | None = None,
+    seed: int = 0,
 ) -> LoadedSubject:
     """Decode every volume of ``record`` onto one grid.
 
@@ -395,6 +400,10 @@ def load_subject(
     :func:`reference_contrast`); otherwise :class:`DataError` names both files, unless
     ``resample=True``, which resamples them onto the reference grid (linear for images, nearest
     for seg / mask). A mask (or, for the generic layout, a seg) without any brain voxel is an error.
+
+    ``register`` (``"rigid"`` or ``"affine"``): register every other contrast to the reference one
+    by mutual information (:func:`robustmri.data.register.register_volume`, seeded by ``seed``),
+    whatever its grid; the results are kept in :attr:`LoadedSubject.registrations`.
     """
     ref_name = reference_contrast(list(record.images), reference)
     ref = load_volume(record.images[ref_name], reorient=reorient)
@@ -409,8 +418,18 @@ def load_subject(
         resampled.append(label)
         return _resample(vol, ref, order)
 
+    registrations: dict[str, Any] = {}
     for name in sorted(record.images):
         vol = ref if name == ref_name else load_volume(record.images[name], reorient=reorient)
+        if register is not None and name != ref_name:
+            from robustmri.data.register import register_volume
+
+            # mutual information to the reference contrast; the result lies on the reference grid
+            reg = register_volume(ref.data, ref.affine, vol.data, vol.affine, register, seed=seed,
+                                  subject=f"{record.subject_id} ({name} to {ref_name})")
+            registrations[name] = reg
+            images[name] = reg.data
+            continue
         images[name] = on_grid(vol, 1, name)
 
     seg = mask = None
@@ -431,4 +450,4 @@ def load_subject(
                 f"brain mask {record.mask} is empty (no voxel > 0): fix the mask or delete it so that "
                 "the threshold rule builds one"
             )
-    return LoadedSubject(record, images, ref.affine, seg=seg, mask=mask, resampled=resampled)
+    return LoadedSubject(record, images, ref.affine, seg=seg, mask=mask, resampled=resampled, registrations=registrations)

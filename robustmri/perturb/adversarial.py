@@ -473,6 +473,7 @@ class FGSMLinf(Attack):
     """FGSM (L-inf) with a random start: eps per pixel (fraction of the data range), step 1.25 eps."""
 
     name = "fgsm_linf"
+    white_box = True
     severities = {i + 1: {"eps": e, "alpha": 1.25 * e, "steps": 1, "random_start": True} for i, e in enumerate(_LINF_EPS)}
 
     def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
@@ -484,6 +485,7 @@ class FGSML2(Attack):
     """Fast gradient method (L2) with a random start: eps = RMS per pixel (fraction of the range)."""
 
     name = "fgsm_l2"
+    white_box = True
     severities = {i + 1: {"eps": e, "alpha": e, "steps": 1, "random_start": True} for i, e in enumerate(_L2_EPS)}
 
     def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
@@ -496,6 +498,7 @@ class PGDLinf(Attack):
     random starts; eps per pixel (fraction of the range)."""
 
     name = "pgd_linf"
+    white_box = True
     severities = {i + 1: {"eps": e, "steps": 50, "restarts": 1} for i, e in enumerate(_LINF_EPS)}
 
     def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:
@@ -507,6 +510,7 @@ class PGDL2(Attack):
     """PGD (L2) as APGD: 50 steps, best of ``restarts`` random starts; eps = RMS per pixel."""
 
     name = "pgd_l2"
+    white_box = True
     severities = {i + 1: {"eps": e, "steps": 50, "restarts": 1} for i, e in enumerate(_L2_EPS)}
 
     def attack(self, ctx: AttackContext, x: torch.Tensor, **kw: Any) -> torch.Tensor:

@@ -231,6 +231,9 @@ class Perturbation:
     stochastic: ClassVar[bool] = False
     #: True for attacks, which need a model (see :mod:`robustmri.perturb.adversarial`).
     needs_model: ClassVar[bool] = False
+    #: True for attacks that need the model's gradients (FGSM, PGD); black-box attacks and
+    #: corruptions run on any model, including an external one without gradients.
+    white_box: ClassVar[bool] = False
     #: True when the severity table holds lengths in mm (then ``spacing_mm`` is required).
     needs_spacing: ClassVar[bool] = False
     #: How a severity stays the same on grids of different size. ``"band"``: it acts on the imaged

@@ -44,6 +44,30 @@ class ReportInputs:
     warnings: list[str] = field(default_factory=list)
 
 
+def external_notes(path: Path) -> list[str]:
+    """One line per external model recorded in ``external.json``: what it is, and the white-box
+    attacks it was not scored on for lack of gradients."""
+    import json
+
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return [f"Could not read {path.name}; the external models' notes are omitted."]
+    notes = []
+    for label, e in sorted(entries.items()):
+        if not isinstance(e, dict):
+            continue
+        text = (f"{label} is an external model ({e.get('entry')}, io_range {e.get('io_range')}, "
+                f"{e.get('parameters', 0):,} parameters, weights {e.get('digest')}), scored as given, never trained")
+        if not e.get("gradients", True):
+            text += (f"; no gradients flow through it, so the white-box attacks {', '.join(e.get('skipped_attacks', []))} "
+                     "were not run on it (black-box attacks only) and its adversarial scores cover those alone")
+        notes.append(text + ".")
+    return notes
+
+
 def load_results(results_dir: str | Path) -> ReportInputs:
     """Read and validate ``results_dir/results.csv`` and ``manifest.json`` (optional).
 
@@ -72,6 +96,7 @@ def load_results(results_dir: str | Path) -> ReportInputs:
     if int(n_subjects.min()) < 6:
         warnings.append(f"Only {int(n_subjects.min())} test subject(s) in a direction: a two-sided Wilcoxon test "
                         "of fewer than 6 pairs cannot reach p < 0.05, so no difference is marked significant.")
+    warnings += external_notes(root / "external.json")
     return ReportInputs(frame=frame, manifest=manifest, protocol=protocol,
                         suite=str(manifest.get("suite") or root.name), reference=reference, models=models,
                         ablation=bool(manifest.get("ablation", False)), warnings=warnings)
