@@ -194,7 +194,7 @@ def _register_core(sitk: Any, fixed: np.ndarray, fixed_affine: np.ndarray, movin
         reg.SetMetricSamplingStrategy(reg.NONE)
     else:
         reg.SetMetricSamplingStrategy(reg.REGULAR)
-        reg.SetMetricSamplingPercentage(float(sampling), int(seed))
+        reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)  # seed 0 is SimpleITK's "wall clock"
     reg.SetNumberOfThreads(1)
     reg.SetInterpolator(INTERPOLATOR(sitk))
     reg.SetOptimizerAsRegularStepGradientDescent(
