@@ -256,6 +256,14 @@ CASES: list[tuple[str, list[str]]] = [
     ("val-bench-shard-range", ["bench", "--suite", "{suite}", "--out", NEW, "--shard", "3/2"]),
     ("val-bench-shard-text", ["bench", "--suite", "{suite}", "--out", NEW, "--shard", "x"]),
     ("val-bench-device", ["bench", "--suite", "{suite}", "--out", NEW, "--device", "tpu"]),
+    ("val-bench-executor", ["bench", "--suite", "{suite}", "--out", NEW, "--executor", "pbs"]),
+    ("val-bench-slurm-cpus", ["bench", "--suite", "{suite}", "--out", NEW, "--executor", "slurm", "--cpus", "0"]),
+    ("val-bench-slurm-shard", ["bench", "--suite", "{suite}", "--out", NEW, "--executor", "slurm", "--shard", "0/2"]),
+    # translate, leaderboard
+    ("path-translate-missing", ["translate", "-i", "{root}/missing.nii.gz", "-o", NEW, "--run", "{run}"]),
+    ("path-translate-run-not-a-run", ["translate", "-i", "{root}", "-o", NEW, "--run", "{empty}"]),
+    ("res-leaderboard-empty", ["leaderboard", "{empty}", "--out", NEW + ".md"]),
+    ("val-leaderboard-suffix", ["leaderboard", "{empty}", "--out", NEW + ".txt"]),
     *[(case_id, ["bench", "--suite", "{root}/" + case_id + ".toml", "--out", NEW]) for case_id, _ in SUITE_CASES],
     # merge
     ("res-merge-missing", ["merge", NEW, "{root}/missing"]),

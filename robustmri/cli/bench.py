@@ -17,18 +17,41 @@ def bench_cmd(
     shard: str = typer.Option(None, "--shard", help="Run only part i/n of the (model, direction, seed) jobs."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the report at the end."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine) or slurm (submitit: one job per training, a job array per evaluation)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (jobs, resources, cells still to compute) and stop."),
+    partition: str = typer.Option(None, "--partition", help="slurm: partition (default: the cluster's)."),
+    gpus: int = typer.Option(0, "--gpus", help="slurm: GPUs per job."),
+    cpus: int = typer.Option(2, "--cpus", help="slurm: CPUs per task (torch uses exactly these)."),
+    mem_gb: float = typer.Option(8.0, "--mem-gb", help="slurm: memory per task (GB)."),
+    time_min: int = typer.Option(240, "--time-min", help="slurm: time limit per job (minutes)."),
+    eval_tasks: int = typer.Option(4, "--eval-tasks", help="slurm: array tasks per model's evaluation."),
 ) -> None:
     """Train (or reuse) every model of a suite and score it under every perturbation and severity."""
     import time
 
     from robustmri.bench import load_suite, run_suite
     from robustmri.bench.plan import parse_shard
+    from robustmri.bench.slurm import SlurmOptions, format_plan, plan_slurm, run_slurm
+    from robustmri.errors import ConfigError
 
+    if executor not in ("local", "slurm"):
+        raise ConfigError(f"--executor {executor!r}: use local or slurm")
     s = load_suite(suite)
     part = parse_shard(shard)
     target = out or Path("reports") / s.name
+    opts = SlurmOptions(partition=partition, gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=time_min, eval_tasks=eval_tasks)
+    opts.check()
+    if dry_run:
+        typer.echo(format_plan(s, plan_slurm(s, target, opts if executor == "slurm" else SlurmOptions(eval_tasks=1)),
+                               opts))
+        return
     start = time.perf_counter()
-    path = run_suite(s, target, device=device, shard=part, cache=cache, report=not no_report)
+    if executor == "slurm":
+        if shard is not None:
+            raise ConfigError("--shard splits a suite by hand; with --executor slurm the scheduler does it: drop --shard")
+        path = run_slurm(s, target, opts, device=device, cache=cache, report=not no_report, echo=typer.echo)
+    else:
+        path = run_suite(s, target, device=device, shard=part, cache=cache, report=not no_report)
     typer.echo(f"suite {s.name}: results in {path / 'results.csv'} ({time.perf_counter() - start:.1f} s)")
     if (path / "report" / "report.html").is_file():
         typer.echo(f"report: {path / 'report' / 'report.html'}")

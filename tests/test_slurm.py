@@ -1,0 +1,130 @@
+"""`robustmri bench --executor slurm` against a real one-node SLURM cluster (started by
+`bash .ci/slurm-up.sh`, which CI runs before the tests): the same results.csv as the local
+executor, byte for byte, even when a job is killed mid-run and the command is run again, and no
+cell is computed twice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False).stdout
+    return any(s.strip() in ("idle", "mixed", "allocated") for s in out.splitlines())
+
+
+needs_cluster = pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster: start one with `bash .ci/slurm-up.sh` (root)")
+
+SUITE = """
+name = "slurm-test"
+directions = ["t1->t2"]
+seeds = [0]
+device = "cpu"
+
+[data]
+source = "embedded:4"
+image_size = 64
+
+[train]
+steps = 20
+batch_size = 2
+
+[[models]]
+name = "pix2pix"
+
+[perturbations]
+names = ["gaussian_noise", "gaussian_blur", "motion"]
+severities = [1, 3, 5]
+
+[attacks]
+names = ["pgd_linf"]
+severities = [1, 2, 3, 4]
+budget = { pgd_linf = { steps = 60 } }
+
+[eval]
+batch_size = 8
+"""
+
+
+def _bench(suite: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+    # the same torch thread count locally and in the jobs (SLURM passes the environment on): float
+    # reductions, and so the trained weights, depend on it
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "robustmri", "bench", "--suite", str(suite), "--out", str(out), "--cache", str(cache),
+         "--no-report", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def _running_eval_task(out: Path) -> str | None:
+    """The id of a running array task of this bench (an evaluation), if any."""
+    text = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T %j"], capture_output=True, text=True).stdout
+    for line in text.splitlines():
+        jid, state, name = line.split()
+        if state == "RUNNING" and name == "rmri-slurm-test" and "_" in jid:
+            return jid
+    return None
+
+
+@needs_cluster
+def test_slurm_executor_equals_local_even_after_a_killed_job(tmp_path, cache_dir) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE)
+    local = tmp_path / "local"
+    text, _ = _bench(suite, local, cache_dir).communicate(timeout=900)
+    assert (local / "results.csv").is_file(), text
+
+    out = tmp_path / "slurm"
+    slurm_args = ("--executor", "slurm", "--cpus", "2", "--mem-gb", "2", "--eval-tasks", "3")
+    proc = _bench(suite, out, cache_dir, *slurm_args)
+    killed = None
+    deadline = time.time() + 600
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        killed = _running_eval_task(out)
+        if killed is None:
+            time.sleep(0.5)
+    assert killed is not None, "no evaluation task ever ran"
+    time.sleep(1.0)  # mid-run: it has started scoring
+    subprocess.run(["scancel", "--signal=KILL", killed], check=True)
+    text, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 2, text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("error: 1 SLURM job(s) did not finish") and killed in last and "rerun" in last, last
+
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / "cells").rglob("*.csv")}
+    n_cells = len(list((local / "cells").rglob("*.csv")))
+    assert 0 < len(before) < n_cells  # the killed task's cells (at least one) are missing
+
+    dry = subprocess.run([sys.executable, "-m", "robustmri", "bench", "--suite", str(suite), "--out", str(out),
+                          "--dry-run", *slurm_args], capture_output=True, text=True, check=True).stdout
+    assert f"{n_cells - len(before)} cells to compute" in dry and "0 training job(s)" in dry
+
+    rerun = _bench(suite, out, cache_dir, *slurm_args)
+    text, _ = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, text
+    assert (out / "results.csv").read_bytes() == (local / "results.csv").read_bytes()
+    # no cell was written twice: the first run's cells are the same files, untouched
+    assert all((p.stat().st_ino, p.stat().st_mtime_ns) == v for p, v in before.items())
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["cells_computed_this_run"] == n_cells - len(before)
+
+
+def test_dry_run_of_the_full_suite_prints_the_plan_in_seconds(tmp_path) -> None:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "robustmri", "bench", "--suite", "full", "--out", str(tmp_path / "f"),
+                          "--dry-run", "--executor", "slurm", "--gpus", "1", "--partition", "gpu"],
+                         capture_output=True, text=True, check=True).stdout
+    assert time.perf_counter() - t0 < 30
+    assert "training job(s)" in out and "partition gpu, 1 GPU(s)" in out and not (tmp_path / "f").exists()
