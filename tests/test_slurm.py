@@ -128,3 +128,21 @@ def test_dry_run_of_the_full_suite_prints_the_plan_in_seconds(tmp_path) -> None:
                          capture_output=True, text=True, check=True).stdout
     assert time.perf_counter() - t0 < 30
     assert "training job(s)" in out and "partition gpu, 1 GPU(s)" in out and not (tmp_path / "f").exists()
+
+
+@needs_cluster
+def test_a_training_job_with_two_processes_trains_with_ddp(tmp_path, cache_dir) -> None:
+    """--train-processes 2: one SLURM job, two tasks, the engine's DDP path (gloo on the CPU)."""
+    import json
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.replace('names = ["gaussian_noise", "gaussian_blur", "motion"]', 'names = ["gaussian_noise"]')
+                     .replace("severities = [1, 2, 3, 4]", "severities = [1]"))
+    out = tmp_path / "ddp"
+    proc = _bench(suite, out, cache_dir, "--executor", "slurm", "--cpus", "1", "--mem-gb", "2", "--eval-tasks", "1",
+                  "--train-processes", "2")
+    text, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, text
+    summary = json.loads((out / "runs" / "pix2pix__t1_to_t2__s0" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 20
+    assert "training: 2 process(es)" in text and (out / "results.csv").is_file()

@@ -6,7 +6,9 @@ file), keeps every job's stdout/stderr, and handles job arrays. robustmri adds w
 needs on top:
 
 - one **training job** per (model, direction, seed) that is not trained yet, with the resources
-  asked for (partition, GPUs, CPUs, memory, time limit);
+  asked for (partition, GPUs, CPUs, memory, time limit); with several GPUs (or
+  ``train_processes``) it runs one process per GPU, and submitit's environment helper sets what
+  torchrun would (rank, world size, master address), so the engine trains with DDP;
 - its **evaluation** as a job array of ``eval_tasks`` tasks (the missing cells split evenly),
   started only after the training job succeeded (``--dependency=afterok``); each task writes its
   cells atomically into the shared results folder and skips a cell that is already there, so a
@@ -54,11 +56,21 @@ class SlurmOptions:
     time_min: int = 240
     eval_tasks: int = 4
     poll_s: float = 5.0
+    #: processes of a training job (DDP, one per GPU); None: ``max(1, gpus)``
+    train_processes: int | None = None
+
+    @property
+    def processes(self) -> int:
+        return self.train_processes if self.train_processes is not None else max(1, self.gpus)
 
     def check(self) -> None:
         for name in ("cpus", "eval_tasks", "time_min"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.train_processes is not None and self.train_processes < 1:
+            raise ConfigError(f"--train-processes must be >= 1, got {self.train_processes}")
+        if self.gpus > 0 and self.processes not in (1, self.gpus):
+            raise ConfigError(f"--train-processes {self.processes} with --gpus {self.gpus}: use one process per GPU")
         if self.gpus < 0 or self.mem_gb <= 0:
             raise ConfigError(f"--gpus must be >= 0 and --mem-gb > 0, got {self.gpus} and {self.mem_gb}")
 
@@ -98,7 +110,7 @@ def plan_slurm(suite: Suite, out: Path, opts: SlurmOptions) -> list[SlurmTask]:
 def format_plan(suite: Suite, plan: list[SlurmTask], opts: SlurmOptions) -> str:
     """The job plan as text: one line per job, then totals."""
     res = (f"partition {opts.partition or '(default)'}, {opts.gpus} GPU(s), {opts.cpus} CPU(s), {opts.mem_gb:g} GB, "
-           f"{opts.time_min} min")
+           f"{opts.time_min} min; training: {opts.processes} process(es)")
     lines = [f"suite {suite.name}: {len(jobs(suite))} (model, direction, seed) jobs x {len(cells(suite))} cells; "
              f"each SLURM job: {res}"]
     for t in plan:
@@ -146,6 +158,12 @@ def train_task(suite_dict: dict[str, Any], run_name: str, out: str, cache: str |
     from robustmri.bench.suite import suite_from_dict
     from robustmri.threads import configure_threads
 
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        import submitit
+
+        # one process per task (per GPU): RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT for the
+        # engine's DDP path (robustmri.train.distributed), as torchrun would set them
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     configure_threads()
     suite = suite_from_dict(suite_dict)
     job = _job(suite, run_name)
@@ -273,7 +291,7 @@ def run_slurm(
     for t in plan:
         if t.kind != "train":
             continue
-        executor.update_parameters(**base, slurm_additional_parameters={})
+        executor.update_parameters(**base, tasks_per_node=opts.processes, slurm_additional_parameters={})
         j = executor.submit(train_task, suite_dict, t.job.run_name, str(store.out), cache_s, task_device)
         train_ids[t.job.run_name] = str(j.job_id)
         submitted.append((j, f"train {t.job.run_name}", f"train_task(..., {t.job.run_name!r})"))
@@ -282,7 +300,8 @@ def run_slurm(
         if t.kind != "eval":
             continue
         extra = {"dependency": f"afterok:{train_ids[t.job.run_name]}"} if t.job.run_name in train_ids else {}
-        executor.update_parameters(**base, slurm_additional_parameters=extra)
+        evaluation = {**base, "gpus_per_node": min(1, opts.gpus)} if opts.gpus else base  # scoring uses one device
+        executor.update_parameters(**evaluation, tasks_per_node=1, slurm_additional_parameters=extra)
         with executor.batch():
             arr = [executor.submit(eval_task, suite_dict, t.job.run_name, [c.file_stem for c in chunk], str(store.out),
                                    cache_s, task_device) for chunk in t.chunks]
@@ -309,9 +328,8 @@ def run_slurm(
             result_file = Path(j.paths.result_pickle)
             if result_file.is_file():
                 try:
-                    value = j.result()  # our own pickle, written by our task
-                    if isinstance(value, int) and not isinstance(value, bool):
-                        computed += value
+                    values = j.results()  # our own pickles, written by our task (one per process of the job)
+                    computed += sum(v for v in values[:1] if isinstance(v, int) and not isinstance(v, bool))
                     continue
                 except Exception as exc:  # noqa: BLE001 - the task's exception, re-raised by submitit
                     failures.append(f"SLURM job {jid} ({desc}) failed: {str(exc).strip().splitlines()[-1][:300]}; "

@@ -25,6 +25,7 @@ def bench_cmd(
     mem_gb: float = typer.Option(8.0, "--mem-gb", help="slurm: memory per task (GB)."),
     time_min: int = typer.Option(240, "--time-min", help="slurm: time limit per job (minutes)."),
     eval_tasks: int = typer.Option(4, "--eval-tasks", help="slurm: array tasks per model's evaluation."),
+    train_processes: int = typer.Option(None, "--train-processes", help="slurm: DDP processes per training job (default: one per GPU, else 1)."),
 ) -> None:
     """Train (or reuse) every model of a suite and score it under every perturbation and severity."""
     import time
@@ -39,7 +40,8 @@ def bench_cmd(
     s = load_suite(suite)
     part = parse_shard(shard)
     target = out or Path("reports") / s.name
-    opts = SlurmOptions(partition=partition, gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=time_min, eval_tasks=eval_tasks)
+    opts = SlurmOptions(partition=partition, gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=time_min, eval_tasks=eval_tasks,
+                        train_processes=train_processes)
     opts.check()
     if dry_run:
         typer.echo(format_plan(s, plan_slurm(s, target, opts if executor == "slurm" else SlurmOptions(eval_tasks=1)),

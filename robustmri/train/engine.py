@@ -327,6 +327,7 @@ def _train(
             run_dir / "summary.json",
             {
                 "steps": config.steps, "resumed_from": start_step, "seconds_this_run": round(seconds, 3), "final_losses": losses,
+                "processes": dist.world_size,
                 **({"extended_from": extended_from} if extended_from else {}),
             },
         )
