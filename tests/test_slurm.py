@@ -146,3 +146,24 @@ def test_a_training_job_with_two_processes_trains_with_ddp(tmp_path, cache_dir) 
     summary = json.loads((out / "runs" / "pix2pix__t1_to_t2__s0" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 20
     assert "training: 2 process(es)" in text and (out / "results.csv").is_file()
+
+
+def test_the_suite_names_slurm_resources_and_the_command_line_overrides_them(tmp_path) -> None:
+    from robustmri.bench import load_suite
+    from robustmri.errors import ConfigError
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text(SUITE)
+    with_slurm = tmp_path / "with.toml"
+    with_slurm.write_text(SUITE + '\n[slurm]\npartition = "gpu"\ngpus = 1\ncpus = 8\nmem_gb = 32\ntime_min = 720\n')
+    assert load_suite(with_slurm).hash == load_suite(plain).hash  # resources do not change results
+    run = [sys.executable, "-m", "robustmri", "bench", "--suite", str(with_slurm), "--out", str(tmp_path / "o"),
+           "--dry-run", "--executor", "slurm"]
+    text = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert "partition gpu, 1 GPU(s), 8 CPU(s), 32 GB, 720 min" in text
+    text = subprocess.run([*run, "--gpus", "2", "--cpus", "4"], capture_output=True, text=True, check=True).stdout
+    assert "partition gpu, 2 GPU(s), 4 CPU(s), 32 GB, 720 min; training: 2 process(es)" in text
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SUITE + "\n[slurm]\ncpus = 0\n")
+    with pytest.raises(ConfigError, match=r"\[slurm\]: --cpus must be >= 1"):
+        load_suite(bad)

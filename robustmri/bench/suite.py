@@ -128,12 +128,16 @@ class Suite:
     reference_model: str = ""
     ablation: bool = False
     device: str = "auto"
+    #: resources for ``--executor slurm`` (keys of :class:`robustmri.bench.slurm.SlurmOptions`);
+    #: the command line overrides them; not part of :attr:`hash` (they do not change results)
+    slurm: dict[str, Any] = field(default_factory=dict)
     path: str = ""
 
     @property
     def hash(self) -> str:
         d = asdict(self)
         d.pop("path")
+        d.pop("slurm")
         if not d["attack_budget"]:  # suites written before budgets existed keep their hash
             d.pop("attack_budget")
         for m in d["models"]:
@@ -148,7 +152,7 @@ class Suite:
 
 _TOP_KEYS = {
     "name", "description", "directions", "seeds", "reference_model", "ablation", "device",
-    "data", "protocol", "train", "models", "perturbations", "attacks", "eval",
+    "data", "protocol", "train", "models", "perturbations", "attacks", "eval", "slurm",
 }
 _SECTIONS = {
     "data": {"source", "image_size", "embedded", "split"},
@@ -157,6 +161,7 @@ _SECTIONS = {
     "perturbations": {"names", "severities"},
     "attacks": {"names", "severities", "objective", "loss", "eot_samples", "budget"},
     "eval": {"batch_size", "seed"},
+    "slurm": {"partition", "gpus", "cpus", "mem_gb", "time_min", "eval_tasks", "train_processes"},
 }
 _MODEL_KEYS = {"name", "size", "label", "options", "steps", "batch_size"}
 _EXTERNAL_KEYS = {"external", "label", "io_range", "direction"}
@@ -232,6 +237,22 @@ def _external_spec(path: str, m: dict[str, Any], directions: list[tuple[str, str
             raise _err(path, f"model {label}: direction {direction!r} is not one of the suite's directions")
         direction = f"{pair[0]}->{pair[1]}"
     return ModelSpec("external", "tiny", label, external=entry.strip(), io_range=io_range, direction=direction)
+
+
+def _slurm_section(path: str, section: dict[str, Any]) -> dict[str, Any]:
+    """``[slurm]``: resources of ``--executor slurm`` (validated as the command line's)."""
+    from robustmri.bench.slurm import SlurmOptions
+
+    for key, value in section.items():
+        ok = isinstance(value, str) if key == "partition" else (
+            isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not ok:
+            raise _err(path, f"slurm.{key} must be {'a string' if key == 'partition' else 'a number'}, got {value!r}")
+    try:
+        SlurmOptions(**section).check()
+    except ConfigError as exc:
+        raise _err(path, f"[slurm]: {exc}") from None
+    return dict(section)
 
 
 def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
@@ -364,6 +385,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         reference_model=reference,
         ablation=bool(raw.get("ablation", False)),
         device=str(raw.get("device", "auto")),
+        slurm=_slurm_section(path, raw.get("slurm", {})),
         path=path,
     )
 

@@ -19,12 +19,12 @@ def bench_cmd(
     no_report: bool = typer.Option(False, "--no-report", help="Skip the report at the end."),
     executor: str = typer.Option("local", "--executor", help="local (this machine) or slurm (submitit: one job per training, a job array per evaluation)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (jobs, resources, cells still to compute) and stop."),
-    partition: str = typer.Option(None, "--partition", help="slurm: partition (default: the cluster's)."),
-    gpus: int = typer.Option(0, "--gpus", help="slurm: GPUs per job."),
-    cpus: int = typer.Option(2, "--cpus", help="slurm: CPUs per task (torch uses exactly these)."),
-    mem_gb: float = typer.Option(8.0, "--mem-gb", help="slurm: memory per task (GB)."),
-    time_min: int = typer.Option(240, "--time-min", help="slurm: time limit per job (minutes)."),
-    eval_tasks: int = typer.Option(4, "--eval-tasks", help="slurm: array tasks per model's evaluation."),
+    partition: str = typer.Option(None, "--partition", help="slurm: partition (default: the suite's [slurm], else the cluster's)."),
+    gpus: int = typer.Option(None, "--gpus", help="slurm: GPUs per job (default: the suite's [slurm], else 0)."),
+    cpus: int = typer.Option(None, "--cpus", help="slurm: CPUs per task, torch uses exactly these (default 2)."),
+    mem_gb: float = typer.Option(None, "--mem-gb", help="slurm: memory per task in GB (default 8)."),
+    time_min: int = typer.Option(None, "--time-min", help="slurm: time limit per job in minutes (default 240)."),
+    eval_tasks: int = typer.Option(None, "--eval-tasks", help="slurm: array tasks per model's evaluation (default 4)."),
     train_processes: int = typer.Option(None, "--train-processes", help="slurm: DDP processes per training job (default: one per GPU, else 1)."),
 ) -> None:
     """Train (or reuse) every model of a suite and score it under every perturbation and severity."""
@@ -40,8 +40,9 @@ def bench_cmd(
     s = load_suite(suite)
     part = parse_shard(shard)
     target = out or Path("reports") / s.name
-    opts = SlurmOptions(partition=partition, gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=time_min, eval_tasks=eval_tasks,
-                        train_processes=train_processes)
+    given = dict(partition=partition, gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=time_min, eval_tasks=eval_tasks,
+                 train_processes=train_processes)
+    opts = SlurmOptions(**{**s.slurm, **{k: v for k, v in given.items() if v is not None}})  # command line wins
     opts.check()
     if dry_run:
         typer.echo(format_plan(s, plan_slurm(s, target, opts if executor == "slurm" else SlurmOptions(eval_tasks=1)),
