@@ -111,17 +111,10 @@ def _from_sitk(img: Any) -> np.ndarray:
 
 
 def _matrix_ras(transform: Any) -> np.ndarray:
-    """4x4 RAS matrix of a SimpleITK (LPS) affine-like transform, fixed -> moving."""
-    sitk = _sitk()
-    t = sitk.AffineTransform(3)
-    composite = transform
-    # every transform used here is a MatrixOffsetTransformBase; read its matrix and offset
-    t.SetMatrix(composite.GetMatrix())
-    t.SetTranslation(composite.GetTranslation())
-    t.SetCenter(composite.GetCenter())
-    a = np.array(t.GetMatrix(), dtype=np.float64).reshape(3, 3)
-    c = np.array(t.GetCenter(), dtype=np.float64)
-    tr = np.array(t.GetTranslation(), dtype=np.float64)
+    """4x4 RAS matrix of a SimpleITK (LPS) Euler or affine transform, fixed -> moving."""
+    a = np.array(transform.GetMatrix(), dtype=np.float64).reshape(3, 3)
+    c = np.array(transform.GetCenter(), dtype=np.float64)
+    tr = np.array(transform.GetTranslation(), dtype=np.float64)
     offset = tr + c - a @ c  # y = A x + offset in LPS
     m = np.eye(4)
     m[:3, :3] = LPS @ a @ LPS
