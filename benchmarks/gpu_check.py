@@ -73,16 +73,17 @@ def train_rate(model: str, size: str, image: int, steps: int, warmup: int, devic
         return steps / (time.perf_counter() - t0)
 
 
-def eval_rates(device: str, n: int, image: int) -> tuple[dict[str, float], list[tuple[float, float]]]:
-    """Slices per second of the clean cell, gaussian_blur 3 and pgd_linf 3 on a small pix2pix."""
+def eval_rates(device: str, n: int, image: int, batch_size: int = 32,
+               model_name: str = "pix2pix") -> tuple[dict[str, float], list[tuple[float, float]]]:
+    """Slices per second of the clean cell, gaussian_blur 3 and pgd_linf 3 on a small ``model_name``."""
     from robustmri.bench.evaluate import EvalSettings, score_cell
     from robustmri.bench.plan import Cell
     from robustmri.models.registry import build_model
     from robustmri.protocol import get_protocol
 
-    model = build_model("pix2pix", size="small", image_size=image).to(device).eval()
+    model = build_model(model_name, size="small", image_size=image).to(device).eval()
     data = paired(n, image)
-    settings = EvalSettings(protocol=get_protocol("robustmri"), seed=0, batch_size=32,
+    settings = EvalSettings(protocol=get_protocol("robustmri"), seed=0, batch_size=batch_size,
                             attack_budget={"pgd_linf": {"steps": 50, "restarts": 1}})
     rates = {}
     samples: list[tuple[float, float]] = []
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--eval-slices", type=int, default=256)
+    ap.add_argument("--eval-batch", type=int, default=32, help="slices per batch in the evaluation")
+    ap.add_argument("--eval-model", default="pix2pix", help="the model the evaluation rates are measured on")
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {name}, torch {torch.__version__}")
     images = {"tiny": 64, "small": 128, "paper": 256}
     train_figs: dict[str, dict[str, float]] = {}
-    for model in args.models.split(","):
+    for model in filter(None, args.models.split(",")):
         options = {"generator": "pix2pix", "variant": "full"} if model == "kd_attack" else {}
         for size in args.sizes.split(","):
             try:
@@ -132,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"train {model:10s} {size:6s}: out of memory")
                 torch.cuda.empty_cache()
     image = images["small"] if "small" in args.sizes.split(",") or args.device.startswith("cuda") else images["tiny"]
-    rates, samples = eval_rates(args.device, args.eval_slices, image)
+    rates, samples = eval_rates(args.device, args.eval_slices, image, args.eval_batch, args.eval_model)
     for k, v in rates.items():
-        print(f"eval {k:14s} {image}^2: {v:9.1f} slices/s")
+        print(f"eval {args.eval_model} {k:14s} {image}^2 batch {args.eval_batch}: {v:9.1f} slices/s")
     util = {"mean_pct": round(sum(u for u, _ in samples) / len(samples), 1), "max_pct": max(u for u, _ in samples),
             "max_mem_mib": max(m for _, m in samples)} if samples else {}
     if util:
@@ -153,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{est['total_h']} h (pix2pix's evaluation rate for every model; diffusion evaluates slower)")
     if args.out is not None:
         args.out.write_text(json.dumps({"device": name, "torch": torch.__version__, "train_steps_per_s": train_figs,
-                                        "eval_slices_per_s": rates, "gpu_utilisation": util, "quick_estimate": est},
+                                        "eval_slices_per_s": rates, "eval_model": args.eval_model,
+                                        "eval_batch": args.eval_batch, "gpu_utilisation": util, "quick_estimate": est},
                                        indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0

@@ -202,6 +202,34 @@ def test_stale_cells_and_runs_are_refused_not_reused(baseline, cache_dir, tmp_pa
     assert json.loads((work / "manifest.json").read_text())["cells_computed_this_run"] == 0
 
 
+def test_a_run_trained_with_other_ddp_processes_is_not_reused(baseline, cache_dir, tmp_path):
+    """A run trained by N DDP processes saw N x the batch per step: another training. The local bench
+    (one process) and a SLURM plan with another --train-processes refuse it, before any submission."""
+    import shutil
+
+    from robustmri.bench.slurm import SlurmOptions, plan_slurm
+
+    work = tmp_path / "out"
+    shutil.copytree(baseline, work)
+    suite = load_suite(baseline.parent / "tiny.toml")
+    summary_path = work / "runs" / jobs(suite)[0].run_name / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["processes"] == 1
+    summary_path.write_text(json.dumps({**summary, "processes": 2}))
+    with pytest.raises(ConfigError, match="trained with 2 DDP process.*--train-processes 2"):
+        run_suite(suite, work, cache=cache_dir, progress=False, report=False)
+    with pytest.raises(ConfigError, match="trained with 2 DDP process"):
+        plan_slurm(suite, work, SlurmOptions())
+    # asked with 2, the other job's run (one process) is the one refused
+    with pytest.raises(ConfigError, match=f"{jobs(suite)[1].run_name} was trained with 1 DDP process"):
+        plan_slurm(suite, work, SlurmOptions(train_processes=2))
+    for job in jobs(suite)[1:]:
+        other = work / "runs" / job.run_name / "summary.json"
+        other.write_text(json.dumps({**json.loads(other.read_text()), "processes": 2}))
+    plan = plan_slurm(suite, work, SlurmOptions(train_processes=2))  # every run reused, every cell there
+    assert plan == []
+
+
 def test_shards_merge_to_the_single_run(baseline, cache_dir, tmp_path):
     suite = load_suite(baseline.parent / "tiny.toml")
     assert parse_shard("1/2") == (1, 2) and len(jobs(suite)) == 2

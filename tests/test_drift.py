@@ -218,3 +218,39 @@ def test_committed_smoke_reference_matches_the_smoke_suite():
         total += path.stat().st_size
         load_weights(path, entry["sha256"])
     assert total < 6_000_000
+
+
+def test_environment_changes_known_answers():
+    from robustmri.bench.drift import environment_changes
+
+    ref = {"created": {"device": "x86_64", "versions": {"torch": "2.13.0+cpu", "numpy": "2.4.6", "python": "3.11.7"}}}
+    same = {"device_name": "x86_64", "versions": {"torch": "2.13.0+cpu", "numpy": "2.4.6", "python": "3.11.7"}}
+    assert environment_changes(ref, same, now=same["versions"]) == []
+    gpu = {"device_name": "NVIDIA H200", "versions": {"torch": "2.11.0+cu130", "numpy": "2.4.6", "python": "3.12.3"}}
+    assert environment_changes(ref, gpu, now=gpu["versions"]) == [
+        "python 3.11.7 -> 3.12.3", "torch 2.13.0+cpu -> 2.11.0+cu130", "device x86_64 -> NVIDIA H200"]
+    # the run (training layer) and this process (evaluation layer) may differ from each other too
+    assert environment_changes(ref, same, now={**same["versions"], "numpy": "2.5.0"}) == ["numpy 2.4.6 -> 2.4.6 / 2.5.0"]
+    assert environment_changes({}, gpu, now=gpu["versions"]) == []  # an old reference without the record
+
+
+def test_drift_in_another_environment_says_so(referenced, cache_dir, tmp_path, monkeypatch, capsys):
+    from robustmri.perturb import PERTURBATIONS
+
+    out, ref = referenced
+    moved = tmp_path / "ref"
+    shutil.copytree(ref.parent, moved)
+    data = json.loads((moved / ref.name).read_text())
+    data["created"]["versions"]["torch"] = "1.0.0"
+    (moved / ref.name).write_text(json.dumps(data))
+    table = dict(PERTURBATIONS["gaussian_blur"].severities)
+    table[3] = {"fwhm_mm": table[3]["fwhm_mm"] * 1.5}
+    monkeypatch.setattr(PERTURBATIONS["gaussian_blur"], "severities", table)
+    capsys.readouterr()
+    assert main(["check", str(out), "--reference", str(moved / ref.name), "--cache", str(cache_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "evaluation drift: " in err
+    assert "note: this environment differs from the reference's (torch 1.0.0 -> " in err
+    # in the reference's own environment the drift is reported without the note
+    assert main(["check", str(out), "--reference", str(ref), "--cache", str(cache_dir)]) == 1
+    assert "environment differs" not in capsys.readouterr().err

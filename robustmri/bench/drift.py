@@ -160,10 +160,37 @@ class DriftReport:
     evaluation: list[Drift] = field(default_factory=list)
     training: list[Drift] = field(default_factory=list)
     compared: dict[str, int] = field(default_factory=dict)
+    environment: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.evaluation and not self.training
+
+
+#: what the tolerances are measured within: a change of one of these can move numbers by itself
+ENVIRONMENT_KEYS = ("python", "torch", "numpy", "scipy", "scikit-image")
+
+
+def environment_changes(ref: dict[str, Any], manifest: dict[str, Any], now: dict[str, str] | None = None) -> list[str]:
+    """How the environment of a check differs from the reference's, as ``"torch 2.13.0+cpu -> 2.11.0"``
+    lines: the library versions that change numbers (of the run in ``manifest`` and of this process,
+    ``now``, which scores the evaluation layer) and the device the results were computed on.
+
+    The tolerances are measured within one environment (the pinned install, on a CPU); a drift seen
+    in another is not evidence of a code change by itself (docs/drift.md gives the figures)."""
+    from robustmri.bench.store import versions
+
+    created = ref.get("created") or {}
+    old = created.get("versions") or {}
+    now = versions() if now is None else now
+    out = []
+    for key in ENVIRONMENT_KEYS:
+        seen = {v for v in ((manifest.get("versions") or {}).get(key), now.get(key)) if v}
+        if key in old and seen and seen != {old[key]}:
+            out.append(f"{key} {old[key]} -> {' / '.join(sorted(seen))}")
+    if created.get("device") and manifest.get("device_name") and manifest["device_name"] != created["device"]:
+        out.append(f"device {created['device']} -> {manifest['device_name']}")
+    return out
 
 
 def compare_cells(
@@ -327,7 +354,7 @@ def check_drift(
     frame, manifest = read_results(results_dir)
     suite = _suite_of(results_dir, manifest)
     _check_same_suite(ref, reference, results_dir, suite)
-    report = DriftReport()
+    report = DriftReport(environment=environment_changes(ref, manifest))
     if "evaluation" in layers:
         rows = evaluate_reference_weights(suite, ref["evaluation"]["weights"], reference.parent, cache=cache, progress=progress)
         _write_rows(_drift_dir(results_dir) / "evaluation.csv", rows)

@@ -124,9 +124,13 @@ def cells_of_job(job: Job, run: Any, grid: list[Cell]) -> list[Cell]:
     return grid
 
 
-def _train_job(suite: Suite, job: Job, store: ResultsStore, data_spec: Any, device: str, progress: bool) -> Any:
+def _train_job(
+    suite: Suite, job: Job, store: ResultsStore, data_spec: Any, device: str, progress: bool, processes: int = 1
+) -> Any:
     """Train ``job`` (or reuse its finished run, if it is this training); returns its RunHandle
-    (an :class:`ExternalHandle` for an external model, which is never trained)."""
+    (an :class:`ExternalHandle` for an external model, which is never trained). ``processes``: the
+    DDP processes this training runs with (a SLURM job's tasks; 1 locally); a finished run trained
+    with another number is another training (``processes`` x the batch per step) and is refused."""
     if job.model.external is not None:
         return ExternalHandle(job.model, suite_folder(suite), in_channels=1, image_size=suite.image_size)
     from robustmri.data.resolve import load_split_tensors
@@ -150,7 +154,7 @@ def _train_job(suite: Suite, job: Job, store: ResultsStore, data_spec: Any, devi
 
     if (run_dir / "summary.json").is_file():  # finished: reuse it if it is this training, else say so
         handle = open_run(run_dir)
-        _check_same_training(handle, config, suite.image_size)
+        _check_same_training(handle, config, suite.image_size, processes)
         record_preparation(run_dir, data_spec.prepared, data_spec.description)
         return handle
     data = load_split_tensors(data_spec, "train", job.source, job.target)
@@ -159,11 +163,23 @@ def _train_job(suite: Suite, job: Job, store: ResultsStore, data_spec: Any, devi
     return open_run(run_dir)
 
 
-def _check_same_training(run: Any, config: Any, image_size: int) -> None:
-    """A finished run is reused only if it was trained with this configuration and image size
-    (never one extended past its planned total)."""
+def _check_processes(run: Any, processes: int) -> None:
+    """Refuse a finished run trained with another number of DDP processes than ``processes``."""
+    trained_with = int((run.summary or {}).get("processes", 1))
+    if trained_with != processes:
+        raise ConfigError(
+            f"{run.run_dir} was trained with {trained_with} DDP process(es) ({trained_with} x the batch per step), this "
+            f"bench trains with {processes}: run it with `--executor slurm --train-processes {trained_with}`, "
+            "or use another --out, or delete that run"
+        )
+
+
+def _check_same_training(run: Any, config: Any, image_size: int, processes: int = 1) -> None:
+    """A finished run is reused only if it was trained with this configuration, image size and
+    number of DDP processes (never one extended past its planned total)."""
     from robustmri.train.engine import config_differences
 
+    _check_processes(run, processes)
     if run.extended_from:
         raise ConfigError(
             f"{run.run_dir} was extended past its planned total (from {run.extended_from} steps), so it is not the "

@@ -88,14 +88,20 @@ class SlurmTask:
 
 def plan_slurm(suite: Suite, out: Path, opts: SlurmOptions) -> list[SlurmTask]:
     """What must still run: trainings without a finished run, evaluations of missing cells
-    (every cell of a job that will be trained). Reads only the results folder (fast: no data)."""
+    (every cell of a job that will be trained). Reads only the results folder (fast: no data).
+    A finished run trained with another number of DDP processes than ``opts`` asks is refused
+    here, before anything is submitted."""
+    from robustmri.bench.runner import _check_processes
     from robustmri.bench.store import ResultsStore
+    from robustmri.train.engine import open_run
 
     store = ResultsStore(out)
     grid = cells(suite)
     plan: list[SlurmTask] = []
     for job in jobs(suite):
         trained = job.model.external is not None or (store.run_dir(job) / "summary.json").is_file()
+        if trained and job.model.external is None:
+            _check_processes(open_run(store.run_dir(job)), opts.processes)
         if not trained:
             plan.append(SlurmTask("train", job))
         missing = [c for c in grid if not store.has_cell(job, c)]
@@ -151,8 +157,9 @@ def _job(suite: Suite, run_name: str) -> Job:
     raise ConfigError(f"no job {run_name!r} in suite {suite.name}")  # pragma: no cover - internal
 
 
-def train_task(suite_dict: dict[str, Any], run_name: str, out: str, cache: str | None, device: str) -> str:
-    """SLURM training job: train ``run_name`` of the suite into ``out`` (resumable)."""
+def train_task(suite_dict: dict[str, Any], run_name: str, out: str, cache: str | None, device: str, processes: int = 1) -> str:
+    """SLURM training job: train ``run_name`` of the suite into ``out`` (resumable) with ``processes``
+    DDP processes (the job's tasks)."""
     from robustmri.bench.runner import _train_job, resolve_suite_data
     from robustmri.bench.store import ResultsStore
     from robustmri.bench.suite import suite_from_dict
@@ -168,13 +175,16 @@ def train_task(suite_dict: dict[str, Any], run_name: str, out: str, cache: str |
     suite = suite_from_dict(suite_dict)
     job = _job(suite, run_name)
     spec = resolve_suite_data(suite, cache)
-    _train_job(suite, job, ResultsStore(out), spec, device, progress=False)
+    _train_job(suite, job, ResultsStore(out), spec, device, progress=False, processes=processes)
     return run_name
 
 
-def eval_task(suite_dict: dict[str, Any], run_name: str, stems: list[str], out: str, cache: str | None, device: str) -> int:
-    """SLURM evaluation task: score the cells ``stems`` of ``run_name``; a cell already written (by
-    an earlier attempt) is skipped. Returns the number of cells computed."""
+def eval_task(
+    suite_dict: dict[str, Any], run_name: str, stems: list[str], out: str, cache: str | None, device: str, processes: int = 1
+) -> int:
+    """SLURM evaluation task: score the cells ``stems`` of ``run_name`` (trained with ``processes``
+    DDP processes); a cell already written (by an earlier attempt) is skipped. Returns the number
+    of cells computed."""
     from robustmri.bench.evaluate import EvalSettings, score_cell
     from robustmri.bench.runner import ExternalHandle, _train_job, model_info, resolve_suite_data
     from robustmri.bench.store import ResultsStore, cell_provenance, perturbation_params, sample_index
@@ -190,7 +200,7 @@ def eval_task(suite_dict: dict[str, Any], run_name: str, stems: list[str], out: 
     grid = cells(suite)
     todo = [c for c in grid if c.file_stem in set(stems)]
     spec = resolve_suite_data(suite, cache)
-    run = _train_job(suite, job, store, spec, device, progress=False)  # trained already: reused and checked
+    run = _train_job(suite, job, store, spec, device, progress=False, processes=processes)  # trained already: reused, checked
     dev = resolve_device(device)
     params = perturbation_params({c.perturbation for c in grid if not c.is_clean})
     with _locked(store.cell_dir(job).parent / f".{store.cell_dir(job).name}.lock"):
@@ -292,7 +302,7 @@ def run_slurm(
         if t.kind != "train":
             continue
         executor.update_parameters(**base, tasks_per_node=opts.processes, slurm_additional_parameters={})
-        j = executor.submit(train_task, suite_dict, t.job.run_name, str(store.out), cache_s, task_device)
+        j = executor.submit(train_task, suite_dict, t.job.run_name, str(store.out), cache_s, task_device, opts.processes)
         train_ids[t.job.run_name] = str(j.job_id)
         submitted.append((j, f"train {t.job.run_name}", f"train_task(..., {t.job.run_name!r})"))
     dependents: dict[str, list[Any]] = {}
@@ -304,7 +314,7 @@ def run_slurm(
         executor.update_parameters(**evaluation, tasks_per_node=1, slurm_additional_parameters=extra)
         with executor.batch():
             arr = [executor.submit(eval_task, suite_dict, t.job.run_name, [c.file_stem for c in chunk], str(store.out),
-                                   cache_s, task_device) for chunk in t.chunks]
+                                   cache_s, task_device, opts.processes) for chunk in t.chunks]
         for j, chunk in zip(arr, t.chunks):
             desc = f"eval {t.job.run_name} ({len(chunk)} cells: {chunk[0].file_stem} .. {chunk[-1].file_stem})"
             submitted.append((j, desc, f"eval_task(..., {t.job.run_name!r}, {[c.file_stem for c in chunk]!r})"))

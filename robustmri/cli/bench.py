@@ -133,4 +133,10 @@ def check_cmd(
         )
         for d in report.training:
             typer.echo(f"  {d.describe()}", err=True)
+    if report.environment:
+        typer.echo(
+            f"note: this environment differs from the reference's ({'; '.join(report.environment)}); the tolerances "
+            "hold within the reference's (the pinned CPU install), so part or all of this drift may come from the "
+            "environment rather than the code (docs/drift.md)", err=True,
+        )
     raise typer.Exit(1)
