@@ -45,32 +45,51 @@ def test_physics_ordering_inside_labels(lesion_subjects):
         assert t2[CSF] > t2[GM] > t2[WM], t2
         assert pd[CSF] > pd[GM] > pd[WM], pd
         assert fl[CSF] < min(fl[GM], fl[WM]), fl
-        # CSF is nulled: pure CSF (ventricles) is far darker than tissue, close to the noise floor
+        # CSF is nulled: pure CSF (ventricles), 1.3-2.5x as bright as WM on T2w, is darker than tissue
+        # on FLAIR. Not black: TI nulls the nominal CSF T1, the subject's is jittered (+-11 %), and the
+        # acquired matrix (75-100 %) spreads tissue signal into small ventricles (measured up to 0.51x)
         pure_csf = float(subj.images["flair"][_interior(subj.seg, CSF)].mean())
-        assert pure_csf < 0.35 * min(fl[GM], fl[WM]), (pure_csf, fl)
+        assert pure_csf < 0.6 * min(fl[GM], fl[WM]), (pure_csf, fl)
+        assert float(subj.images["t2"][_interior(subj.seg, CSF)].mean()) > 1.3 * t2[WM]
         # lesions: oedema dark on T1w, bright on T2w and FLAIR (BraTS appearance)
         assert t1[OEDEMA] < t1[WM] and t2[OEDEMA] > t2[WM] and fl[OEDEMA] > fl[WM]
 
 
-def test_noiseless_intensities_follow_signal_equations():
-    cfg = SynthConfig(size=64, n_slices=12, seed=5, snr=0.0, bias_strength=0.0)
-    subj = synth_subject(0, cfg)
-    nominal_csf_t1 = 2569.0
+@pytest.mark.parametrize("index, acquisition", [(0, "fixed"), (0, "varied"), (1, "varied"), (2, "varied"), (3, "varied")])
+def test_noiseless_intensities_follow_signal_equations(index, acquisition):
+    """With the full matrix (no truncation), no noise and no bias, pure tissue follows the signal
+    equation of the sequence the subject's site drew (recorded in params.json)."""
+    from robustmri.data.physics import spoiled_gradient_echo
+    from robustmri.data.tissues import tissue_table
+
+    cfg = SynthConfig(size=64, n_slices=12, seed=5, snr=0.0, bias_strength=0.0, acquisition=acquisition,
+                      kspace_fraction=(1.0, 1.0), sulcal_widening=0.0, cortical_change=0.0)  # pure tissue stays pure
+    subj = synth_subject(index, cfg)
+    nominal_csf_t1 = tissue_table(subj.params["site"]["field_strength"])["csf"].t1
+    kinds = set()
     for c, img in subj.images.items():
-        seq = cfg.sequence(c)
+        seq = subj.params["sequences"][c]
+        kinds.add(seq["kind"])
         expected = {}
         for tissue in ("csf", "gm", "wm"):
             p = subj.params["tissues"][tissue]
-            if seq.kind == "se":
-                expected[tissue] = float(spin_echo(p["pd"], p["t1_ms"], p["t2_ms"], seq.tr, seq.te))
+            if seq["kind"] == "se":
+                expected[tissue] = float(spin_echo(p["pd"], p["t1_ms"], p["t2_ms"], seq["tr_ms"], seq["te_ms"]))
+            elif seq["kind"] == "gre":
+                expected[tissue] = float(spoiled_gradient_echo(p["pd"], p["t1_ms"], p["t2_ms"], seq["tr_ms"], seq["te_ms"],
+                                                               seq["flip_deg"]))
             else:
-                ti = null_ti(nominal_csf_t1, seq.tr)
-                expected[tissue] = float(inversion_recovery(p["pd"], p["t1_ms"], p["t2_ms"], seq.tr, seq.te, ti))
+                ti = null_ti(nominal_csf_t1, seq["tr_ms"])
+                assert seq["ti_ms"] == pytest.approx(ti)
+                expected[tissue] = float(inversion_recovery(p["pd"], p["t1_ms"], p["t2_ms"], seq["tr_ms"], seq["te_ms"], ti))
         for tissue, label in (("wm", WM), ("gm", GM)):
             pure = _interior(subj.seg, label)
             assert pure.sum() > 50
-            # inside pure tissue the typical value is the tissue's own signal equation
-            assert float(np.median(img[pure])) == pytest.approx(expected[tissue], rel=0.12), (c, tissue)
+            # inside pure tissue the typical value is the tissue's own signal equation; tolerances from
+            # 20 subjects at 64^2 (3.3 mm voxels): WM within 4 %, GM (a 2-3 mm ribbon, never quite
+            # pure at that size) within 13.2 %
+            rel = 0.06 if tissue == "wm" else 0.16
+            assert float(np.median(img[pure])) == pytest.approx(expected[tissue], rel=rel), (c, tissue)
         # partial volume mixes tissue signals: nothing exceeds the brightest tissue, which is reached
         brightest = max(expected.values())
         assert float(img.max()) <= brightest * (1 + 1e-4), c
@@ -209,3 +228,57 @@ def test_embedded_slices_tensor_view():
     assert again["t1"].equal(data["t1"])
     again["t1"].zero_()  # callers get copies: the cache is not corrupted
     assert embedded_slices(n_subjects=2, size=32, n_slices=4, seed=1, contrasts=("t1", "t2"))["t1"].equal(data["t1"])
+
+
+def test_remodelling_exchanges_partial_volume_and_keeps_the_sum():
+    """Known answers on a 1-D cortex (CSF | GM | WM along x): sulcal widening moves GM next to CSF
+    into CSF, thickening moves WM next to GM into GM, thinning the reverse; sums never change."""
+    from robustmri.data.remodel import remodel
+
+    x = np.arange(40)
+    csf = np.where(x < 10, 1.0, 0.0)[:, None, None] * np.ones((1, 4, 3))
+    gm = np.where((x >= 10) & (x < 20), 1.0, 0.0)[:, None, None] * np.ones((1, 4, 3))
+    wm = 1.0 - csf - gm
+    f = {"csf": csf.astype(np.float32), "gm": gm.astype(np.float32), "wm": wm.astype(np.float32)}
+    vox = (1.0, 1.0, 1.0)
+    total = f["csf"] + f["gm"] + f["wm"]
+    wide = remodel(f, vox, sulcal=0.8, cortical=0.0)
+    assert wide["csf"].sum() > f["csf"].sum() and wide["gm"].sum() < f["gm"].sum()
+    assert wide["gm"][10, 0, 0] < 0.5 and wide["gm"][15, 0, 0] == pytest.approx(1.0, abs=1e-3)  # only near CSF
+    np.testing.assert_allclose(wide["wm"], f["wm"])
+    thick = remodel(f, vox, sulcal=0.0, cortical=0.5)
+    assert thick["gm"].sum() > f["gm"].sum() and thick["wm"][20, 0, 0] < 1.0 and thick["wm"][30, 0, 0] == pytest.approx(1.0)
+    thin = remodel(f, vox, sulcal=0.0, cortical=-0.5)
+    assert thin["gm"].sum() < f["gm"].sum() and thin["wm"][19, 0, 0] > 0.0
+    for out in (wide, thick, thin):
+        np.testing.assert_allclose(out["csf"] + out["gm"] + out["wm"], total, atol=1e-6)
+        assert min(float(v.min()) for v in out.values()) >= 0.0
+
+
+def test_kspace_truncation_keeps_the_band_and_rings_at_edges():
+    from robustmri.data.acquisition import truncate_kspace
+
+    n = 64
+    x = np.arange(n)
+    low = (1.0 + 0.5 * np.cos(2 * np.pi * 3 * x / n))[:, None, None] * np.ones((1, n, 2))  # inside the kept band
+    np.testing.assert_allclose(truncate_kspace(low, 0.5), low, atol=1e-6)
+    step = np.where((x > 16) & (x < 48), 1.0, 0.0)[:, None, None] * np.ones((1, n, 2))
+    rung = truncate_kspace(step, 0.5)
+    assert 1.05 < float(rung.max()) < 1.12  # Gibbs overshoot, about 9 % of the jump
+    np.testing.assert_allclose(truncate_kspace(step, 1.0), step)
+
+
+def test_subjects_differ_in_anatomy_site_and_slice_position():
+    cfg = SynthConfig(size=64, n_slices=8, seed=0)
+    params = [synth_subject(i, cfg).params for i in range(8)]
+    assert len({p["site"]["profile"] for p in params}) >= 3
+    assert len({round(p["subject_affine"]["slab_shift_mm"], 3) for p in params}) == 8
+    shifts = [abs(p["subject_affine"]["slab_shift_mm"]) for p in params]
+    assert max(shifts) > 4.0 and max(shifts) <= 8.0
+    for key, hi in (("ventricle_expansion", 0.35), ("sulcal_widening", 0.5)):
+        values = [p["anatomy"][key] for p in params]
+        assert 0 <= min(values) and max(values) <= hi and max(values) - min(values) > hi / 4
+    snrs = [p["sequences"]["t2"]["snr"] for p in params]
+    assert 15 <= min(snrs) and max(snrs) <= 40 and max(snrs) - min(snrs) > 5
+    classic = [synth_subject(i, SynthConfig.classic(size=64, n_slices=8)).params for i in range(2)]
+    assert {p["site"]["profile"] for p in classic} == {"fixed"} and classic[0]["sequences"]["t2"]["snr"] == 30.0

@@ -86,7 +86,7 @@ def _template_tissues_cached(z_range_mm: tuple[float, float], voxel_mm: tuple[fl
     from scipy.ndimage import gaussian_filter
 
     maps, affine = _load_full_template()
-    margin = 25.0  # mm: room for the subject's deformation and misregistration
+    margin = 45.0  # mm: room for the subject's affine (12 degrees at 90 mm is 19 mm), slab shift, deformation
     world_to_vox = np.linalg.inv(affine)
     k_lo = int(np.floor(world_to_vox[2, 2] * (min(z_range_mm) - margin) + world_to_vox[2, 3]))
     k_hi = int(np.ceil(world_to_vox[2, 2] * (max(z_range_mm) + margin) + world_to_vox[2, 3])) + 1

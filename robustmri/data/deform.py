@@ -98,3 +98,57 @@ def random_elastic(
         fine = zoom(coarse, factors, order=3, mode="nearest", grid_mode=True)
         fields.append(fine[: shape[0], : shape[1], : shape[2]].astype(np.float32))
     return fields[0], fields[1], fields[2]
+
+
+def _upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Cubic-spline upsampling of a control grid to ``shape`` (the construction of :func:`random_elastic`)."""
+    factors = [s / c for s, c in zip(shape, coarse.shape)]
+    fine = zoom(coarse, factors, order=3, mode="nearest", grid_mode=True)
+    return fine[: shape[0], : shape[1], : shape[2]].astype(np.float32)
+
+
+def random_elastic_multiscale(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    amplitude_mm: float,
+    levels: int,
+    coarsest: tuple[int, int, int] = (4, 4, 3),
+) -> Grid | None:
+    """Sum of ``levels`` smooth displacement fields (mm), as in SynthSeg's multi-scale deformation:
+    level ``k`` has ``coarsest * 2^k`` control points (at most the grid's size) drawn N(0,
+    ``amplitude_mm / 2^k``), so large fields bend the whole brain and small ones the folds. The
+    levels are summed on the finest control grid and upsampled once (cubic splines). The control
+    grids are fixed per field of view, so a seed deforms alike at any matrix size. ``None`` for a
+    zero amplitude."""
+    if amplitude_mm <= 0 or levels < 1:
+        return None
+    grids = [tuple(min(max(2, c * 2**k), s) for c, s in zip(coarsest, shape)) for k in range(levels)]
+    finest = grids[-1]
+    fields = []
+    for _ in range(3):
+        total = np.zeros(finest, dtype=np.float64)
+        for k, cp in enumerate(grids):
+            coarse = rng.normal(0.0, amplitude_mm / 2**k, size=cp)
+            total += coarse if cp == finest else _upsample(coarse, finest)
+        fields.append(_upsample(total, shape))
+    return fields[0], fields[1], fields[2]
+
+
+@dataclass(frozen=True)
+class RadialExpansion:
+    """Ventricle enlargement as a smooth local dilation about ``centre`` (template mm):
+    ``x -> c + (x - c) (1 - beta w(x))`` with ``w = exp(-|x - c|^2 / (2 r^2))``. Applied to the
+    coordinates where the template is sampled, it shows the template's structures near ``c``
+    enlarged by about ``1 / (1 - beta)`` (invertible for ``beta < 1``)."""
+
+    centre: np.ndarray
+    radius_mm: float
+    beta: float
+
+    def apply(self, grid: Grid) -> Grid:
+        if self.beta == 0:
+            return grid
+        d = [g - c for g, c in zip(grid, self.centre)]
+        w = np.exp(-(d[0] ** 2 + d[1] ** 2 + d[2] ** 2) / (2.0 * self.radius_mm**2))
+        s = 1.0 - self.beta * w
+        return tuple((c + di * s).astype(np.float32) for c, di in zip(self.centre, d))  # type: ignore[return-value]

@@ -4,14 +4,26 @@ A BrainWeb-like simulator built on the real MNI ICBM152 2009a anatomy shipped in
 (:mod:`robustmri.data.anatomy`). Every subject is a seed:
 
 1. **Anatomy** -- the template's CSF / GM / WM fraction maps seen through a random subject transform
-   (small affine + smooth elastic displacement, :mod:`robustmri.data.deform`), optionally with a
+   in the spirit of SynthSeg (Billot et al. 2023): an affine (+-12 degrees, +-10 % scaling, +-5 mm,
+   plus a per-subject shift of the slab of +-8 mm, so slice positions differ between subjects),
+   multi-scale elastic displacement, ventricle enlargement (:mod:`robustmri.data.deform`), then
+   sulcal widening and cortical thickness change (:mod:`robustmri.data.remodel`); optionally a
    BraTS-like lesion (tumour core + oedema, :mod:`robustmri.data.lesions`) at ``lesion_rate``.
 2. **Physics** -- per-subject jittered T1/T2/PD per tissue (:mod:`robustmri.data.tissues`) turned
-   into T1w, T2w, PDw (spin echo) and FLAIR (CSF-nulling inversion recovery) images with the signal
-   equations of :mod:`robustmri.data.physics`; partial-volume voxels mix tissue signals by fraction.
-3. **Acquisition** -- a smooth multiplicative bias field (shared coil profile plus a smaller
-   per-contrast part), Rician noise at a given SNR, and optional misregistration of every contrast
-   but the first (a small rigid in-plane rotation and 3-D shift).
+   into T1w (spin echo or spoiled gradient echo), T2w, PDw (spin echo) and FLAIR (CSF-nulling
+   inversion recovery) images with the signal equations of :mod:`robustmri.data.physics`;
+   partial-volume voxels mix tissue signals by fraction.
+3. **Acquisition** -- with ``acquisition="varied"`` (the default) a site profile per subject
+   (:mod:`robustmri.data.acquisition`: IXI-like or clinical protocols at 1.5 T or 3 T, sequence
+   times drawn within ranges), an acquired matrix of 75-100 % of the output's (k-space truncation:
+   resolution and Gibbs ringing) and an SNR drawn per contrast in [15, 40]; with ``"fixed"``, one
+   sequence set at ``field_strength`` and ``snr``. Then a smooth multiplicative bias field (shared
+   coil profile plus a smaller per-contrast part, strength scaled per subject), Rician noise, and
+   optional misregistration of every contrast but the first (a small rigid in-plane rotation and
+   3-D shift).
+
+:meth:`SynthConfig.classic` gives the narrow variety of format 1 (one template under a small
+affine, one protocol, SNR 30), kept to measure what the variety changes (docs/data.md).
 
 The brain is skull-stripped (like BraTS); the background is zero plus Rician noise. Volumes are
 (H, W, S) = (size, size, n_slices): axis 0 runs left->right (x), axis 1 posterior->anterior (y),
@@ -34,10 +46,19 @@ from typing import Any
 import numpy as np
 
 from robustmri.atomic import atomic_dir, clean_stale_partials, write_bytes_atomic, write_json_atomic
+from robustmri.data.acquisition import SITE_PROFILES, check_profiles, draw_site, truncate_kspace
 from robustmri.data.anatomy import TemplateTissues, template_tissues
 from robustmri.data.contrasts import canonical_contrast
-from robustmri.data.deform import AffineMotion, Grid, random_affine, random_elastic, random_rigid_inplane
+from robustmri.data.deform import (
+    AffineMotion,
+    Grid,
+    RadialExpansion,
+    random_affine,
+    random_elastic_multiscale,
+    random_rigid_inplane,
+)
 from robustmri.data.lesions import random_lesion
+from robustmri.data.remodel import remodel
 from robustmri.data.physics import DEFAULT_SEQUENCES, Sequence, add_rician_noise, null_ti, polynomial_bias_field, signal
 from robustmri.data.tissues import SEG_LABELS, TISSUES, jitter_tissues, tissue_table
 from robustmri.errors import ConfigError
@@ -45,7 +66,11 @@ from robustmri.errors import ConfigError
 SYNTH_CONTRASTS: tuple[str, ...] = tuple(DEFAULT_SEQUENCES)
 """Contrasts the simulator can produce: t1, t2, pd, flair (no contrast-enhanced T1)."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+VENTRICLE_CENTRE_MNI = (0.0, -14.0, 15.0)
+"""Centroid (mm) of the lateral ventricles' CSF in the MNI template (measured on nilearn's maps)."""
+VENTRICLE_RADIUS_MM = 22.0
 
 
 @dataclass(frozen=True)
@@ -58,13 +83,22 @@ class SynthConfig:
     contrasts: which of t1, t2, pd, flair to simulate (the first is the misregistration reference).
     field_strength: "1.5T" (BrainWeb tissue values) or "3T".
     sequences: optional overrides ``{contrast: Sequence}`` of :data:`DEFAULT_SEQUENCES`.
-    snr: mean brain signal / noise standard deviation per contrast; ``0`` disables noise.
+    snr: mean brain signal / noise standard deviation per contrast with ``acquisition="fixed"``;
+        ``0`` disables noise (in both modes).
     bias_strength: bias-field polynomial coefficient range (0 disables; 0.3 gives about +-20 %).
     lesion_rate: probability that a subject has a lesion (0 to 1).
     misregistration_mm: maximum rigid shift (mm, per axis) of contrasts 2.. against the first;
         the in-plane rotation maximum is ``misregistration_deg`` (defaults to the same number).
-    deformation_mm: standard deviation of the elastic displacement at the control points.
+    deformation_mm, deformation_levels: standard deviation of the coarsest elastic displacement and
+        the number of scales (each finer one has twice the control points and half the amplitude).
     rotation_deg, scale_fraction, translation_mm: ranges of the subject affine.
+    slab_jitter_mm: range of a per-subject shift of the slab along z (slice positions differ).
+    ventricle_expansion: the largest ventricle enlargement ``beta`` (about ``1 / (1 - beta)``).
+    sulcal_widening, cortical_change: largest sulcal widening and cortical thickness change
+        (:func:`robustmri.data.remodel.remodel`), drawn U(0, a) and U(-c, c) per subject.
+    acquisition: "varied" (a site profile per subject from ``site_profiles``, SNR drawn in
+        ``snr_range`` per contrast, acquired matrix fraction in ``kspace_fraction``) or "fixed"
+        (``field_strength``, ``sequences`` and ``snr`` for every subject, full matrix).
     tissue_jitter: (subject-wide, per-tissue) relative ranges of T1/T2/PD variation.
     seed: dataset seed; subject ``i`` uses ``numpy.random.default_rng([seed, i])``.
     """
@@ -81,12 +115,30 @@ class SynthConfig:
     lesion_rate: float = 0.0
     misregistration_mm: float = 0.0
     misregistration_deg: float | None = None
-    deformation_mm: float = 2.5
-    rotation_deg: float = 3.0
-    scale_fraction: float = 0.05
-    translation_mm: float = 3.0
+    deformation_mm: float = 3.0
+    deformation_levels: int = 3
+    rotation_deg: float = 12.0
+    scale_fraction: float = 0.10
+    translation_mm: float = 5.0
+    slab_jitter_mm: float = 8.0
+    ventricle_expansion: float = 0.35
+    sulcal_widening: float = 0.5
+    cortical_change: float = 0.3
     tissue_jitter: tuple[float, float] = (0.08, 0.03)
+    acquisition: str = "varied"
+    site_profiles: tuple[str, ...] = tuple(SITE_PROFILES)
+    snr_range: tuple[float, float] = (15.0, 40.0)
+    kspace_fraction: tuple[float, float] = (0.75, 1.0)
     seed: int = 0
+
+    @classmethod
+    def classic(cls, **overrides: Any) -> SynthConfig:
+        """Format 1's narrow variety: one template under a small affine (+-3 degrees, +-5 %, +-3 mm)
+        and one 2.5 mm elastic scale, no remodelling, one protocol at SNR 30."""
+        base: dict[str, Any] = dict(deformation_mm=2.5, deformation_levels=1, rotation_deg=3.0, scale_fraction=0.05,
+                                    translation_mm=3.0, slab_jitter_mm=0.0, ventricle_expansion=0.0, sulcal_widening=0.0,
+                                    cortical_change=0.0, acquisition="fixed")
+        return cls(**{**base, **overrides})
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 16:
@@ -111,9 +163,27 @@ class SynthConfig:
             raise ConfigError(f"snr must be >= 0 (0 = noiseless), got {self.snr}")
         if not 0.0 <= self.lesion_rate <= 1.0:
             raise ConfigError(f"lesion rate must be within [0, 1], got {self.lesion_rate}")
-        for name in ("bias_strength", "misregistration_mm", "deformation_mm", "rotation_deg", "scale_fraction", "translation_mm"):
+        for name in ("bias_strength", "misregistration_mm", "deformation_mm", "rotation_deg", "scale_fraction", "translation_mm",
+                     "slab_jitter_mm"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not isinstance(self.deformation_levels, int) or self.deformation_levels < 1:
+            raise ConfigError(f"deformation_levels must be an integer >= 1, got {self.deformation_levels!r}")
+        if not 0 <= self.ventricle_expansion < 0.9 or not 0 <= self.sulcal_widening <= 1 or not 0 <= self.cortical_change <= 1:
+            raise ConfigError("ventricle_expansion must be in [0, 0.9), sulcal_widening and cortical_change in [0, 1], got "
+                              f"{self.ventricle_expansion}, {self.sulcal_widening}, {self.cortical_change}")
+        if self.acquisition not in ("varied", "fixed"):
+            raise ConfigError(f"acquisition must be 'varied' or 'fixed', got {self.acquisition!r}")
+        object.__setattr__(self, "site_profiles", tuple(self.site_profiles))
+        check_profiles(self.site_profiles)
+        object.__setattr__(self, "snr_range", tuple(float(v) for v in self.snr_range))
+        object.__setattr__(self, "kspace_fraction", tuple(float(v) for v in self.kspace_fraction))
+        lo, hi = self.snr_range
+        if not 0 < lo <= hi:
+            raise ConfigError(f"snr_range must be (low, high) with 0 < low <= high, got {self.snr_range}")
+        lo, hi = self.kspace_fraction
+        if not 0.1 <= lo <= hi <= 1.0:
+            raise ConfigError(f"kspace_fraction must be (low, high) within [0.1, 1], got {self.kspace_fraction}")
         for c in self.sequences:
             if canonical_contrast(c) not in SYNTH_CONTRASTS:
                 raise ConfigError(f"sequence override for unknown contrast {c!r}")
@@ -150,6 +220,9 @@ class SynthConfig:
         out["slab_mm"] = list(self.slab_mm)
         out["contrasts"] = list(self.contrasts)
         out["tissue_jitter"] = list(self.tissue_jitter)
+        out["site_profiles"] = list(self.site_profiles)
+        out["snr_range"] = list(self.snr_range)
+        out["kspace_fraction"] = list(self.kspace_fraction)
         out["sequences"] = {c: asdict(self.sequence(c)) for c in self.contrasts}
         return out
 
@@ -253,7 +326,15 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
     subject_affine, affine_params = random_affine(
         rng, centre, config.rotation_deg, config.scale_fraction, config.translation_mm
     )
-    elastic = random_elastic(rng, shape, config.deformation_mm)
+    if config.slab_jitter_mm > 0:  # this subject's slices sit elsewhere along z
+        dz = float(rng.uniform(-config.slab_jitter_mm, config.slab_jitter_mm))
+        subject_affine = AffineMotion(subject_affine.matrix, subject_affine.centre, subject_affine.translation + np.array([0, 0, dz]))
+        affine_params["slab_shift_mm"] = round(dz, 6)
+    elastic = random_elastic_multiscale(rng, shape, config.deformation_mm, config.deformation_levels)
+    ventricles = RadialExpansion(np.array(VENTRICLE_CENTRE_MNI), VENTRICLE_RADIUS_MM,
+                                 float(rng.uniform(0, config.ventricle_expansion)) if config.ventricle_expansion > 0 else 0.0)
+    sulcal = float(rng.uniform(0, config.sulcal_widening)) if config.sulcal_widening > 0 else 0.0
+    cortical = float(rng.uniform(-config.cortical_change, config.cortical_change)) if config.cortical_change > 0 else 0.0
     # Misregistration of contrasts 2.. against the first (applied in subject space, before anatomy).
     motions: dict[str, AffineMotion | None] = {config.contrasts[0]: None}
     motion_params: dict[str, Any] = {}
@@ -266,18 +347,31 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
 
     has_lesion = bool(rng.random() < config.lesion_rate)
     lesion = random_lesion(rng, _lesion_candidates(template, config)) if has_lesion else None
-    tissues = jitter_tissues(tissue_table(config.field_strength), rng, *config.tissue_jitter)
+    if config.acquisition == "varied":
+        site, field_strength, site_sequences = draw_site(rng, config.site_profiles, config.contrasts)
+        snrs = {c: float(rng.uniform(*config.snr_range)) if config.snr > 0 else 0.0 for c in config.contrasts}
+        kfrac = {c: float(rng.uniform(*config.kspace_fraction)) for c in config.contrasts}
+        bias_scale = float(rng.uniform(0.5, 1.5))
+    else:
+        site, field_strength, site_sequences = "fixed", config.field_strength, {}
+        snrs = {c: config.snr for c in config.contrasts}
+        kfrac = {c: 1.0 for c in config.contrasts}
+        bias_scale = 1.0
+    overrides = {canonical_contrast(k): v for k, v in config.sequences.items()}
+    tissues = jitter_tissues(tissue_table(field_strength), rng, *config.tissue_jitter)
 
     def template_grid(motion: AffineMotion | None) -> Grid:
         g = out_grid if motion is None else motion.apply(out_grid)
         g = subject_affine.apply(g)
         if elastic is not None:
             g = (g[0] + elastic[0], g[1] + elastic[1], g[2] + elastic[2])
-        return g
+        return ventricles.apply(g)
 
     def fractions_for(motion: AffineMotion | None) -> dict[str, np.ndarray]:
         g = template_grid(motion)
         f = _sample(template, g)
+        if sulcal or cortical:
+            f = remodel(f, config.voxel_mm, sulcal, cortical)
         if lesion is not None:
             core, shell = lesion.fractions(g, edge_mm=max(config.voxel_mm[0], 1.0))
             f = _add_lesion(f, core, shell)
@@ -288,9 +382,9 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
 
     # Bias field: a coil profile shared by all contrasts times a smaller per-contrast part.
     norm = [(g - c) / (0.5 * config.fov_mm) for g, c in zip(out_grid, centre)]
-    shared_bias = polynomial_bias_field((norm[0], norm[1], norm[2]), rng, config.bias_strength)
+    shared_bias = polynomial_bias_field((norm[0], norm[1], norm[2]), rng, config.bias_strength * bias_scale)
 
-    nominal_csf_t1 = tissue_table(config.field_strength)["csf"].t1
+    nominal_csf_t1 = tissue_table(field_strength)["csf"].t1
     images: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     sequences: dict[str, Any] = {}
@@ -298,9 +392,10 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
     for c in config.contrasts:
         frac = reference if motions[c] is None else fractions_for(motions[c])
         labels[c] = seg if motions[c] is None else _segmentation(frac)
-        seq = config.sequence(c)
+        seq = overrides.get(c) or site_sequences.get(c) or config.sequence(c)
         ti = seq.ti if seq.kind == "ir" and seq.ti is not None else (null_ti(nominal_csf_t1, seq.tr) if seq.kind == "ir" else None)
-        sequences[c] = {"kind": seq.kind, "tr_ms": seq.tr, "te_ms": seq.te, "ti_ms": ti}
+        sequences[c] = {"kind": seq.kind, "tr_ms": seq.tr, "te_ms": seq.te, "ti_ms": ti, "flip_deg": seq.flip_deg,
+                        "snr": round(snrs[c], 4), "kspace_fraction": round(kfrac[c], 4)}
         img = np.zeros(shape, dtype=np.float32)
         for t in TISSUES:
             if t not in frac:
@@ -308,10 +403,11 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
             p = tissues[t]
             s = float(signal(seq, p.pd, p.t1, p.t2, csf_t1=nominal_csf_t1))
             img += frac[t] * s
-        own_bias = polynomial_bias_field((norm[0], norm[1], norm[2]), rng, config.bias_strength * 0.25)
+        own_bias = polynomial_bias_field((norm[0], norm[1], norm[2]), rng, config.bias_strength * bias_scale * 0.25)
         img *= shared_bias * own_bias
+        img = truncate_kspace(img, kfrac[c])
         brain = seg > 0
-        sigma = float(img[brain].mean() / config.snr) if (config.snr > 0 and brain.any()) else 0.0
+        sigma = float(img[brain].mean() / snrs[c]) if (snrs[c] > 0 and brain.any()) else 0.0
         noise_sigma[c] = sigma
         images[c] = add_rician_noise(img, sigma, rng)
 
@@ -321,6 +417,9 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
         "seed": [config.seed, index],
         "config": config.to_json(),
         "subject_affine": affine_params,
+        "anatomy": {"ventricle_expansion": round(ventricles.beta, 6), "sulcal_widening": round(sulcal, 6),
+                    "cortical_change": round(cortical, 6)},
+        "site": {"profile": site, "field_strength": field_strength},
         "misregistration": motion_params,
         "lesion": lesion.to_json() if lesion is not None else None,
         "tissues": {t: {"t1_ms": round(p.t1, 4), "t2_ms": round(p.t2, 4), "pd": round(p.pd, 6)} for t, p in tissues.items()},
@@ -455,7 +554,7 @@ def _embedded_arrays(key: str) -> dict[str, np.ndarray]:
         return _ARRAY_CACHE[key]
     spec = json.loads(key)
     overrides = {k: v for k, v in spec.items() if k not in ("n", "size", "slices", "seed", "contrasts")}
-    for name in ("slab_mm", "tissue_jitter"):
+    for name in ("slab_mm", "tissue_jitter", "site_profiles", "snr_range", "kspace_fraction"):
         if name in overrides:
             overrides[name] = tuple(overrides[name])
     config = SynthConfig(size=spec["size"], n_slices=spec["slices"], seed=spec["seed"], contrasts=tuple(spec["contrasts"]), **overrides)

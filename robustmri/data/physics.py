@@ -14,6 +14,12 @@ Signal equations (ideal 90-degree excitation, perfect spoiling, TE << TR):
 
   which vanishes for a tissue with ``T1 = TI / ln(2 / (1 + exp(-TR / T1)))``; :func:`null_ti`
   returns the TI that nulls a given T1 (CSF for FLAIR).
+
+- spoiled gradient echo (T1w as in IXI's 3-D T1 scans; flip angle ``a``, ``E1 = exp(-TR / T1)``)::
+
+      S = PD * sin(a) (1 - E1) / (1 - cos(a) E1) * exp(-TE / T2*)
+
+  with T2* taken as T2 (inferred: the simulator has no T2*; at TE of a few ms the factor is near 1).
 """
 
 from __future__ import annotations
@@ -30,20 +36,24 @@ from robustmri.errors import ConfigError
 class Sequence:
     """Acquisition parameters of one contrast (times in ms).
 
-    ``kind`` is ``"se"`` (spin echo) or ``"ir"`` (inversion recovery). ``ti`` is only used for
-    ``"ir"``; ``None`` means "null CSF" (computed from the nominal CSF T1 of the field strength).
+    ``kind`` is ``"se"`` (spin echo), ``"ir"`` (inversion recovery) or ``"gre"`` (spoiled gradient
+    echo). ``ti`` is only used for ``"ir"``; ``None`` means "null CSF" (computed from the nominal
+    CSF T1 of the field strength). ``flip_deg`` (degrees) is only used for ``"gre"``.
     """
 
     kind: str
     tr: float
     te: float
     ti: float | None = None
+    flip_deg: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("se", "ir"):
-            raise ConfigError(f"unknown sequence kind {self.kind!r}: use 'se' or 'ir'")
+        if self.kind not in ("se", "ir", "gre"):
+            raise ConfigError(f"unknown sequence kind {self.kind!r}: use 'se', 'ir' or 'gre'")
         if self.tr <= 0 or self.te <= 0 or (self.ti is not None and self.ti <= 0):
             raise ConfigError(f"sequence times must be > 0 ms, got TR={self.tr} TE={self.te} TI={self.ti}")
+        if self.kind == "gre" and (self.flip_deg is None or not 0 < self.flip_deg <= 90):
+            raise ConfigError(f"a gradient echo needs a flip angle in (0, 90] degrees, got {self.flip_deg}")
 
 
 DEFAULT_SEQUENCES: dict[str, Sequence] = {
@@ -74,6 +84,15 @@ def inversion_recovery(
     return np.asarray(pd) * np.abs(1.0 - 2.0 * np.exp(-ti / t1) + np.exp(-tr / t1)) * np.exp(-te / np.asarray(t2))
 
 
+def spoiled_gradient_echo(
+    pd: np.ndarray | float, t1: np.ndarray | float, t2: np.ndarray | float, tr: float, te: float, flip_deg: float
+) -> np.ndarray:
+    """Spoiled gradient-echo magnitude ``PD sin(a) (1 - E1) / (1 - cos(a) E1) e^(-TE/T2)``; times in ms."""
+    a = math.radians(flip_deg)
+    e1 = np.exp(-tr / np.asarray(t1))
+    return np.asarray(pd) * math.sin(a) * (1.0 - e1) / (1.0 - math.cos(a) * e1) * np.exp(-te / np.asarray(t2))
+
+
 def null_ti(t1: float, tr: float) -> float:
     """Inversion time (ms) that nulls a tissue of longitudinal relaxation ``t1`` (ms) at repetition ``tr``."""
     return float(t1 * math.log(2.0 / (1.0 + math.exp(-tr / t1))))
@@ -83,6 +102,9 @@ def signal(seq: Sequence, pd: np.ndarray | float, t1: np.ndarray | float, t2: np
     """Signal of ``seq`` for tissue parameters; ``csf_t1`` (ms) sets TI when ``seq.ti`` is None."""
     if seq.kind == "se":
         return spin_echo(pd, t1, t2, seq.tr, seq.te)
+    if seq.kind == "gre":
+        assert seq.flip_deg is not None
+        return spoiled_gradient_echo(pd, t1, t2, seq.tr, seq.te, seq.flip_deg)
     ti = seq.ti if seq.ti is not None else null_ti(csf_t1, seq.tr)
     return inversion_recovery(pd, t1, t2, seq.tr, seq.te, ti)
 
