@@ -24,9 +24,17 @@ def synth(
     misregistration: float = typer.Option(
         0.0, "--misregistration", help="Max rigid shift (mm) and in-plane rotation (deg) of t2/pd/flair against t1."
     ),
-    snr: float = typer.Option(30.0, "--snr", help="Mean brain signal / noise sigma (Rician); 0 = noiseless."),
+    variety: str = typer.Option(
+        "varied", "--variety", help="varied (SynthSeg-like anatomy, site profiles) or classic (format 1: one template, one protocol)."
+    ),
+    acquisition: str = typer.Option(
+        None, "--acquisition", help="varied (a site profile per subject) or fixed (--field, --snr); default: the variety's."
+    ),
+    snr: float = typer.Option(
+        None, "--snr", help="Mean brain signal / noise sigma (Rician), fixed acquisition: default 30; 0 = noiseless in both."
+    ),
     bias: float = typer.Option(0.3, "--bias", help="Bias-field strength (0 = none)."),
-    field: str = typer.Option("1.5T", "--field", help="Field strength for tissue values: 1.5T or 3T."),
+    field: str = typer.Option(None, "--field", help="Field strength for tissue values, fixed acquisition: 1.5T (default) or 3T."),
     contrasts: str = typer.Option("t1,t2,pd,flair", "--contrasts", help="Comma-separated contrasts to simulate."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ) -> None:
@@ -35,17 +43,25 @@ def synth(
 
     from robustmri.data.embedded import SynthConfig, write_dataset
 
-    config = SynthConfig(
-        size=size,
-        n_slices=slices,
-        seed=seed,
-        lesion_rate=lesions,
-        misregistration_mm=misregistration,
-        snr=snr,
-        bias_strength=bias,
-        field_strength=field,
-        contrasts=tuple(c for c in contrasts.split(",") if c.strip()),
-    )
+    from robustmri.errors import ConfigError
+
+    if variety not in ("varied", "classic"):
+        raise ConfigError(f"bad --variety {variety!r}: use varied or classic")
+    fields = dict(size=size, n_slices=slices, seed=seed, lesion_rate=lesions, misregistration_mm=misregistration, bias_strength=bias,
+                  contrasts=tuple(c for c in contrasts.split(",") if c.strip()))
+    if acquisition is not None:
+        fields["acquisition"] = acquisition
+    if snr is not None:
+        fields["snr"] = snr
+    if field is not None:
+        fields["field_strength"] = field
+    config = SynthConfig.classic(**fields) if variety == "classic" else SynthConfig(**fields)
+    if config.acquisition == "varied" and field is not None:
+        raise ConfigError("--field applies to a fixed acquisition (site profiles draw the field per subject): "
+                          "add --acquisition fixed")
+    if config.acquisition == "varied" and snr not in (None, 0.0):
+        raise ConfigError("--snr applies to a fixed acquisition (site profiles draw the SNR in 15-40 per contrast): "
+                          "add --acquisition fixed, or --snr 0 for noiseless data")
     start = time.perf_counter()
 
     def progress(it):  # type: ignore[no-untyped-def]
