@@ -282,3 +282,31 @@ def test_subjects_differ_in_anatomy_site_and_slice_position():
     assert 15 <= min(snrs) and max(snrs) <= 40 and max(snrs) - min(snrs) > 5
     classic = [synth_subject(i, SynthConfig.classic(size=64, n_slices=8)).params for i in range(2)]
     assert {p["site"]["profile"] for p in classic} == {"fixed"} and classic[0]["sequences"]["t2"]["snr"] == 30.0
+
+
+def test_head_shells_surround_the_brain_and_change_nothing_inside():
+    """--head: with the full matrix (no k-space spread), brain voxels and the segmentation are those
+    of the skull-stripped subject; outside, the shells follow their tissues' signal equations: on
+    T1w the scalp fat is brighter than WM and the bone between brain and scalp is dark."""
+    base = dict(size=96, n_slices=6, seed=2, kspace_fraction=(1.0, 1.0), acquisition="fixed", snr=0.0, bias_strength=0.0)
+    plain = synth_subject(0, SynthConfig(**base))
+    head = synth_subject(0, SynthConfig(**base, head=True))
+    assert plain.params["head_mm"] is None and set(head.params["head_mm"]) >= {"scalp_fat", "inner_table"}
+    np.testing.assert_array_equal(head.seg, plain.seg)
+    from scipy.ndimage import distance_transform_edt
+
+    brain = plain.seg > 0
+    d = distance_transform_edt(~brain, sampling=SynthConfig(**base).voxel_mm)
+    air = plain.images["t1"] == 0.0  # no brain at all, even partial (thick slices reach far in-plane)
+    assert air.mean() > 0.3
+    for c in plain.images:
+        np.testing.assert_array_equal(head.images[c][brain], plain.images[c][brain])
+        assert head.images[c][air].max() > 0.0
+    t1 = head.images["t1"]
+    wm = float(np.median(t1[plain.seg == 3]))
+    mm = head.params["head_mm"]
+    fat_at = mm["rim"] + mm["inner_table"] + mm["diploe"] + mm["outer_table"] + 0.5 * mm["scalp_fat"]
+    ring = (~brain) & (np.abs(d - fat_at) < 1.5) & (d > 4)
+    assert ring.sum() > 50 and float(np.percentile(t1[ring], 90)) > 1.1 * wm  # fat is bright on T1w
+    far = d > sum(mm.values()) + 12  # beyond the head (smoothing of the outline adds a few mm): air
+    assert far.any() and float(t1[far].max()) == 0.0

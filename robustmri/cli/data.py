@@ -34,6 +34,7 @@ def synth(
         None, "--snr", help="Mean brain signal / noise sigma (Rician), fixed acquisition: default 30; 0 = noiseless in both."
     ),
     bias: float = typer.Option(0.3, "--bias", help="Bias-field strength (0 = none)."),
+    head: bool = typer.Option(False, "--head", help="Add skull, scalp and CSF rim around the brain (not skull-stripped)."),
     field: str = typer.Option(None, "--field", help="Field strength for tissue values, fixed acquisition: 1.5T (default) or 3T."),
     contrasts: str = typer.Option("t1,t2,pd,flair", "--contrasts", help="Comma-separated contrasts to simulate."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
@@ -47,7 +48,7 @@ def synth(
 
     if variety not in ("varied", "classic"):
         raise ConfigError(f"bad --variety {variety!r}: use varied or classic")
-    fields = dict(size=size, n_slices=slices, seed=seed, lesion_rate=lesions, misregistration_mm=misregistration, bias_strength=bias,
+    fields = dict(size=size, n_slices=slices, seed=seed, lesion_rate=lesions, misregistration_mm=misregistration, bias_strength=bias, head=head,
                   contrasts=tuple(c for c in contrasts.split(",") if c.strip()))
     if acquisition is not None:
         fields["acquisition"] = acquisition

@@ -57,10 +57,11 @@ from robustmri.data.deform import (
     random_elastic_multiscale,
     random_rigid_inplane,
 )
+from robustmri.data.head import HEAD_TISSUES, draw_thickness, head_fractions
 from robustmri.data.lesions import random_lesion
 from robustmri.data.remodel import remodel
 from robustmri.data.physics import DEFAULT_SEQUENCES, Sequence, add_rician_noise, null_ti, polynomial_bias_field, signal
-from robustmri.data.tissues import SEG_LABELS, TISSUES, jitter_tissues, tissue_table
+from robustmri.data.tissues import SEG_LABELS, TISSUES, canonical_field_strength, jitter_tissues, tissue_table
 from robustmri.errors import ConfigError
 
 SYNTH_CONTRASTS: tuple[str, ...] = tuple(DEFAULT_SEQUENCES)
@@ -96,6 +97,9 @@ class SynthConfig:
     ventricle_expansion: the largest ventricle enlargement ``beta`` (about ``1 / (1 - beta)``).
     sulcal_widening, cortical_change: largest sulcal widening and cortical thickness change
         (:func:`robustmri.data.remodel.remodel`), drawn U(0, a) and U(-c, c) per subject.
+    head: add tissues outside the brain (CSF rim, skull, marrow, scalp fat, soft tissue) as shells
+        around the brain (:mod:`robustmri.data.head`): un-skull-stripped, IXI-like images. Drawn from
+        a separate random stream, so switching it does not change anything else of a subject.
     acquisition: "varied" (a site profile per subject from ``site_profiles``, SNR drawn in
         ``snr_range`` per contrast, acquired matrix fraction in ``kspace_fraction``) or "fixed"
         (``field_strength``, ``sequences`` and ``snr`` for every subject, full matrix).
@@ -129,6 +133,7 @@ class SynthConfig:
     site_profiles: tuple[str, ...] = tuple(SITE_PROFILES)
     snr_range: tuple[float, float] = (15.0, 40.0)
     kspace_fraction: tuple[float, float] = (0.75, 1.0)
+    head: bool = False
     seed: int = 0
 
     @classmethod
@@ -359,6 +364,8 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
         bias_scale = 1.0
     overrides = {canonical_contrast(k): v for k, v in config.sequences.items()}
     tissues = jitter_tissues(tissue_table(field_strength), rng, *config.tissue_jitter)
+    thickness = draw_thickness(np.random.default_rng([config.seed, index, 1])) if config.head else None
+    head_key = canonical_field_strength(field_strength)
 
     def template_grid(motion: AffineMotion | None) -> Grid:
         g = out_grid if motion is None else motion.apply(out_grid)
@@ -403,6 +410,10 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
             p = tissues[t]
             s = float(signal(seq, p.pd, p.t1, p.t2, csf_t1=nominal_csf_t1))
             img += frac[t] * s
+        if thickness is not None:  # the head around this contrast's own brain (it moves with it)
+            for t, f in head_fractions(labels[c] > 0, config.voxel_mm, thickness).items():
+                p = tissues["csf"] if t == "csf" else HEAD_TISSUES[head_key][t]
+                img += f * float(signal(seq, p.pd, p.t1, p.t2, csf_t1=nominal_csf_t1))
         own_bias = polynomial_bias_field((norm[0], norm[1], norm[2]), rng, config.bias_strength * bias_scale * 0.25)
         img *= shared_bias * own_bias
         img = truncate_kspace(img, kfrac[c])
@@ -420,6 +431,7 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
         "anatomy": {"ventricle_expansion": round(ventricles.beta, 6), "sulcal_widening": round(sulcal, 6),
                     "cortical_change": round(cortical, 6)},
         "site": {"profile": site, "field_strength": field_strength},
+        "head_mm": thickness,
         "misregistration": motion_params,
         "lesion": lesion.to_json() if lesion is not None else None,
         "tissues": {t: {"t1_ms": round(p.t1, 4), "t2_ms": round(p.t2, 4), "pd": round(p.pd, 6)} for t, p in tissues.items()},

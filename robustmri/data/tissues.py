@@ -67,6 +67,11 @@ FIELD_STRENGTHS: dict[str, dict[str, Tissue]] = {
 
 def tissue_table(field_strength: str) -> dict[str, Tissue]:
     """Return the nominal tissue table for ``field_strength`` (``"1.5T"`` or ``"3T"``)."""
+    return dict(FIELD_STRENGTHS[canonical_field_strength(field_strength)])
+
+
+def canonical_field_strength(field_strength: str) -> str:
+    """``"1.5T"`` or ``"3T"`` for the accepted spellings (1.5, 3, 3.0T, ...); one-line error otherwise."""
     key = str(field_strength).upper().replace(" ", "")
     if key in ("1.5", "1.5T"):
         key = "1.5T"
@@ -76,7 +81,7 @@ def tissue_table(field_strength: str) -> dict[str, Tissue]:
         raise ConfigError(
             f"unknown field strength {field_strength!r}: use one of {', '.join(FIELD_STRENGTHS)}"
         )
-    return dict(FIELD_STRENGTHS[key])
+    return key
 
 
 def jitter_tissues(
