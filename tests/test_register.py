@@ -19,10 +19,13 @@ def misregistered(tmp_path_factory):
     """Two embedded subjects whose T2 is moved against their T1 (known rigid motion): 128^2 x 48
     slices of 1.64 x 1.64 x 2.5 mm over the whole brain (-40..80 mm). Over the default 80 mm slab
     the through-plane shift is weakly constrained (anatomy leaves the slab): up to 0.77 mm off,
-    measured, with the rotation still within 0.2 degrees."""
+    measured, with the rotation still within 0.2 degrees. Format 1's narrow variety (``classic``):
+    with format 2's slab shift (+-8 mm) the top of the brain can leave even this slab, and with its
+    per-contrast matrices and SNR down to 15 the same test measured 0.86 mm at worst (0.41 mean) for
+    sub-000: the known answer is then less well posed, which is not what this test is about."""
     from robustmri.data.embedded import SynthConfig, write_dataset
 
-    config = SynthConfig(size=128, n_slices=48, seed=3, contrasts=("t1", "t2"), misregistration_mm=MISREGISTRATION,
+    config = SynthConfig.classic(size=128, n_slices=48, seed=3, contrasts=("t1", "t2"), misregistration_mm=MISREGISTRATION,
                          slab_mm=(-40.0, 80.0))
     root = write_dataset(tmp_path_factory.mktemp("reg") / "raw", 2, config)
     return root, config
