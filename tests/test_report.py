@@ -288,3 +288,45 @@ def test_sample_rows_show_one_perturbation_per_family_at_its_strongest():
     ]
     assert sample_rows(keys) == [("clean", 0), ("rician_noise", 4), ("gaussian_blur", 4), ("motion", 4),
                                  ("misregistration", 4), ("pgd_linf", 4)]
+
+
+def test_an_oracle_is_labelled_never_bold_and_gets_no_mce(subjects: pd.DataFrame) -> None:
+    """'robust' is the best model of the synthetic results (bold AUC and mCE); declared an oracle,
+    it keeps its values under '(oracle)', loses its mCE, and the bold goes to the best other row."""
+    table = T.robustness_table(subjects, "pix2pix", "psnr")
+    cols = {c.key: c for c in table.columns}
+    assert table.cell("t1->t2", "robust", cols["auc"]).bold
+    auc = table.cell("t1->t2", "robust", cols["auc"]).mean
+    table.mark_oracles({"robust", "not-in-this-table"})
+    assert ("t1->t2", "robust (oracle)") in table.rows and ("t1->t2", "robust") not in table.rows
+    oracle = lambda key: table.cell("t1->t2", "robust (oracle)", cols[key])  # noqa: E731
+    assert oracle("auc").mean == auc and not oracle("auc").bold
+    assert oracle("mce") is None
+    others = [table.cell("t1->t2", m, cols["auc"]) for m in ("pix2pix", "resvit")]
+    assert all(c.bold for c in others)  # tied at 18.75, both now best
+    mce = {m: table.cell("t1->t2", m, cols["mce"]) for m in ("pix2pix", "resvit")}
+    best = min(round(c.mean, 1) for c in mce.values())
+    assert all(c.bold == (round(c.mean, 1) == best) for c in mce.values()) and any(c.bold for c in mce.values())
+    md = table.to_markdown()
+    assert "robust (oracle)" in md and "see the real target at test time" in md
+    assert "robust (oracle)" in table.to_csv()
+
+
+def test_report_finds_oracles_in_model_json_and_refuses_an_oracle_reference(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    (root / "cells" / "robust").mkdir(parents=True)
+    synthetic_results().to_csv(root / "results.csv", index=False)
+    (root / "manifest.json").write_text(json.dumps({"suite": "s", "reference_model": "pix2pix",
+                                                     "models": ["pix2pix", "robust", "resvit"]}))
+    (root / "cells" / "robust" / "model.json").write_text(json.dumps({"label": "robust", "oracle": True}))
+    build_report(root, n_boot=50)
+    tables = root / "report" / "tables"
+    for name in ("robustness_psnr.md", "clean_quality.md", "scores.md", "corruption_error.md", "auc_psnr.md"):
+        text = (tables / name).read_text()
+        assert "robust (oracle)" in text and "**" not in _row(text, "robust (oracle)"), name
+    assert "oracle" in (root / "report" / "report.html").read_text()
+    (root / "manifest.json").write_text(json.dumps({"suite": "s", "reference_model": "robust"}))
+    from robustmri.errors import DataError
+
+    with pytest.raises(DataError, match="sees the target at test time"):
+        build_report(root, n_boot=50)

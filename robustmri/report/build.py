@@ -42,6 +42,28 @@ class ReportInputs:
     models: list[str]
     ablation: bool
     warnings: list[str] = field(default_factory=list)
+    #: models that see the real target at test time (``model.json`` says ``oracle``, or a
+    #: ``:teacher_oracle`` variant): labelled, never bolded, ranked or given an mCE
+    oracles: set[str] = field(default_factory=set)
+
+
+ORACLE_SUFFIXES = (":teacher_oracle",)
+
+
+def oracle_models(root: Path, models: list[str]) -> set[str]:
+    """The oracle models of a results folder: those whose ``cells/**/model.json`` says so, and any
+    ``kd_attack:teacher_oracle`` (results written before model.json recorded it)."""
+    import json
+
+    out = {m for m in models if m.endswith(ORACLE_SUFFIXES)}
+    for f in sorted((root / "cells").rglob("model.json")) if (root / "cells").is_dir() else []:
+        try:
+            info = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("oracle") and info.get("label") in models:
+            out.add(str(info["label"]))
+    return out
 
 
 def external_notes(path: Path) -> list[str]:
@@ -97,7 +119,14 @@ def load_results(results_dir: str | Path) -> ReportInputs:
         warnings.append(f"Only {int(n_subjects.min())} test subject(s) in a direction: a two-sided Wilcoxon test "
                         "of fewer than 6 pairs cannot reach p < 0.05, so no difference is marked significant.")
     warnings += external_notes(root / "external.json")
-    return ReportInputs(frame=frame, manifest=manifest, protocol=protocol,
+    oracles = oracle_models(root, models)
+    if reference in oracles:
+        raise DataError(f"{root / 'manifest.json'}: the reference model {reference!r} sees the target at test time (an "
+                        "oracle): name a model that does not as the suite's reference_model")
+    if oracles:
+        warnings.append(f"{', '.join(sorted(oracles))} see(s) the real target at test time (oracle): shown for diagnosis, "
+                        "marked (oracle), never bolded or ranked, and without mCE.")
+    return ReportInputs(oracles=oracles, frame=frame, manifest=manifest, protocol=protocol,
                         suite=str(manifest.get("suite") or root.name), reference=reference, models=models,
                         ablation=bool(manifest.get("ablation", False)), warnings=warnings)
 
@@ -192,6 +221,8 @@ def build_report(
             inputs.warnings.append("The manifest asks for an ablation but results.csv has no 'kd_attack:<variant>' "
                                    "models; the ablation table is omitted.")
 
+    for t in tables:
+        t.mark_oracles(inputs.oracles)
     with atomic_dir(out, overwrite=True) as tmp:
         table_items = []
         for t in tables:

@@ -10,7 +10,9 @@ Rendering rules, the same in every format:
 - best value per column within a direction block in **bold**: highest PSNR/SSIM, lowest
   MAE/NMSE/AUC/mCE, compared at the displayed precision (ties are all bold);
 - ``*`` when p_Holm < 0.05 and ``**`` when p_Holm < 0.01 against the baseline row; the baseline row
-  itself is never marked.
+  itself is never marked;
+- oracle rows (models that see the real target at test time) are labelled ``(oracle)``, never bold
+  and have no mCE (:meth:`Table.mark_oracles`).
 
 The builders (:func:`clean_table`, :func:`robustness_table`, :func:`auc_table`, :func:`ce_table`,
 :func:`ablation_table`) take the subject frame of :func:`robustmri.analysis.stats.subject_means`.
@@ -101,6 +103,26 @@ class Table:
     note: str = ""
     group_label: str = "Direction"
     row_label: str = "Model"
+    oracles: frozenset[str] = frozenset()
+
+    ORACLE_TAG = " (oracle)"
+    #: columns an oracle gets no value in (scores relative to the field, such as mCE)
+    ORACLE_EMPTY = ("mce", "mce_low", "mce_high", "rel_mce")
+
+    def mark_oracles(self, models: set[str] | frozenset[str]) -> None:
+        """Label the rows of ``models`` ``"<model> (oracle)"``, drop their mCE cells and bold the
+        best of the other rows only. A no-op without oracle rows."""
+        present = {r for _, r in self.rows if r in models}
+        if not present:
+            return
+        rename = {r: r + self.ORACLE_TAG for r in present}
+        self.rows = [(g, rename.get(r, r)) for g, r in self.rows]
+        self.cells = {(g, rename.get(r, r), k): c for (g, r, k), c in self.cells.items()
+                      if not (r in present and k in self.ORACLE_EMPTY)}
+        self.oracles = frozenset(rename.values())
+        self.note = (self.note + " " if self.note else "") + (
+            "Rows marked (oracle) see the real target at test time: shown for diagnosis, never bold, no mCE.")
+        self.mark_best()
 
     # ---------------------------------------------------------------- rendering helpers
     def cell(self, group: str, row: str, column: Column) -> Cell | None:
@@ -116,7 +138,7 @@ class Table:
                 if col.better is None:
                     continue
                 found = [(r, c) for g, r in self.rows if g == group and (c := self.cell(g, r, col)) is not None]
-                vals = {r: round(c.mean, col.decimals) for r, c in found if np.isfinite(c.mean)}
+                vals = {r: round(c.mean, col.decimals) for r, c in found if np.isfinite(c.mean) and r not in self.oracles}
                 if not vals:
                     continue
                 best = max(vals.values()) if col.better == "higher" else min(vals.values())
