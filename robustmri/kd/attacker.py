@@ -71,16 +71,28 @@ def spsa_gradient(
     c: float,
     samples: int,
     mask: Tensor | None = None,
+    basis: int = 0,
 ) -> Tensor:
     """SPSA estimate of ``d loss / d delta`` at ``delta``, from ``2 * samples`` loss queries.
 
     ``loss_fn(x_perturbed) -> (B,)`` is only ever *called* (no gradients). ``x`` and ``delta`` are
     (B, C, H, W); the query points are clamped to [0, 1]. Directions are Rademacher, drawn from the
-    global torch RNG (checkpointed by the training engine). Returns a tensor shaped like ``delta``.
+    global torch RNG (checkpointed by the training engine): one per pixel (``basis=0``), or, with
+    ``basis=k``, on a k x k grid upsampled bilinearly to H x W, i.e. the estimate of the gradient's
+    part in a k^2-dimensional space of smooth perturbations (fewer dimensions to explore with the
+    same queries; ``benchmarks/attacker_cosine.py`` measures what each choice recovers). Returns a
+    tensor shaped like ``delta``.
     """
+    if basis < 0:
+        raise ConfigError(f"spsa basis must be 0 (per pixel) or a grid size k > 0, got {basis}")
     grad = torch.zeros_like(delta)
+    b, ch, h, w = delta.shape
     for _ in range(samples):
-        u = torch.randint(0, 2, delta.shape, device=delta.device).to(delta.dtype) * 2 - 1
+        if basis:
+            coarse = torch.randint(0, 2, (b, ch, basis, basis), device=delta.device).to(delta.dtype) * 2 - 1
+            u = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+        else:
+            u = torch.randint(0, 2, delta.shape, device=delta.device).to(delta.dtype) * 2 - 1
         if mask is not None:
             u = u * mask.to(u.dtype)
         plus = loss_fn((x + delta + c * u).clamp(0.0, 1.0))

@@ -130,6 +130,7 @@ class KDAttack(TranslationModel):
         eps: float = 0.03,
         attacker: str = "spsa",
         spsa_samples: int = 2,
+        spsa_basis: int = 0,
         square_queries: int = 20,
         schedule: tuple[float, float, float] = (0.1, 0.3, 0.5),
         lr: float = 1e-4,
@@ -151,6 +152,8 @@ class KDAttack(TranslationModel):
         unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
         if unknown:
             raise ConfigError(f"unknown kd_attack loss weight(s) {unknown}: use {', '.join(LOSS_WEIGHTS)}")
+        if int(spsa_basis) < 0:
+            raise ConfigError(f"spsa_basis must be 0 (per pixel) or a grid size k > 0, got {spsa_basis}")
         if int(spsa_samples) < 1 or int(square_queries) < 1:
             raise ConfigError(f"spsa_samples and square_queries must be >= 1, got {spsa_samples} and {square_queries}")
         if not eps > 0:
@@ -165,6 +168,7 @@ class KDAttack(TranslationModel):
         self.generator = generator
         self.attacker_kind = attacker
         self.spsa_samples = int(spsa_samples)
+        self.spsa_basis = int(spsa_basis)
         self.square_queries = int(square_queries)
         self.schedule = tuple(float(s) for s in schedule)
         self.lr, self.attacker_lr = lr, attacker_lr
@@ -254,7 +258,8 @@ class KDAttack(TranslationModel):
         assert self.attacker is not None
         with ctx.autocast():
             delta = self.attacker(x, m)
-        grad = spsa_gradient(lambda q: self._query_loss(q, y), x, delta.detach().float(), c=0.5 * self.eps, samples=self.spsa_samples, mask=m)
+        grad = spsa_gradient(lambda q: self._query_loss(q, y), x, delta.detach().float(), c=0.5 * self.eps, samples=self.spsa_samples, mask=m,
+                             basis=self.spsa_basis)
         surrogate = -(grad * delta.float()).flatten(1).sum(1).mean()
         ctx.optimize("A", surrogate)
         x_adv = (x + delta.detach()).clamp(0.0, 1.0)
