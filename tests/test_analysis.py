@@ -297,3 +297,42 @@ def test_synthetic_results_round_trip_through_csv(tmp_path: Path) -> None:
     frame.to_csv(tmp_path / "r.csv", index=False)
     back = pd.read_csv(tmp_path / "r.csv", dtype={"subject": str})
     pd.testing.assert_frame_equal(subject_means(back), subject_means(frame))
+
+
+def _seed_frame(diffs: dict[int, list[float]], base: float = 30.0) -> pd.DataFrame:
+    """A seed frame of one clean cell: the reference at ``base`` dB, 'other' at base + diffs[seed][j]."""
+    rows = []
+    for seed, per_subject in diffs.items():
+        for j, d in enumerate(per_subject):
+            for model, value in (("ref", base + 0.1 * j), ("other", base + 0.1 * j + d)):
+                rows.append({"model": model, "direction": "t1->t2", "perturbation": "clean", "family": "clean",
+                             "severity": 0, "subject": f"s{j}", "seed": seed, "psnr": value})
+    return pd.DataFrame(rows)
+
+
+def test_paired_difference_ci_known_answers_and_seeds_as_a_level() -> None:
+    from robustmri.analysis.stats import paired_difference_ci
+
+    by = ["direction", "perturbation", "severity"]
+    # a constant paired difference: the interval is that value, however variable the subjects are
+    const = paired_difference_ci(_seed_frame({0: [0.5] * 8}), "ref", by, "psnr", n_boot=500)
+    assert const.loc[0, ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([0.5, 0.5, 0.5])
+    assert const.loc[0, "n_subjects"] == 8 and const.loc[0, "n_seeds"] == 1
+    # +1 dB with one training seed, -1 dB with the other, on every subject: averaging seeds first
+    # would say "0, exactly"; with seeds as a level the interval spans the seeds' disagreement
+    split = paired_difference_ci(_seed_frame({0: [1.0] * 8, 1: [-1.0] * 8}), "ref", by, "psnr", n_boot=2000)
+    row = split.iloc[0]
+    assert row["mean_diff"] == pytest.approx(0.0) and row["n_seeds"] == 2
+    assert row["ci_low"] == pytest.approx(-1.0) and row["ci_high"] == pytest.approx(1.0)
+    # one seed, subject differences N(0.3, 1): the interval is the paired bootstrap's, width ~ 2 x 1.96 / sqrt(n)
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.3, 1.0, 200)
+    one = paired_difference_ci(_seed_frame({0: list(d)}), "ref", by, "psnr", n_boot=4000).iloc[0]
+    assert one["ci_low"] < d.mean() < one["ci_high"]
+    assert (one["ci_high"] - one["ci_low"]) == pytest.approx(2 * 1.96 * d.std(ddof=1) / np.sqrt(200), rel=0.1)
+    # missing pairs are dropped, not zero-filled
+    holes = _seed_frame({0: [2.0] * 4})
+    holes = holes[~((holes.model == "other") & (holes.subject == "s0"))]
+    h = paired_difference_ci(holes, "ref", by, "psnr", n_boot=200).iloc[0]
+    assert h["mean_diff"] == pytest.approx(2.0) and h["n_subjects"] == 3
+    assert paired_difference_ci(_seed_frame({0: [1.0] * 3}), "absent", by, "psnr").empty

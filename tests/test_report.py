@@ -207,6 +207,14 @@ def test_report_html_is_self_contained(report: Path) -> None:
                   & (summary["severity"] == 5) & (summary["metric"] == "psnr")].iloc[0]
     assert row["mean"] == pytest.approx(REF_PSNR - 5.0, abs=1e-4)
     assert row["ci_low"] < row["mean"] < row["ci_high"] and row["p_holm"] < 0.01
+    # the paired difference's interval: robust loses 2.5 dB less than pix2pix at motion s5 on every
+    # subject (one seed), so the interval is that value; resvit (+1 dB, two seeds at +-0.2 dB) gets
+    # an interval around +1 that the seeds widen; the reference has none
+    assert row["diff_ci_low"] == pytest.approx(row["mean_diff"], abs=1e-6) == pytest.approx(row["diff_ci_high"], abs=1e-6)
+    rv = summary[(summary["model"] == "resvit") & (summary["perturbation"] == "clean") & (summary["metric"] == "psnr")].iloc[0]
+    assert rv["diff_ci_low"] < rv["mean_diff"] < rv["diff_ci_high"] and rv["diff_ci_high"] - rv["diff_ci_low"] > 0.2
+    ref_rows = summary[(summary["model"] == "pix2pix") & (summary["metric"] == "psnr")]
+    assert ref_rows["diff_ci_low"].isna().all()
 
 
 def test_cli_report_and_few_subjects(tmp_path: Path, capsys) -> None:

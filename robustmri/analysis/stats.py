@@ -260,3 +260,98 @@ def bootstrap_summary(
         rows.append({**dict(zip(by, key)), "mean": float(v.mean()) if v.size else float("nan"),
                      "ci_low": low, "ci_high": high, "n": int(v.size)})
     return pd.DataFrame(rows, columns=[*by, "mean", "ci_low", "ci_high", "n"])
+
+
+# ------------------------------------------------------------- paired differences, seeds as a level
+
+
+def seed_subject_means(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Slices averaged within (cell, seed, subject): one row per ``KEYS + seed`` with ``metrics``
+    (the results table's units). Unlike :func:`robustmri.results.subject_means`, seeds stay apart."""
+    keys = [*KEYS, "seed"]
+    values = frame[[*keys, *metrics]].copy()
+    values[list(metrics)] = values[list(metrics)].astype(float)
+    return values.groupby(keys, sort=True, dropna=False)[list(metrics)].mean().reset_index()
+
+
+def _seed_means(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B, N) means over seeds of ``x`` (seeds x subjects, NaN = missing) weighted by ``counts`` (B, seeds)."""
+    finite = np.isfinite(x)
+    num = counts @ np.where(finite, x, 0.0)
+    den = counts @ finite.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _hierarchical_bootstrap(xm: np.ndarray, xr: np.ndarray, n_boot: int, level: float,
+                            gen: np.random.Generator) -> tuple[float, float]:
+    """Percentile CI of mean_j(mean_s xm[s, j] - mean_s xr[s, j]): subjects j resampled once for
+    both models (they are paired), each model's seeds resampled on their own (independent runs)."""
+    n = xm.shape[1]
+
+    def draw(k: int, size: int) -> np.ndarray:
+        return gen.multinomial(k, np.full(k, 1.0 / k), size=size).astype(np.float64)
+
+    d = _seed_means(xm, draw(xm.shape[0], n_boot)) - _seed_means(xr, draw(xr.shape[0], n_boot))  # (B, N)
+    cj = draw(n, n_boot)
+    ok = np.isfinite(d)
+    num = (cj * np.where(ok, d, 0.0)).sum(1)
+    den = (cj * ok).sum(1)
+    means = num[den > 0] / den[den > 0]
+    if means.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def paired_difference_ci(
+    seed_frame: pd.DataFrame,
+    reference: str,
+    by: Sequence[str],
+    metric: str,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    model_col: str = "model",
+) -> pd.DataFrame:
+    """Confidence interval of the mean paired difference ``model - reference`` per group of ``by``.
+
+    Subjects are paired (both models scored on the same test subject); training seeds are a level
+    of each model on its own (seed 3 of one model and seed 3 of another are unrelated runs). The
+    point estimate is the mean over subjects of (the model's mean over its seeds minus the
+    reference's), i.e. the paired difference of seed-averaged subject means. The interval is a
+    hierarchical percentile bootstrap: subjects resampled with replacement (the same draw for both
+    models), and each model's seeds resampled with replacement, so disagreement between seeds
+    widens it as it should; with one seed each it is the usual paired bootstrap over subjects.
+    Columns: ``*by``, ``model``, ``mean_diff``, ``ci_low``, ``ci_high`` (metric units),
+    ``n_subjects``, ``n_seeds`` (the model's). One Generator seeded with ``seed`` is consumed in
+    sorted group order (reproducible).
+    """
+    if n_boot < 1:
+        raise ConfigError(f"n_boot={n_boot!r} must be >= 1; 2000 is the default")
+    by = list(by)
+    columns = [*by, model_col, "mean_diff", "ci_low", "ci_high", "n_subjects", "n_seeds"]
+    gen = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    if reference not in set(seed_frame[model_col]):
+        return pd.DataFrame(rows, columns=columns)
+    for key, block in seed_frame.groupby(by, sort=True, dropna=False) if by else [((), seed_frame)]:
+        key = key if isinstance(key, tuple) else (key,)
+        grid = block.pivot_table(index=[model_col, "seed"], columns="subject", values=metric, aggfunc="mean", dropna=False)
+        if reference not in grid.index.get_level_values(0):
+            continue
+        xr = grid.loc[reference].to_numpy(dtype=np.float64)
+        for model in sorted(set(grid.index.get_level_values(0)) - {reference}):
+            xm = grid.loc[model].to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                diff = np.nanmean(xm, axis=0) - np.nanmean(xr, axis=0)
+            if not np.isfinite(diff).any():
+                continue
+            low, high = _hierarchical_bootstrap(xm, xr, n_boot, level, gen)
+            rows.append({**dict(zip(by, key)), model_col: model, "mean_diff": float(np.nanmean(diff)), "ci_low": low,
+                         "ci_high": high, "n_subjects": int(np.isfinite(diff).sum()),
+                         "n_seeds": int(np.isfinite(xm).any(axis=1).sum())})
+    return pd.DataFrame(rows, columns=columns)

@@ -133,10 +133,13 @@ def load_results(results_dir: str | Path) -> ReportInputs:
 
 def summary_frame(
     subjects: pd.DataFrame, reference: str, *, n_boot: int = 2000, seed: int = 0,
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] = METRICS, frame: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every (direction, model, perturbation, family, severity, metric): mean/std/median/n over
-    subjects, bootstrap 95% CI of the mean, Wilcoxon p vs ``reference`` and Holm-adjusted p."""
+    subjects, bootstrap 95% CI of the mean, Wilcoxon p vs ``reference``, Holm-adjusted p and, with
+    the slice-level ``frame``, the 95% CI of the paired difference to ``reference``
+    (``diff_ci_low``/``diff_ci_high``: seeds and subjects resampled, seeds kept as a level; see
+    :func:`robustmri.analysis.stats.paired_difference_ci`)."""
     by = ["direction", "model", "perturbation", "family", "severity"]
     metrics = [m for m in metrics if m in subjects.columns]
     stats = summarize(subjects, by=by, metrics=metrics)
@@ -148,6 +151,14 @@ def summary_frame(
     tests = compare_to_reference(subjects, reference, by=["direction", "perturbation", "family", "severity"],
                                  metrics=metrics)
     out = out.merge(tests[[*by, "metric", "mean_diff", "p", "p_holm"]], on=[*by, "metric"], how="left")
+    if frame is not None:
+        from robustmri.analysis.stats import paired_difference_ci, seed_subject_means
+
+        seeds = seed_subject_means(frame, metrics)
+        diffs = [paired_difference_ci(seeds, reference, ["direction", "perturbation", "family", "severity"], m,
+                                      n_boot=n_boot, seed=seed).assign(metric=m) for m in metrics]
+        d = pd.concat(diffs, ignore_index=True).rename(columns={"ci_low": "diff_ci_low", "ci_high": "diff_ci_high"})
+        out = out.merge(d[[*by, "metric", "diff_ci_low", "diff_ci_high"]], on=[*by, "metric"], how="left")
     return out
 
 
@@ -230,7 +241,7 @@ def build_report(
                 write_text_atomic(tmp / "tables" / f"{t.name}{suffix}", text)
             table_items.append(H.TableItem(t.title, t.to_html(),
                                            [f"tables/{t.name}.{s}" for s in ("md", "tex", "csv")]))
-        summary = summary_frame(subjects, ref, n_boot=n_boot, seed=seed)
+        summary = summary_frame(subjects, ref, n_boot=n_boot, seed=seed, frame=inputs.frame)
         write_text_atomic(tmp / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
         if scores is not None:
             write_text_atomic(tmp / "scores.csv", scores.to_csv(index=False, float_format="%.6g"))
