@@ -9,7 +9,8 @@ Rendering rules, the same in every format:
 
 - best value per column within a direction block in **bold**: highest PSNR/SSIM, lowest
   MAE/NMSE/AUC/mCE, compared at the displayed precision (ties are all bold);
-- ``*`` when p_Holm < 0.05 and ``**`` when p_Holm < 0.01 against the baseline row; the baseline row
+- ``*`` when p_Holm < 0.05 and ``**`` when p_Holm < 0.01 against the baseline row (Holm over every
+  test of the table within a direction: all its columns and models); the baseline row
   itself is never marked;
 - oracle rows (models that see the real target at test time) are labelled ``(oracle)``, never bold
   and have no mCE (:meth:`Table.mark_oracles`).
@@ -38,7 +39,7 @@ from robustmri.analysis.robustness import (
     mean_corruption_error,
 )
 from robustmri.analysis.sanity import CONTROL
-from robustmri.analysis.stats import BETTER, compare_to_reference, summarize
+from robustmri.analysis.stats import BETTER, compare_to_reference, holm, summarize
 
 __all__ = [
     "Cell",
@@ -357,10 +358,12 @@ def _fill(
         table.cells[(rec.direction, rec.model, rec.column)] = Cell(float(rec.mean), float(rec.std), n=int(rec.n))
     if test and table.baseline is not None:
         tests = compare_to_reference(long, table.baseline, by=["direction", "column"], metrics=["score"])
-        for rec in tests.itertuples(index=False):
-            cell = table.cells.get((rec.direction, rec.model, rec.column))
-            if cell is not None:
-                cell.p = float(rec.p_holm)
+        # the family is the whole table within a direction: every column and every model
+        for _, block in tests.groupby("direction", sort=False):
+            for rec, p in zip(block.itertuples(index=False), holm(block["p"].to_numpy()), strict=True):
+                cell = table.cells.get((rec.direction, rec.model, rec.column))
+                if cell is not None:
+                    cell.p = float(p)
 
 
 def _rows_for(
@@ -379,7 +382,7 @@ def _note(baseline: str | None, what: str = "mean ± std over test subjects") ->
     text = f"Values: {what}. Bold: best per column within a direction."
     if baseline is not None:
         text += (f" * p<0.05, ** p<0.01: paired two-sided Wilcoxon signed-rank test vs {baseline} over subjects, "
-                 "Holm-corrected over the models in each column.")
+                 "Holm-corrected over every test in the table within a direction (all columns and models).")
     return text
 
 
