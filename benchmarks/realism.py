@@ -32,18 +32,10 @@ TYPICAL = {  # (GM/WM, CSF/WM) ranges, approximate
 }
 
 
-def _interior(seg: np.ndarray, label: int) -> np.ndarray:
-    m = seg == label
-    inner = m.copy()
-    for axis in range(3):
-        for shift in (1, -1):
-            inner &= np.roll(m, shift, axis=axis)
-    return inner
-
-
 def contrast_ratios(size: int, subjects: int) -> dict[str, dict[str, tuple[float, float]]]:
     from robustmri.data.acquisition import SITE_PROFILES
     from robustmri.data.embedded import SynthConfig, synth_subject
+    from robustmri.data.tissues import label_interior
 
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for profile in ("fixed", *SITE_PROFILES):
@@ -53,7 +45,7 @@ def contrast_ratios(size: int, subjects: int) -> dict[str, dict[str, tuple[float
         for i in range(subjects):
             s = synth_subject(i, cfg)
             for c, img in s.images.items():
-                med = {lab: float(np.median(img[_interior(s.seg, lab)])) for lab in (1, 2, 3)}
+                med = {lab: float(np.median(img[label_interior(s.seg, lab)])) for lab in (1, 2, 3)}
                 ratios.setdefault(c, []).append((med[2] / med[3], med[1] / med[3]))
         out[profile] = {c: (float(np.median([r[0] for r in v])), float(np.median([r[1] for r in v]))) for c, v in ratios.items()}
     return out

@@ -10,22 +10,12 @@ import pytest
 
 from robustmri.data.embedded import SynthConfig, embedded_slices, synth_subject, write_dataset
 from robustmri.data.physics import inversion_recovery, null_ti, spin_echo
-from robustmri.data.tissues import SEG_LABELS
+from robustmri.data.tissues import SEG_LABELS, label_interior
 from robustmri.errors import ConfigError
 
 CSF, GM, WM, OEDEMA, CORE = (SEG_LABELS[k] for k in ("csf", "gm", "wm", "oedema", "core"))
 
 SMALL = SynthConfig(size=64, n_slices=12, seed=3)
-
-
-def _interior(seg: np.ndarray, label: int) -> np.ndarray:
-    """Voxels of ``label`` whose 6 neighbours share the label (little partial volume)."""
-    m = seg == label
-    inner = m.copy()
-    for axis in range(3):
-        for shift in (1, -1):
-            inner &= np.roll(m, shift, axis=axis)
-    return inner
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +38,9 @@ def test_physics_ordering_inside_labels(lesion_subjects):
         # CSF is nulled: pure CSF (ventricles), 1.3-2.5x as bright as WM on T2w, is darker than tissue
         # on FLAIR. Not black: TI nulls the nominal CSF T1, the subject's is jittered (+-11 %), and the
         # acquired matrix (75-100 %) spreads tissue signal into small ventricles (measured up to 0.51x)
-        pure_csf = float(subj.images["flair"][_interior(subj.seg, CSF)].mean())
+        pure_csf = float(subj.images["flair"][label_interior(subj.seg, CSF)].mean())
         assert pure_csf < 0.6 * min(fl[GM], fl[WM]), (pure_csf, fl)
-        assert float(subj.images["t2"][_interior(subj.seg, CSF)].mean()) > 1.3 * t2[WM]
+        assert float(subj.images["t2"][label_interior(subj.seg, CSF)].mean()) > 1.3 * t2[WM]
         # lesions: oedema dark on T1w, bright on T2w and FLAIR (BraTS appearance)
         assert t1[OEDEMA] < t1[WM] and t2[OEDEMA] > t2[WM] and fl[OEDEMA] > fl[WM]
 
@@ -83,7 +73,7 @@ def test_noiseless_intensities_follow_signal_equations(index, acquisition):
                 assert seq["ti_ms"] == pytest.approx(ti)
                 expected[tissue] = float(inversion_recovery(p["pd"], p["t1_ms"], p["t2_ms"], seq["tr_ms"], seq["te_ms"], ti))
         for tissue, label in (("wm", WM), ("gm", GM)):
-            pure = _interior(subj.seg, label)
+            pure = label_interior(subj.seg, label)
             assert pure.sum() > 50
             # inside pure tissue the typical value is the tissue's own signal equation; tolerances from
             # 20 subjects at 64^2 (3.3 mm voxels): WM within 4 %, GM (a 2-3 mm ribbon, never quite

@@ -109,3 +109,14 @@ def jitter_tissues(
             pd=float(base.pd * shared[2] * own[2]),
         )
     return out
+
+
+def label_interior(seg: np.ndarray, label: int) -> np.ndarray:
+    """Voxels of ``label`` in ``seg`` (H, W, S) whose 6 neighbours share the label: the tissue's
+    interior, with little partial volume (bool, same shape)."""
+    m = seg == label
+    inner = m.copy()
+    for axis in range(3):
+        for shift in (1, -1):
+            inner &= np.roll(m, shift, axis=axis)
+    return inner
