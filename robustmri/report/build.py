@@ -53,17 +53,10 @@ ORACLE_SUFFIXES = (":teacher_oracle",)
 def oracle_models(root: Path, models: list[str]) -> set[str]:
     """The oracle models of a results folder: those whose ``cells/**/model.json`` says so, and any
     ``kd_attack:teacher_oracle`` (results written before model.json recorded it)."""
-    import json
+    from robustmri.bench.store import ResultsStore
 
-    out = {m for m in models if m.endswith(ORACLE_SUFFIXES)}
-    for f in sorted((root / "cells").rglob("model.json")) if (root / "cells").is_dir() else []:
-        try:
-            info = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if info.get("oracle") and info.get("label") in models:
-            out.add(str(info["label"]))
-    return out
+    recorded = {label for label, info in ResultsStore(root).model_info().items() if info.get("oracle")}
+    return {m for m in models if m.endswith(ORACLE_SUFFIXES) or m in recorded}
 
 
 def external_notes(path: Path) -> list[str]:
