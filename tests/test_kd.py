@@ -30,7 +30,10 @@ def test_each_variant_builds_and_trains_one_step(variant):
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert "generator" in changed
     flags = VARIANTS[variant]
-    assert ("attacker" in changed) == flags["attack"]
+    assert ("attacker" in changed) == (flags["attack"] == "learned")
+    if flags["attack"] is not None:  # G's batch holds the clean and the perturbed copy
+        assert logs["attack_linf"] <= model.eps + 1e-6
+        assert flags["attack"] == "learned" or logs["attack_linf"] > 0.5 * model.eps  # the learned one starts at 0
     assert ("student" in changed) == flags["kd"]
     assert ("teacher" in changed) == flags["distill"]
     assert ("S/kd" in logs) == flags["distill"]  # g_refine's student learns from the target alone
@@ -105,11 +108,13 @@ def test_attacker_step_uses_no_generator_gradient():
 
 
 def test_distillation_loss_falls_during_training():
-    """Teacher first (steps 0-31), then the student distils it: its distillation loss falls."""
+    """Teacher first (steps 0-31), then the student distils it: its distillation loss falls. The
+    correcting teacher moves away from G(x) at once, so the student starts far from it; a registering
+    teacher starts at G(x), as the student does (its distillation starts near 0 and is tested above)."""
     torch.manual_seed(4)
     torch.set_num_threads(2)
     steps = 80
-    model = KDAttack(build_model("pix2pix", size="tiny", image_size=64), variant="g_kd", schedule=(0.0, 0.0, 0.4))
+    model = KDAttack(build_model("pix2pix", size="tiny", image_size=64), variant="g_kd", schedule=(0.0, 0.0, 0.4), teacher="correct")
     model.set_total_steps(steps)
     ctx = SimpleStepContext.for_model(model, steps)
     d = embedded_slices(n_subjects=2, size=64, n_slices=8, seed=5, contrasts=("t1", "t2"))
@@ -123,6 +128,62 @@ def test_distillation_loss_falls_during_training():
     assert len(kd) == 48
     first, last = sum(kd[:8]) / 8, sum(kd[-8:]) / 8
     assert last < 0.7 * first, (first, last)
+
+
+def test_the_registering_teacher_cannot_repaint_intensities():
+    """Teacher output = warp(G(x)): with a zero flow it IS G(x), whatever target it sees; the
+    correcting teacher (the ablation option) has a head that moves intensities toward the target."""
+    torch.manual_seed(5)
+    b = _batch()
+    model = build_model("kd_attack", size="tiny", image_size=64, variant="full")
+    assert model.teacher.correction_head is None and model.student.correction_head is not None
+    synth = torch.rand(2, 1, 64, 64)
+    net = model.teacher
+    for p in net.register_net.parameters():  # a non-trivial network: random weights ...
+        torch.nn.init.normal_(p, 0.0, 0.2)
+    net.register_net.output.register_forward_hook(lambda mod, inp, out: torch.zeros_like(out))  # ... and no motion
+    for y in (b["target"], torch.zeros_like(b["target"]), torch.ones_like(b["target"])):
+        r = net(synth, torch.cat([y, b["source"]], 1))
+        assert torch.allclose(r.image, synth, atol=1e-5)  # the target's intensities never reach the output
+    old = build_model("kd_attack", size="tiny", image_size=64, variant="full", teacher="correct")
+    assert old.teacher.correction_head is not None
+    # an intensity pattern the warp cannot produce: the correcting teacher's output depends on y
+    for p in old.teacher.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.2)
+    r0 = old.teacher(synth, torch.cat([torch.zeros_like(b["target"]), b["source"]], 1)).correction
+    r1 = old.teacher(synth, torch.cat([torch.ones_like(b["target"]), b["source"]], 1)).correction
+    assert float((r0 - r1).abs().mean()) > 1e-3
+
+
+def test_teacher_logs_the_warp_share_and_a_pure_warp_teacher_equals_its_warp():
+    torch.manual_seed(6)
+    for kind in ("register", "correct"):
+        model = build_model("kd_attack", size="tiny", image_size=64, variant="g_kd", teacher=kind)
+        model.set_total_steps(10)
+        ctx = SimpleStepContext.for_model(model, 10)
+        ctx.step = 9
+        logs = model.training_step(_batch(), ctx)
+        assert {"T/l1_synth", "T/l1_warp", "T/l1"} <= set(logs)
+        if kind == "register":
+            assert abs(logs["T/l1"] - logs["T/l1_warp"]) < 1e-6
+
+
+def test_pgd_training_control_beats_noise_of_the_same_bound():
+    """The g_pgd control's perturbation raises G's L1 error more than g_noise's, same L-inf ball."""
+    torch.manual_seed(7)
+    b = _batch(4)
+    gains = {}
+    for variant in ("g_noise", "g_pgd"):
+        torch.manual_seed(7)
+        model = build_model("kd_attack", size="tiny", image_size=64, variant=variant, eps=0.05, pgd_steps=5)
+        model.set_total_steps(10)
+        ctx = SimpleStepContext.for_model(model, 10)
+        ctx.step = 9
+        x_adv, logs = model._attack(b, ctx)
+        assert float((x_adv - b["source"]).abs().amax()) <= 0.05 + 1e-6
+        assert float((x_adv - b["source"])[~b["mask"]].abs().amax()) == 0.0  # inside the brain mask
+        gains[variant] = float(model._query_loss(x_adv, b["target"]).mean() - model._query_loss(b["source"], b["target"]).mean())
+    assert gains["g_pgd"] > 2 * abs(gains["g_noise"]) and gains["g_pgd"] > 0, gains
 
 
 def test_bad_kd_configs():
@@ -142,6 +203,10 @@ def test_bad_kd_configs():
         build_model("kd_attack", schedule=(0.1, 0.3))
     with pytest.raises(ConfigError, match="eps"):
         build_model("kd_attack", eps=0.0)
+    with pytest.raises(ConfigError, match="teacher"):
+        build_model("kd_attack", teacher="copy")
+    with pytest.raises(ConfigError, match="pgd_steps"):
+        build_model("kd_attack", variant="g_pgd", pgd_steps=0)
     # the paper-size refinement network has 7 downsamplings: 128^2 would fail deep inside a padding
     with pytest.raises(ConfigError, match="multiple of 128 and >= 256"):
         build_model("kd_attack", size="paper", image_size=128)
@@ -208,7 +273,7 @@ def test_the_paper_suite_holds_every_variant_and_wraps_every_trainable_generator
 
     suite = load_suite("paper")
     kd = [m for m in suite.models if m.name == "kd_attack"]
-    assert {m.options["variant"] for m in kd if m.options["generator"] == "pix2pix"} == set(VARIANTS)
+    assert {m.options["variant"] for m in kd if m.options["generator"] == "pix2pix"} == set(VARIANTS)  # controls included
     wrapped = {m.options["generator"] for m in kd if m.options["variant"] == "full"}
     assert wrapped == {"pix2pix", "resvit", "reggan"}
     assert {m.name for m in suite.models} >= {"pix2pix", "resvit", "reggan", "diffusion"}

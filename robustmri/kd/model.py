@@ -18,11 +18,17 @@ Inferred (defaults, all options of :class:`KDAttack`):
   or no learned attacker but a query-only Square attack per batch (``attacker="square"``).
 - G is trained by its *own* training step (its own losses and optimisers, e.g. pix2pix's GAN +
   100 L1) on the concatenation of the clean and the attacked batch.
-- Teacher ``T(G(x), [y, x])`` and student ``S(G(x), x)``: Reg-GAN registration networks plus a
-  bounded intensity correction (:mod:`robustmri.kd.refine`), trained on G's outputs for clean and
-  attacked inputs with G detached (G learns only from its own losses).
-- Teacher loss: ``20 * L1(T, y) + 10 * smooth(flow_T) + 1 * mean|r_T|`` (Reg-GAN's correction and
-  smoothness weights).
+- Teacher ``T(G(x), [y, x])`` and student ``S(G(x), x)``: Reg-GAN registration networks
+  (:mod:`robustmri.kd.refine`), trained on G's outputs for clean and attacked inputs with G
+  detached (G learns only from its own losses). The teacher only registers: its output is
+  ``warp(G(x), flow_T)`` (``teacher="register"``), so what it passes on is where G's output should
+  move, never the target's intensities; the student also has a bounded intensity correction, as it
+  sees only test-time inputs. ``teacher="correct"`` restores a teacher with a correction head that
+  sees the target (it learns to copy it: 22.6 -> 29.9 dB with a warp share of 0.06 dB).
+- Teacher loss: ``20 * L1(T, y) + 10 * smooth(flow_T)`` (Reg-GAN's R loss), plus
+  ``1 * mean|r_T|`` for the correcting teacher. Logged every step: ``T/l1_synth`` = L1(G(x), y),
+  ``T/l1_warp`` = L1(warp(G(x), flow_T), y) and ``T/l1``; the report's ``teacher`` table turns
+  them into the warp's share of the teacher's gain.
 - Student loss: ``10 * L1(S, T) + 10 * L1(S, y) + 10 * smooth(flow_S)``: distillation of the
   teacher's output. Distilling its flow (``kd_flow * L1(flow_S, flow_T)``) and last features
   (``kd_feature * MSE(feat_S, feat_T) / mean(feat_T^2)``, relative to the teacher's feature scale)
@@ -31,7 +37,11 @@ Inferred (defaults, all options of :class:`KDAttack`):
   before that G trains alone (warm-up).
 - Variants (:data:`VARIANTS`): ``g_only``, ``g_attack``, ``g_refine`` and ``g_attack_refine`` (the
   student without a teacher: separates distillation from the extra network), ``g_kd``, ``full`` and
-  ``teacher_oracle`` (the teacher used at test time WITH the target: an upper bound for diagnosis only).
+  ``teacher_oracle`` (the teacher used at test time WITH the target: an upper bound for diagnosis only);
+  the controls ``g_noise`` (noise augmentation) and ``g_pgd`` (PGD adversarial training, ``pgd_steps``
+  steps of size ``2.5 eps / pgd_steps`` from a random start, G in eval mode) with the same 2B images
+  per G step as ``g_attack``. Per step the learned attacker costs ``2 * spsa_samples + 1`` forward
+  passes of G, PGD ``pgd_steps`` forward and backward passes, noise none.
 """
 
 from __future__ import annotations
@@ -51,20 +61,32 @@ from robustmri.models.base import Batch, OptimizerSpec, StepContext, Translation
 from robustmri.models.registry import build_model
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "g_only": {"attack": False, "kd": False, "distill": False, "inference": "generator"},
-    "g_attack": {"attack": True, "kd": False, "distill": False, "inference": "generator"},
-    "g_refine": {"attack": False, "kd": True, "distill": False, "inference": "student"},
-    "g_attack_refine": {"attack": True, "kd": True, "distill": False, "inference": "student"},
-    "g_kd": {"attack": False, "kd": True, "distill": True, "inference": "student"},
-    "full": {"attack": True, "kd": True, "distill": True, "inference": "student"},
-    "teacher_oracle": {"attack": True, "kd": True, "distill": True, "inference": "teacher_oracle"},
+    "g_only": {"attack": None, "kd": False, "distill": False, "inference": "generator"},
+    "g_attack": {"attack": "learned", "kd": False, "distill": False, "inference": "generator"},
+    "g_refine": {"attack": None, "kd": True, "distill": False, "inference": "student"},
+    "g_attack_refine": {"attack": "learned", "kd": True, "distill": False, "inference": "student"},
+    "g_kd": {"attack": None, "kd": True, "distill": True, "inference": "student"},
+    "full": {"attack": "learned", "kd": True, "distill": True, "inference": "student"},
+    "teacher_oracle": {"attack": "learned", "kd": True, "distill": True, "inference": "teacher_oracle"},
+    # controls at matched images per step (G sees the clean batch and a perturbed copy, 2B images)
+    "g_noise": {"attack": "noise", "kd": False, "distill": False, "inference": "generator"},
+    "g_pgd": {"attack": "pgd", "kd": False, "distill": False, "inference": "generator"},
 }
 """Ablation variants: which modules train and what :meth:`KDAttack.translate` returns.
 
+``attack``: what perturbs the second half of G's batch: ``"learned"`` (the black-box attacker),
+``"noise"`` (uniform noise in the same L-inf ball: noise augmentation), ``"pgd"`` (white-box PGD on
+G's L1 error in the same ball: Madry-style adversarial training) or ``None`` (G sees B images).
 ``kd``: the student refinement network exists; ``distill``: a teacher exists and the student learns
 from it. ``g_refine`` / ``g_attack_refine`` train the same student with the same schedule but from
 the target alone (no teacher, no distillation terms): they separate the gain of distillation from
-the gain of an extra refinement network."""
+the gain of an extra refinement network. ``g_noise`` and ``g_pgd`` are the controls of
+``g_attack``: the same 2B images per G step, perturbed without the learned attacker."""
+
+TEACHERS: tuple[str, ...] = ("register", "correct")
+"""``register`` (default): the teacher's output is the warped G(x), no intensity correction, so
+it cannot copy the target's intensities; ``correct``: registration plus a bounded correction head
+that sees the target (wave-1 behaviour, kept for the ablation)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"down": (8, 16, 32), "up": (32, 16, 8), "blocks": 1, "attacker_width": 16, "attacker_depth": 3},
@@ -132,6 +154,8 @@ class KDAttack(TranslationModel):
         spsa_samples: int = 2,
         spsa_basis: int = 0,
         square_queries: int = 20,
+        pgd_steps: int = 3,
+        teacher: str = "register",
         schedule: tuple[float, float, float] = (0.1, 0.3, 0.5),
         lr: float = 1e-4,
         attacker_lr: float = 1e-4,
@@ -142,6 +166,10 @@ class KDAttack(TranslationModel):
             raise ConfigError(f"unknown kd_attack variant {variant!r}: use one of {', '.join(VARIANTS)}")
         if attacker not in ("spsa", "square"):
             raise ConfigError(f"unknown attacker {attacker!r}: use spsa or square")
+        if teacher not in TEACHERS:
+            raise ConfigError(f"unknown teacher {teacher!r}: use one of {', '.join(TEACHERS)}")
+        if int(pgd_steps) < 1:
+            raise ConfigError(f"pgd_steps must be >= 1, got {pgd_steps}")
         if len(schedule) != 3 or not (0.0 <= schedule[0] <= 1 and 0.0 <= schedule[1] <= schedule[2] <= 1):
             raise ConfigError(
                 f"schedule must be 3 fractions (attacker, teacher, student start) in [0, 1] with teacher <= student, "
@@ -170,15 +198,20 @@ class KDAttack(TranslationModel):
         self.spsa_samples = int(spsa_samples)
         self.spsa_basis = int(spsa_basis)
         self.square_queries = int(square_queries)
+        self.pgd_steps = int(pgd_steps)
+        self.teacher_kind = teacher
         self.schedule = tuple(float(s) for s in schedule)
         self.lr, self.attacker_lr = lr, attacker_lr
         self.weights = {**LOSS_WEIGHTS, **(loss_weights or {})}
         self.total_steps = 1
         c = generator.in_channels
-        self.attacker = GenerativeAttacker(c, preset["attacker_width"], preset["attacker_depth"], eps) if self.flags["attack"] else None
+        learned = self.flags["attack"] == "learned"
+        self.attacker = GenerativeAttacker(c, preset["attacker_width"], preset["attacker_depth"], eps) if learned else None
         self.eps = float(eps)
         self.teacher = (
-            RefinementNet(1 + c, preset["down"], preset["up"], preset["blocks"]) if self.flags["distill"] else None
+            RefinementNet(1 + c, preset["down"], preset["up"], preset["blocks"], correction=teacher == "correct")
+            if self.flags["distill"]
+            else None
         )
         self.student = RefinementNet(c, preset["down"], preset["up"], preset["blocks"]) if self.flags["kd"] else None
 
@@ -226,7 +259,7 @@ class KDAttack(TranslationModel):
 
     def _phase(self, step: int) -> tuple[bool, bool, bool]:
         frac = step / self.total_steps
-        attack = self.attacker is not None and frac >= self.schedule[0]
+        attack = self.flags["attack"] is not None and frac >= self.schedule[0]
         teacher = self.teacher is not None and frac >= self.schedule[1]
         student = self.student is not None and frac >= self.schedule[2]
         return attack, teacher, student
@@ -243,6 +276,23 @@ class KDAttack(TranslationModel):
 
     def _attack(self, batch: Batch, ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
         x, y, m = batch["source"], batch["target"], batch["mask"]
+        kind = self.flags["attack"]
+        if kind == "noise":  # noise augmentation: uniform in the attacker's L-inf ball, inside the mask
+            delta = self.eps * (2.0 * torch.rand_like(x) - 1.0) * m.to(x.dtype)
+            return (x + delta).clamp(0.0, 1.0), {"attack_linf": float(delta.abs().amax())}
+        if kind == "pgd":  # white-box PGD on G's L1 error (adversarial training), same ball and mask
+            from robustmri.perturb.adversarial import AttackContext, gradient_attack
+
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            was_training = self.generator.training
+            self.generator.eval()
+            try:
+                actx = AttackContext(model=self._g, target=y, loss="l1")
+                x_adv = gradient_attack(actx, x, self.eps, 2.5 * self.eps / self.pgd_steps, self.pgd_steps, mask=m,
+                                        generator=seed, keep_best=False)
+            finally:
+                self.generator.train(was_training)
+            return x_adv, {"attack_linf": float((x_adv - x).abs().amax())}
         if self.attacker_kind == "square":
             from robustmri.perturb.adversarial import AttackContext, square_attack
 
@@ -289,9 +339,14 @@ class KDAttack(TranslationModel):
             with ctx.autocast():
                 t_out = self.teacher(synth, torch.cat([y_all, x_all], 1))
                 t_l1 = F.l1_loss(t_out.image.float(), y_all)
-                loss_t = w["teacher_l1"] * t_l1 + w["smooth"] * smoothness_loss(t_out.flow) + w["correction"] * t_out.correction.float().abs().mean()
+                loss_t = w["teacher_l1"] * t_l1 + w["smooth"] * smoothness_loss(t_out.flow)
+                if self.teacher_kind == "correct":
+                    loss_t = loss_t + w["correction"] * t_out.correction.float().abs().mean()
             ctx.optimize("T", loss_t)
-            logs.update({"T/l1": t_l1.item(), "T/loss": loss_t.item()})
+            with torch.no_grad():  # the warp's share of the teacher's gain over G(x)
+                warped = self.teacher.warp(synth, t_out.flow.detach().float()).clamp(0.0, 1.0)
+                l1_synth, l1_warp = F.l1_loss(synth.float(), y_all).item(), F.l1_loss(warped, y_all).item()
+            logs.update({"T/l1": t_l1.item(), "T/l1_synth": l1_synth, "T/l1_warp": l1_warp, "T/loss": loss_t.item()})
         if not student_on:
             return logs
         with ctx.autocast():
