@@ -11,6 +11,9 @@ Faithful to the reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix, 
   receptive field; BatchNorm; raw logits (vanilla GAN loss = BCE with logits).
 - Losses and optimisers: G: GAN + ``lambda_l1`` (100) * L1; D: 0.5 * (BCE(real) + BCE(fake));
   Adam lr 2e-4, betas (0.5, 0.999); weights ~ N(0, 0.02).
+- Learning rate: the reference's default ``--lr_policy linear`` (``n_epochs`` = ``n_epochs_decay``
+  = 100): constant for the first half of training, then linear to zero
+  (``lr_policy="linear_decay"``, the default; ``"constant"`` keeps it fixed).
 
 Size presets: ``paper`` = ngf 64, ndf 64, n_layers_D 3, num_downs = log2(image_size) (8 at 256^2);
 ``small`` = 32/32/3; ``tiny`` = 16/16/2 with num_downs = log2(image_size) - 1 (4x4 bottleneck).
@@ -147,8 +150,12 @@ class Pix2Pix(SignedGeneratorModel):
         lambda_l1: float = 100.0,
         lr: float = 2e-4,
         use_dropout: bool = True,
+        lr_policy: str = "linear_decay",
     ) -> None:
         super().__init__(in_channels, image_size)
+        if lr_policy not in ("linear_decay", "constant"):
+            raise ConfigError(f"unknown lr_policy {lr_policy!r}: use linear_decay (pix2pix's default) or constant")
+        self.lr_policy = lr_policy
         if num_downs is None:
             num_downs = int(math.log2(image_size))
         if image_size % (2**num_downs) != 0:
@@ -165,8 +172,8 @@ class Pix2Pix(SignedGeneratorModel):
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         return {
-            "D": OptimizerSpec(list(self.discriminator.parameters()), lr=self.lr),
-            "G": OptimizerSpec(list(self.generator.parameters()), lr=self.lr),
+            "D": OptimizerSpec(list(self.discriminator.parameters()), lr=self.lr, schedule=self.lr_policy),
+            "G": OptimizerSpec(list(self.generator.parameters()), lr=self.lr, schedule=self.lr_policy),
         }
 
     def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:

@@ -31,11 +31,15 @@ models/transformer_configs.py ``get_resvit_b16_config``; models/resvit_one.py; R
   Weights ~ N(0, 0.02) (their ``init_type normal``), LayerNorm (1, 0), position embeddings 0.
 
 Differences from the paper, to know when comparing numbers:
-- No ImageNet weights can be fetched here, so the transformer is trained from scratch; the
-  paper initialises it from ViT-B/16 (ImageNet-21k, ``R50+ViT-B_16.npz``).
-- One training stage: their recipe first pre-trains the CNN-only ``res_cnn`` (50 + 50 epochs,
-  lr 2e-4), then fine-tunes ResViT from it (25 + 25 epochs, lr 1e-3). robustmri trains the full
-  model from scratch in one stage with lr 2e-4.
+- No ImageNet weights can be fetched here, so by default the transformer is trained from scratch;
+  the paper initialises it from ViT-B/16 (ImageNet-21k, ``R50+ViT-B_16.npz``). A user who has that
+  file passes ``vit_weights=PATH`` (:func:`load_vit_weights`: Google's ``.npz`` layout, or a torch
+  state dict of the encoder read with ``weights_only=True``); never downloaded.
+- Two stages as their recipe (CNN-only ``res_cnn`` first, then ResViT from it): for the first
+  ``cnn_pretrain`` fraction of the steps (default 0.5) every ART block skips its transformer path
+  (the ``res_cnn`` network), then the full model trains. Differences: one optimiser and one
+  learning-rate schedule span both stages (their fine-tuning restarts Adam at lr 1e-3 with its own
+  decay); ``cnn_pretrain=0`` trains the full model from the start.
 - The patch embedding is a 1x1 convolution on the H/16 grid for every image size (their code
   computes a patch size ``img_size // 16 // 16`` that is 1 at 256^2 and breaks below); the
   position embedding therefore has (image_size / 16)^2 tokens.
@@ -53,7 +57,11 @@ discriminator n_layers 2. Image sizes: multiples of 16, >= 32.
 from __future__ import annotations
 
 import math
+import os
+import pickle
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +71,9 @@ from baselines.layers import ResnetBlock, check_image_size, lsgan_loss
 from baselines.pix2pix import PatchDiscriminator
 from robustmri.errors import ConfigError
 from robustmri.models.base import Batch, OptimizerSpec, SignedGeneratorModel, StepContext, init_normal, to_signed
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {
@@ -208,8 +219,8 @@ class ARTBlock(nn.Module):
             self.compression = ChannelCompression(2 * dim, dim)
         self.residual = ResnetBlock(dim, norm="batch", bias=False)
 
-    def forward(self, x: Tensor, transformer: TransformerEncoder | None = None) -> Tensor:
-        if self.has_transformer:
+    def forward(self, x: Tensor, transformer: TransformerEncoder | None = None, cnn_only: bool = False) -> Tensor:
+        if self.has_transformer and not cnn_only:
             if transformer is None:
                 raise ValueError("this ART block has a transformer path: pass its TransformerEncoder")
             z = self.patch_embedding(self.downsample(x))  # (B, hidden, h/4, w/4)
@@ -225,7 +236,10 @@ class ResViTGenerator(nn.Module):
 
     ``transformer_blocks``: indices of the ART blocks with a transformer path; with
     ``share_transformer`` they all use one :class:`TransformerEncoder` (``self.transformers[0]``).
+    ``cnn_only`` (attribute): skip every transformer path (ResViT's first, ``res_cnn`` stage).
     """
+
+    cnn_only: bool = False
 
     def __init__(
         self,
@@ -277,7 +291,7 @@ class ResViTGenerator(nn.Module):
         x = self.encoder(x)
         for i, block in enumerate(self.art):
             k = self.transformer_of_block.get(i)
-            x = block(x, self.transformers[k] if k is not None else None)
+            x = block(x, self.transformers[k] if k is not None else None, self.cnn_only)
         return self.decoder(x)
 
 
@@ -305,9 +319,15 @@ class ResViT(SignedGeneratorModel):
         lambda_l1: float = 100.0,
         lambda_adv: float = 1.0,
         lr: float = 2e-4,
+        cnn_pretrain: float = 0.5,
+        vit_weights: str | None = None,
     ) -> None:
         super().__init__(in_channels, image_size)
         check_image_size("ResViT", image_size, multiple=16, minimum=32)
+        if not 0.0 <= cnn_pretrain < 1.0:
+            raise ConfigError(f"cnn_pretrain (fraction of the steps without transformers) must be in [0, 1), got {cnn_pretrain}")
+        self.cnn_pretrain = float(cnn_pretrain)
+        self.total_steps = 1
         self.lambda_l1 = lambda_l1
         self.lambda_adv = lambda_adv
         self.lr = lr
@@ -317,6 +337,12 @@ class ResViT(SignedGeneratorModel):
         self.discriminator = PatchDiscriminator(in_channels + 1, ndf, n_layers_d)
         init_normal(self.generator)
         init_normal(self.discriminator)
+        if vit_weights:
+            for encoder in self.generator.transformers:
+                load_vit_weights(encoder, vit_weights)
+
+    def set_total_steps(self, steps: int) -> None:
+        self.total_steps = max(int(steps), 1)
 
     def optimizers(self) -> dict[str, OptimizerSpec]:
         return {
@@ -325,6 +351,13 @@ class ResViT(SignedGeneratorModel):
         }
 
     def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+        self.generator.cnn_only = ctx.step < int(self.cnn_pretrain * self.total_steps)
+        try:
+            return self._gan_step(batch, ctx)
+        finally:
+            self.generator.cnn_only = False  # inference always runs the full model
+
+    def _gan_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
         src = to_signed(batch["source"])
         real = to_signed(batch["target"])
         with ctx.autocast():
@@ -342,6 +375,62 @@ class ResViT(SignedGeneratorModel):
         ctx.optimize("G", loss_g)
         self.discriminator.requires_grad_(True)
         return {"loss_D": float(loss_d.detach()), "loss_G_gan": float(g_adv.detach()), "loss_G_l1": float(l1.detach())}
+
+
+def _vit_npz_state(arrays: dict[str, "np.ndarray"], encoder: TransformerEncoder) -> dict[str, Tensor]:
+    """Google ViT ``.npz`` (``Transformer/encoderblock_{i}/...``, as ResViT's ``load_from`` reads it)
+    -> a state dict of :class:`TransformerEncoder`. Kernels are (in, out) there, (out, in) here."""
+    state: dict[str, Tensor] = {}
+    hidden = encoder.norm.normalized_shape[0]
+
+    def t(key: str) -> Tensor:
+        if key not in arrays:
+            raise KeyError(key)
+        return torch.from_numpy(arrays[key].astype("float32"))
+
+    for i in range(len(encoder.layers)):
+        root, ours = f"Transformer/encoderblock_{i}/", f"layers.{i}."
+        att = root + "MultiHeadDotProductAttention_1/"
+        for name in ("query", "key", "value"):
+            state[ours + f"attention.{name}.weight"] = t(att + f"{name}/kernel").reshape(hidden, hidden).T
+            state[ours + f"attention.{name}.bias"] = t(att + f"{name}/bias").reshape(hidden)
+        state[ours + "attention.out.weight"] = t(att + "out/kernel").reshape(hidden, hidden).T
+        state[ours + "attention.out.bias"] = t(att + "out/bias").reshape(hidden)
+        for k, ln in (("attention_norm", "LayerNorm_0"), ("mlp_norm", "LayerNorm_2")):
+            state[ours + f"{k}.weight"] = t(root + f"{ln}/scale")
+            state[ours + f"{k}.bias"] = t(root + f"{ln}/bias")
+        for k, dense in (("0", "Dense_0"), ("3", "Dense_1")):
+            state[ours + f"mlp.{k}.weight"] = t(root + f"MlpBlock_3/{dense}/kernel").T
+            state[ours + f"mlp.{k}.bias"] = t(root + f"MlpBlock_3/{dense}/bias")
+    state["norm.weight"] = t("Transformer/encoder_norm/scale")
+    state["norm.bias"] = t("Transformer/encoder_norm/bias")
+    return state
+
+
+def load_vit_weights(encoder: TransformerEncoder, path: str | os.PathLike[str]) -> None:
+    """Initialise ``encoder`` from a local ViT checkpoint: Google's ``.npz`` (e.g. ``ViT-B_16.npz`` or
+    ``R50+ViT-B_16.npz``, the file ResViT loads; only the transformer layers and the final norm are
+    read, the first ``len(encoder.layers)`` blocks) or a torch file holding the encoder's state dict
+    (read with ``weights_only=True``). Shapes must match the preset (ViT-B: ``size="paper"``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"ResViT vit_weights: {p} does not exist; pass the path of a local ViT .npz (nothing is downloaded)")
+    try:
+        if p.suffix == ".npz":
+            import numpy as np
+
+            with np.load(p) as data:
+                state = _vit_npz_state({k: data[k] for k in data.files}, encoder)
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError("not a state dict")
+        encoder.load_state_dict(state)
+    except KeyError as exc:
+        raise ConfigError(f"ResViT vit_weights: {p} lacks {exc.args[0]}: pass a ViT checkpoint in Google's .npz layout") from None
+    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        detail = str(exc).strip().splitlines()[0][:160]
+        raise ConfigError(f"ResViT vit_weights: {p} does not fit this encoder ({detail}); ViT-B/16 fits size='paper'") from None
 
 
 def build(size: str = "tiny", in_channels: int = 1, image_size: int = 64, **options: object) -> ResViT:

@@ -63,7 +63,7 @@ def test_paper_preset_parameter_count() -> None:
     assert count_parameters(m) == 113_669_761
     assert m.sample_steps == 50 and m.timesteps == 1000
     # attention after every res block of the image_size / 16 level (2 down + 3 up) and in the middle
-    assert sum(1 for mod in m.modules() if type(mod).__name__ == "AttnBlock") == 6
+    assert sum(1 for mod in m.denoiser.modules() if type(mod).__name__ == "AttnBlock") == 6
 
 
 def test_beta_schedules() -> None:
@@ -161,3 +161,40 @@ def test_tiny_diffusion_beats_copying_the_source() -> None:
     print(f"diffusion tiny ({model.sample_steps} DDIM steps): PSNR {psnr:.2f} dB vs copy-source {copy_psnr:.2f} dB in {seconds:.0f} s")
     # samples keep some sampling noise, so the margin is smaller than for the GANs (15.7 vs 9.4 dB measured)
     assert psnr > copy_psnr + 4.0
+
+
+def test_ema_follows_its_formula_and_is_what_sampling_uses() -> None:
+    """After the first update (n = 0, d = min(decay, 1/10) = 0.1): ema = 0.1 * init + 0.9 * trained."""
+    torch.manual_seed(0)
+    m = build("tiny", image_size=16)
+    assert m.sampling_denoiser is m.ema_denoiser and m.inference_modules() == [m.ema_denoiser]
+    init = [p.detach().clone() for p in m.denoiser.parameters()]
+    ctx = SimpleStepContext.for_model(m, total_steps=5)
+    batch = {"source": torch.rand(4, 1, 16, 16), "target": torch.rand(4, 1, 16, 16), "mask": torch.ones(4, 1, 16, 16, dtype=torch.bool)}
+    m.training_step(batch, ctx)
+    for e, p0, p in zip(m.ema_denoiser.parameters(), init, m.denoiser.parameters()):
+        assert torch.allclose(e, 0.1 * p0 + 0.9 * p, atol=1e-6)
+        assert not e.requires_grad
+    assert int(m.ema_updates) == 1
+    assert "ema_updates" in m.state_dict() and any(k.startswith("ema_denoiser.") for k in m.state_dict())
+    plain = build("tiny", image_size=16, ema_decay=0.0)
+    assert plain.ema_denoiser is None and plain.sampling_denoiser is plain.denoiser
+    with pytest.raises(ConfigError, match="ema_decay"):
+        build("tiny", ema_decay=1.0)
+
+
+def test_several_samples_average_independent_draws() -> None:
+    torch.manual_seed(0)
+    m = build("tiny", image_size=16, sample_steps=3, samples=3).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.05)
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        mean = m.translate(x, generator=torch.Generator().manual_seed(4))
+        g = torch.Generator().manual_seed(4)
+        draws = [m.sample(x, g) for _ in range(3)]
+    assert torch.allclose(mean, sum(draws) / 3, atol=1e-6)
+    assert float((draws[0] - draws[1]).abs().mean()) > 1e-3  # the draws differ: the mean is not one of them
+    assert build("paper", image_size=64).samples == 4 and build("tiny").samples == 1
+    with pytest.raises(ConfigError, match="samples"):
+        build("tiny", samples=0)

@@ -105,9 +105,12 @@ def test_bad_transformer_options_are_config_errors() -> None:
 
 
 def test_training_step_updates_generator_and_discriminator() -> None:
+    """Stage 2 (after the CNN-only first half): every part trains, transformers included."""
     torch.manual_seed(0)
     m = build("tiny", image_size=64)
+    m.set_total_steps(10)
     ctx = SimpleStepContext.for_model(m, total_steps=10)
+    ctx.step = 5
     batch = {"source": torch.rand(2, 1, 64, 64), "target": torch.rand(2, 1, 64, 64), "mask": torch.ones(2, 1, 64, 64, dtype=torch.bool)}
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     logs = m.training_step(batch, ctx)
@@ -115,6 +118,87 @@ def test_training_step_updates_generator_and_discriminator() -> None:
     for prefix in ("generator.encoder.", "generator.transformers.", "generator.art.0.position_embedding", "discriminator."):
         changed = [n for n, p in m.named_parameters() if n.startswith(prefix) and not torch.equal(p, before[n])]
         assert changed, f"no parameter of {prefix} changed"
+
+
+def test_the_first_stage_is_the_cnn_only_network_and_inference_is_the_full_model() -> None:
+    torch.manual_seed(0)
+    m = build("tiny", image_size=64)
+    m.set_total_steps(10)
+    ctx = SimpleStepContext.for_model(m, total_steps=10)
+    ctx.step = 4  # < 0.5 * 10: stage 1 (res_cnn)
+    batch = {"source": torch.rand(2, 1, 64, 64), "target": torch.rand(2, 1, 64, 64), "mask": torch.ones(2, 1, 64, 64, dtype=torch.bool)}
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    m.training_step(batch, ctx)
+    parts = ("transformers.", ".downsample.", ".patch_embedding.", ".position_embedding", ".upsample.", ".compression.")
+    for n, p in m.named_parameters():
+        moved = not torch.equal(p, before[n])
+        assert moved != any(part in n for part in parts), n  # the transformer path is untouched, the rest trains
+    assert m.generator.cnn_only is False  # reset after the step: inference runs the full model
+    m.eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        full = m.translate(x)
+        m.generator.cnn_only = True
+        cnn = m.translate(x)
+    assert float((full - cnn).abs().max()) > 1e-4
+    with pytest.raises(ConfigError, match="cnn_pretrain"):
+        build("tiny", cnn_pretrain=1.0)
+
+
+def _to_npz(encoder: TransformerEncoder) -> dict:
+    """The inverse of the loader's mapping: an encoder written in Google's ViT .npz layout."""
+    import numpy as np
+
+    hidden = encoder.norm.normalized_shape[0]
+    heads = encoder.layers[0].attention.heads
+    out = {}
+    for i, layer in enumerate(encoder.layers):
+        root = f"Transformer/encoderblock_{i}/"
+        att = root + "MultiHeadDotProductAttention_1/"
+        for name in ("query", "key", "value"):
+            lin = getattr(layer.attention, name)
+            out[att + f"{name}/kernel"] = lin.weight.detach().T.reshape(hidden, heads, hidden // heads).numpy()
+            out[att + f"{name}/bias"] = lin.bias.detach().reshape(heads, hidden // heads).numpy()
+        out[att + "out/kernel"] = layer.attention.out.weight.detach().T.reshape(heads, hidden // heads, hidden).numpy()
+        out[att + "out/bias"] = layer.attention.out.bias.detach().numpy()
+        out[root + "LayerNorm_0/scale"] = layer.attention_norm.weight.detach().numpy()
+        out[root + "LayerNorm_0/bias"] = layer.attention_norm.bias.detach().numpy()
+        out[root + "LayerNorm_2/scale"] = layer.mlp_norm.weight.detach().numpy()
+        out[root + "LayerNorm_2/bias"] = layer.mlp_norm.bias.detach().numpy()
+        out[root + "MlpBlock_3/Dense_0/kernel"] = layer.mlp[0].weight.detach().T.numpy()
+        out[root + "MlpBlock_3/Dense_0/bias"] = layer.mlp[0].bias.detach().numpy()
+        out[root + "MlpBlock_3/Dense_1/kernel"] = layer.mlp[3].weight.detach().T.numpy()
+        out[root + "MlpBlock_3/Dense_1/bias"] = layer.mlp[3].bias.detach().numpy()
+    out["Transformer/encoder_norm/scale"] = encoder.norm.weight.detach().numpy()
+    out["Transformer/encoder_norm/bias"] = encoder.norm.bias.detach().numpy()
+    out["embedding/kernel"] = np.zeros((16, 16, 3, hidden), dtype="float32")  # ignored, as in ResViT's loader
+    return out
+
+
+def test_vit_weights_load_from_a_local_npz_and_torch_file(tmp_path) -> None:
+    import numpy as np
+
+    torch.manual_seed(0)
+    src = TransformerEncoder(64, 2, 4, 128, dropout=0.0)
+    for p in src.parameters():
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    np.savez(tmp_path / "vit.npz", **_to_npz(src))
+    m = build("tiny", image_size=64, vit_weights=str(tmp_path / "vit.npz"))
+    enc = m.generator.transformers[0].eval()
+    tokens = torch.randn(2, 16, 64)
+    with torch.no_grad():
+        assert torch.allclose(enc(tokens), src.eval()(tokens), atol=1e-5)  # same function, not just same shapes
+    torch.save(src.state_dict(), tmp_path / "vit.pt")
+    m2 = build("tiny", image_size=64, vit_weights=str(tmp_path / "vit.pt"))
+    assert torch.equal(m2.generator.transformers[0].norm.weight, src.norm.weight)
+    with pytest.raises(ConfigError, match="does not exist"):
+        build("tiny", image_size=64, vit_weights=str(tmp_path / "none.npz"))
+    with pytest.raises(ConfigError, match="does not fit"):  # ViT-B into the tiny encoder
+        np.savez(tmp_path / "big.npz", **_to_npz(TransformerEncoder(128, 2, 4, 256)))
+        build("tiny", image_size=64, vit_weights=str(tmp_path / "big.npz"))
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ConfigError, match="lacks"):
+        build("tiny", image_size=64, vit_weights=str(tmp_path / "other.npz"))
 
 
 # --- slow: learns t1 -> t2 on the embedded data -------------------------------------------------

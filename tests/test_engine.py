@@ -79,9 +79,9 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
 
 def test_resume_to_another_total_of_steps(tmp_path):
     data = _pairs(n_subjects=1, n_slices=4)
-    # pix2pix trains on constant learning rates: continuing a 4-step run to 8 steps equals a run
-    # planned for 8 steps (the batch order and RNG states are restored exactly)
-    cfg = dict(model="pix2pix", steps=4, batch_size=2, checkpoint_every=2, seed=1)
+    # pix2pix with lr_policy="constant": continuing a 4-step run to 8 steps equals a run planned
+    # for 8 steps (the batch order and RNG states are restored exactly)
+    cfg = dict(model="pix2pix", steps=4, batch_size=2, checkpoint_every=2, seed=1, model_options={"lr_policy": "constant"})
     train(TrainConfig(**cfg), data, tmp_path / "p2p", progress=False)
     train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "p2p", resume=True, progress=False, stop_at=6)
     assert not (tmp_path / "p2p/summary.json").exists()  # killed on the way to 8: unfinished
@@ -107,6 +107,26 @@ def test_resume_to_another_total_of_steps(tmp_path):
     assert done.step == 8 and summary["steps"] == 8 and summary["extended_from"] == [4]
     planned = train(TrainConfig(**{**cfg, "steps": 8}), data, tmp_path / "rv8", progress=False)
     assert any(not torch.equal(v, done.model.state_dict()[k]) for k, v in planned.model.state_dict().items())
+
+
+def test_pix2pix_decays_its_learning_rate_over_the_second_half_by_default(tmp_path):
+    """pix2pix's reference ``--lr_policy linear``: 2e-4 for the first half, then linearly to 0."""
+    data = _pairs(n_subjects=1, n_slices=4)
+    train(TrainConfig(model="pix2pix", steps=8, batch_size=2, log_every=1), data, tmp_path / "run", progress=False)
+    lrs = [json.loads(line)["lr"]["G"] for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([2e-4, 2e-4, 2e-4, 2e-4, 1.5e-4, 1e-4, 5e-5, 0.0])  # after steps 1..8
+
+
+def test_a_checkpoint_of_another_model_definition_is_a_one_line_error(tmp_path):
+    data = _pairs(n_subjects=1, n_slices=4)
+    train(TrainConfig(model="diffusion", steps=1, batch_size=2), data, tmp_path / "run", progress=False)
+    path = tmp_path / "run/checkpoints/last.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["model"] = {k: v for k, v in payload["model"].items() if not k.startswith("ema_denoiser.")}  # an older layout
+    torch.save(payload, path)
+    with pytest.raises(DataError, match=r"run: its checkpoint does not fit .*ConditionalDiffusion.*train again") as err:
+        load_trained(tmp_path / "run")
+    assert "\n" not in str(err.value)
 
 
 def test_checkpoint_loads_weights_only_and_corruption_is_reported(tmp_path):

@@ -256,7 +256,7 @@ def _train(
     start_step = 0
     torch.manual_seed(config.seed + 1 + dist.rank)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        load_model_state(model, checkpoint["model"], run_dir)
         for n, o in optimizers.items():
             o.load_state_dict(checkpoint["optimizers"][n])
             schedulers[n].load_state_dict(checkpoint["schedulers"][n])
@@ -455,5 +455,19 @@ def load_trained(run_dir: str | os.PathLike[str], device: str | torch.device = "
         raise DataError(f"{cfg_path} does not hold a valid training configuration ({exc}): train again") from None
     payload = load_checkpoint(run_dir / "checkpoints" / CHECKPOINT_NAME, map_location=device)
     model = build_from_config(config)
-    model.load_state_dict(payload["model"])
+    load_model_state(model, payload["model"], run_dir)
     return model.to(device).eval(), config
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], run_dir: Path) -> None:
+    """``model.load_state_dict(state)``, or a one-line error naming the run when the checkpoint was
+    written by another definition of the model (e.g. before a network gained or lost a head)."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0][:200]
+        raise DataError(
+            f"{run_dir}: its checkpoint does not fit the current definition of {type(model).__name__} "
+            f"({detail}); it was written by another robustmri version: train again into another folder"
+        ) from None
