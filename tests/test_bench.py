@@ -92,6 +92,9 @@ def test_suite_validation_errors():
         ({"models": [{"name": "pix2pix"}]}, "name"),
         ({**base, "data": {"split": [5, 1]}}, "data.split"),
         ({**base, "data": {"split": [5, 1, 0]}}, "data.split"),
+        ({**base, "eval": {"split": "train"}}, "eval.split"),
+        ({**base, "eval": {"split": "val"}}, "validation subjects"),  # the default split has no fixed val count
+        ({**base, "data": {"split": [3, 0, 1]}, "eval": {"split": "val"}}, "val > 0"),
     ]
     for raw, fragment in cases:
         with pytest.raises(ConfigError, match=fragment):
@@ -110,6 +113,33 @@ def test_suite_split_gives_its_own_prepared_folder(cache_dir):
     assert len(set(test.subject.tolist())) == 2
     with pytest.raises(ConfigError, match="already prepared"):
         resolve_data(str(spec.prepared), 64, ("t1", "t2"), cache=cache_dir, split=(1, 0, 1))
+
+
+def test_a_tuning_suite_scores_the_validation_subjects_and_the_report_says_so(cache_dir, tmp_path):
+    """eval.split = "val": the cells hold the split's validation subjects, none of its test ones."""
+    from robustmri.data.resolve import load_split_tensors, resolve_data
+    from robustmri.report import build_report
+
+    text = TINY_SUITE.replace('source = "embedded:4"', 'source = "embedded:5"\nsplit = [2, 1, 2]').replace(
+        "[eval]\nbatch_size = 8", '[eval]\nbatch_size = 8\nsplit = "val"')
+    text = text[: text.index('[[models]]\nname = "pix2pix"\nsize = "tiny"\nlabel')] + text[text.index("[perturbations]"):]
+    suite = load_suite(_write_suite(tmp_path / "tune.toml", text.replace("steps = 40", "steps = 4")))
+    assert suite.eval_split == "val"
+    plain = load_suite(_write_suite(tmp_path / "t.toml"))
+    explicit = load_suite(_write_suite(tmp_path / "e.toml", TINY_SUITE.replace("batch_size = 8", 'batch_size = 8\nsplit = "test"')))
+    assert plain.hash == explicit.hash  # the default keeps every suite's hash (and its drift reference)
+    out = run_suite(suite, tmp_path / "out", cache=cache_dir, progress=False, report=False)
+    spec = resolve_data(suite.data_source, 64, ("t1", "t2"), cache=cache_dir, split=suite.split)
+    def names(split: str) -> set[str]:
+        t = load_split_tensors(spec, split, "t1", "t2")
+        return {t.subject_names[i] for i in t.subject.tolist()}
+
+    val, test = names("val"), names("test")
+    scored = set(_results(out)["subject"])
+    assert len(val) == 1 and len(test) == 2
+    assert scored == val and not scored & test
+    report = build_report(out)
+    assert "VALIDATION subjects" in Path(report).read_text()
 
 
 def test_builtin_suites_are_valid():

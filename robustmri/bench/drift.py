@@ -243,7 +243,7 @@ def evaluate_reference_weights(
         source, target = entry["direction"].split("->")
         job = Job(specs[entry["model"]], source, target, int(entry["seed"]))
         if (source, target) not in tests:
-            tests[(source, target)] = load_split_tensors(spec, "test", source, target)
+            tests[(source, target)] = load_split_tensors(spec, suite.eval_split, source, target)
         test = tests[(source, target)]
         model = load_weights(folder / entry["file"], entry.get("sha256"), device=device)
         clean_outputs: dict[int, Any] = {}  # shared by this model's cells (output stability)

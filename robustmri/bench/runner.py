@@ -263,7 +263,7 @@ def _run_suite(
     for job, job_cells in todo.values():
         key = (job.source, job.target)
         if key not in tests:
-            tests[key] = load_split_tensors(spec, "test", job.source, job.target)
+            tests[key] = load_split_tensors(spec, suite.eval_split, job.source, job.target)
             store.write_pair(job, tests[key])
         test = tests[key]
         model, _ = runs[job.run_name].load(device=dev)

@@ -206,7 +206,7 @@ def eval_task(
     with _locked(store.cell_dir(job).parent / f".{store.cell_dir(job).name}.lock"):
         store.check_provenance(job, cell_provenance(suite, run.identity(), run.trained_steps, spec.description), params)
         store.write_model_info(job, model_info(job, run, grid))
-    test = load_split_tensors(spec, "test", job.source, job.target)
+    test = load_split_tensors(spec, suite.eval_split, job.source, job.target)
     with _locked(store.out / "samples" / ".lock"):
         store.write_pair(job, test)
     model, _ = run.load(device=dev)

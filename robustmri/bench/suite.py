@@ -48,6 +48,7 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     [eval]
     batch_size = 32
     seed = 0                         # seeds the corruptions (same draws for every model)
+    split = "test"                   # test (default: report) | val (tuning: needs data.split with val > 0)
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ class Suite:
     attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_batch_size: int = 32
     eval_seed: int = 0
+    #: the subjects scored: ``"test"`` (report) or ``"val"`` (choosing options: a tuning suite)
+    eval_split: str = "test"
     #: label of the model others are tested against; parse_suite defaults it to the first model's
     reference_model: str = ""
     ablation: bool = False
@@ -140,6 +143,8 @@ class Suite:
         d.pop("slurm")
         if not d["attack_budget"]:  # suites written before budgets existed keep their hash
             d.pop("attack_budget")
+        if d.get("eval_split") == "test":  # likewise suites written before eval.split existed
+            d.pop("eval_split")
         for m in d["models"]:
             for key, default in _EXTERNAL_DEFAULTS.items():
                 if m.get(key) == default:
@@ -160,7 +165,7 @@ _SECTIONS = {
     "train": {"steps", "batch_size"},
     "perturbations": {"names", "severities"},
     "attacks": {"names", "severities", "objective", "loss", "eot_samples", "budget"},
-    "eval": {"batch_size", "seed"},
+    "eval": {"batch_size", "seed", "split"},
     "slurm": {"partition", "gpus", "cpus", "mem_gb", "time_min", "eval_tasks", "train_processes"},
 }
 _MODEL_KEYS = {"name", "size", "label", "options", "steps", "batch_size"}
@@ -205,6 +210,15 @@ def _split(path: str, value: Any) -> tuple[float, float, float] | None:
     ):
         raise _err(path, f"data.split must be [train, val, test] counts or fractions with train, test > 0, got {value!r}")
     return (value[0], value[1], value[2])
+
+
+def _eval_split(path: str, value: Any, split: Any) -> str:
+    """``eval.split``: ``test`` or ``val``; scoring the validation subjects needs some."""
+    if value not in ("test", "val"):
+        raise _err(path, f"eval.split must be 'test' (report) or 'val' (tuning), got {value!r}")
+    if value == "val" and not (isinstance(split, list) and len(split) == 3 and isinstance(split[1], (int, float)) and split[1] > 0):
+        raise _err(path, "eval.split = 'val' needs validation subjects: set data.split = [train, val, test] with val > 0")
+    return str(value)
 
 
 def _external_spec(path: str, m: dict[str, Any], directions: list[tuple[str, str]]) -> ModelSpec:
@@ -382,6 +396,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         attack_budget={n: dict(b) for n, b in sorted(budget.items())},
         eval_batch_size=int(ev.get("batch_size", 32)),
         eval_seed=int(ev.get("seed", 0)),
+        eval_split=_eval_split(path, ev.get("split", "test"), data.get("split")),
         reference_model=reference,
         ablation=bool(raw.get("ablation", False)),
         device=str(raw.get("device", "auto")),

@@ -112,6 +112,10 @@ def load_results(results_dir: str | Path) -> ReportInputs:
         warnings.append(f"Only {int(n_subjects.min())} test subject(s) in a direction: a two-sided Wilcoxon test "
                         "of fewer than 6 pairs cannot reach p < 0.05, so no difference is marked significant.")
     warnings += external_notes(root / "external.json")
+    definition = manifest.get("suite_definition")
+    if isinstance(definition, dict) and definition.get("eval_split") == "val":
+        warnings.insert(0, "Scored on the VALIDATION subjects (eval.split = 'val'): a tuning run to choose options, "
+                           "not a result; report the chosen options scored on the test subjects.")
     oracles = oracle_models(root, models)
     if reference in oracles:
         raise DataError(f"{root / 'manifest.json'}: the reference model {reference!r} sees the target at test time (an "
