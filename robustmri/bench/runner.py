@@ -105,7 +105,8 @@ def model_info(job: Job, run: Any, grid: list[Cell]) -> dict[str, Any]:
     params = sum(p.numel() for m in model.inference_modules() for p in m.parameters())
     options = "".join(f", {k}={v}" for k, v in sorted(job.model.options.items()))
     return {"architecture": f"{job.model.name} ({job.model.size}{options})", "parameters": int(params),
-            "oracle": bool(model.needs_target), "gradients": True}
+            "oracle": bool(model.needs_target), "gradients": True,
+            "model": {"name": job.model.name, "size": job.model.size, "options": dict(job.model.options)}}
 
 
 def suite_folder(suite: Suite) -> Path | None:
