@@ -6,7 +6,9 @@ Layout of the report folder (replaced as a whole, atomically, on every build)::
     report/summary.csv                every model x direction x perturbation x severity x metric:
                                       mean, std, median, n, bootstrap CI, Wilcoxon p and Holm p
     report/tables/<name>.md|.tex|.csv clean_quality, robustness_psnr, robustness_ssim, auc_psnr,
-                                      corruption_error, ablation (when the manifest says so)
+                                      corruption_error, ablation (when the manifest says so),
+                                      claims (paired differences behind the KD+attack claims, when
+                                      such pairs were run), teacher (when a run logged a teacher)
     report/figures/<name>.png|.pdf    degradation_psnr_<direction>, clean_psnr_box,
                                       samples_<direction> (when RESULTS_DIR/samples/*.npz exist)
 """
@@ -229,6 +231,14 @@ def build_report(
             inputs.warnings.append("The manifest asks for an ablation but results.csv has no 'kd_attack:<variant>' "
                                    "models; the ablation table is omitted.")
 
+    from robustmri.bench.store import ResultsStore
+    from robustmri.report import claims as C
+
+    pairs = [p for p in C.claim_pairs(inputs.models, ResultsStore(root).model_info(), ref)
+             if p[0] not in inputs.oracles and p[1] not in inputs.oracles]
+    for extra in (C.claims_table(inputs.frame, pairs, n_boot=n_boot, seed=seed), C.teacher_table(root)):
+        if extra is not None:
+            tables.append(extra)
     for t in tables:
         t.mark_oracles(inputs.oracles)
     with atomic_dir(out, overwrite=True) as tmp:

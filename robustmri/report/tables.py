@@ -77,6 +77,8 @@ class Column:
     better: Better | None = None
     decimals: int = 2
     show_std: bool = False
+    #: show ``mean [low, high]`` (a confidence interval) with signed numbers: a paired difference
+    show_ci: bool = False
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Cell:
     p: float = math.nan
     n: int = 0
     bold: bool = False
+    low: float = math.nan
+    high: float = math.nan
 
 
 @dataclass
@@ -255,7 +259,8 @@ class Table:
 
     def to_csv(self) -> str:
         """Machine-readable wide CSV: per column ``<key>`` (mean), ``<key>_std`` where shown,
-        ``<key>_p_holm`` where tested, ``<key>_n`` (subjects)."""
+        ``<key>_ci_low`` / ``<key>_ci_high`` for intervals, ``<key>_p_holm`` where tested,
+        ``<key>_n`` (subjects)."""
         records = []
         for group, row in self.rows:
             rec: dict[str, object] = {"direction": group, "row": row}
@@ -264,6 +269,9 @@ class Table:
                 rec[col.key] = c.mean if c else math.nan
                 if col.show_std:
                     rec[f"{col.key}_std"] = c.std if c else math.nan
+                if col.show_ci:
+                    rec[f"{col.key}_ci_low"] = c.low if c else math.nan
+                    rec[f"{col.key}_ci_high"] = c.high if c else math.nan
                 if self._tested(col):
                     rec[f"{col.key}_p_holm"] = c.p if c else math.nan
                 rec[f"{col.key}_n"] = c.n if c else 0
@@ -286,6 +294,11 @@ def significance_mark(p: float) -> str:
 def _value_text(c: Cell, col: Column, pm: str) -> str:
     if not np.isfinite(c.mean):
         return "n/a"
+    if col.show_ci:
+        text = f"{c.mean:+.{col.decimals}f}"
+        if np.isfinite(c.low) and np.isfinite(c.high):
+            text += f" [{c.low:+.{col.decimals}f}, {c.high:+.{col.decimals}f}]"
+        return text
     text = f"{c.mean:.{col.decimals}f}"
     if col.show_std and np.isfinite(c.std):
         text += f" {pm} {c.std:.{col.decimals}f}"
