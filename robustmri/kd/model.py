@@ -24,7 +24,7 @@ Inferred (defaults, all options of :class:`KDAttack`):
   ``warp(G(x), flow_T)`` (``teacher="register"``), so what it passes on is where G's output should
   move, never the target's intensities; the student also has a bounded intensity correction, as it
   sees only test-time inputs. ``teacher="correct"`` restores a teacher with a correction head that
-  sees the target (it learns to copy it: 22.6 -> 29.9 dB with a warp share of 0.06 dB).
+  sees the target (it learns to copy it: 22.6 -> 29.9 dB while its warp alone added 0.06 dB).
 - Teacher loss: ``20 * L1(T, y) + 10 * smooth(flow_T)`` (Reg-GAN's R loss), plus
   ``1 * mean|r_T|`` for the correcting teacher. Logged every step: ``T/l1_synth`` = L1(G(x), y),
   ``T/l1_warp`` = L1(warp(G(x), flow_T), y) and ``T/l1``; the report's ``teacher`` table turns
