@@ -312,10 +312,10 @@ class ConditionalDiffusion(TranslationModel):
         buffers (none in this U-Net, GroupNorm only) are copied."""
         if self.ema_denoiser is None:
             return
-        n = int(self.ema_updates)
-        d = min(self.ema_decay, (1.0 + n) / (10.0 + n))
+        n = self.ema_updates.float()  # stays on the device: no host sync per training step
+        d = torch.clamp((1.0 + n) / (10.0 + n), max=self.ema_decay)
         for e, p in zip(self.ema_denoiser.parameters(), self.denoiser.parameters()):
-            e.mul_(d).add_(p.detach(), alpha=1.0 - d)
+            e.lerp_(p.detach(), 1.0 - d)  # d * e + (1 - d) * p
         for e, b in zip(self.ema_denoiser.buffers(), self.denoiser.buffers()):
             e.copy_(b)
         self.ema_updates += 1

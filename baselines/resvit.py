@@ -61,8 +61,8 @@ import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,9 +71,6 @@ from baselines.layers import ResnetBlock, check_image_size, lsgan_loss
 from baselines.pix2pix import PatchDiscriminator
 from robustmri.errors import ConfigError
 from robustmri.models.base import Batch, OptimizerSpec, SignedGeneratorModel, StepContext, init_normal, to_signed
-
-if TYPE_CHECKING:
-    import numpy as np
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {
@@ -377,7 +374,7 @@ class ResViT(SignedGeneratorModel):
         return {"loss_D": float(loss_d.detach()), "loss_G_gan": float(g_adv.detach()), "loss_G_l1": float(l1.detach())}
 
 
-def _vit_npz_state(arrays: dict[str, "np.ndarray"], encoder: TransformerEncoder) -> dict[str, Tensor]:
+def _vit_npz_state(arrays: dict[str, np.ndarray], encoder: TransformerEncoder) -> dict[str, Tensor]:
     """Google ViT ``.npz`` (``Transformer/encoderblock_{i}/...``, as ResViT's ``load_from`` reads it)
     -> a state dict of :class:`TransformerEncoder`. Kernels are (in, out) there, (out, in) here."""
     state: dict[str, Tensor] = {}
@@ -417,8 +414,6 @@ def load_vit_weights(encoder: TransformerEncoder, path: str | os.PathLike[str]) 
         raise ConfigError(f"ResViT vit_weights: {p} does not exist; pass the path of a local ViT .npz (nothing is downloaded)")
     try:
         if p.suffix == ".npz":
-            import numpy as np
-
             with np.load(p) as data:
                 state = _vit_npz_state({k: data[k] for k in data.files}, encoder)
         else:

@@ -15,6 +15,12 @@ def direction_tag(source: str, target: str) -> str:
     return f"{source}_to_{target}"
 
 
+def label_tag(label: str) -> str:
+    """Path-safe form of a model label, the folder name under ``runs/`` and ``cells/``
+    (``kd_attack:full`` -> ``kd_attack-full``)."""
+    return label.replace(":", "-")
+
+
 @dataclass(frozen=True)
 class Job:
     """One trained model of the grid."""
@@ -30,8 +36,8 @@ class Job:
 
     @property
     def label_tag(self) -> str:
-        """Path-safe form of the model label (``kd_attack:full`` -> ``kd_attack-full``)."""
-        return self.model.label.replace(":", "-")
+        """Path-safe form of the model label (see :func:`label_tag`)."""
+        return label_tag(self.model.label)
 
     @property
     def run_name(self) -> str:

@@ -212,11 +212,12 @@ def _split(path: str, value: Any) -> tuple[float, float, float] | None:
     return (value[0], value[1], value[2])
 
 
-def _eval_split(path: str, value: Any, split: Any) -> str:
-    """``eval.split``: ``test`` or ``val``; scoring the validation subjects needs some."""
+def _eval_split(path: str, value: Any, split: tuple[float, float, float] | None) -> str:
+    """``eval.split``: ``test`` or ``val``; scoring the validation subjects needs some (``split``: the
+    parsed ``data.split``)."""
     if value not in ("test", "val"):
         raise _err(path, f"eval.split must be 'test' (report) or 'val' (tuning), got {value!r}")
-    if value == "val" and not (isinstance(split, list) and len(split) == 3 and isinstance(split[1], (int, float)) and split[1] > 0):
+    if value == "val" and not (split is not None and split[1] > 0):
         raise _err(path, "eval.split = 'val' needs validation subjects: set data.split = [train, val, test] with val > 0")
     return str(value)
 
@@ -373,6 +374,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
     for key, value in (("train.steps", train.get("steps", 300)), ("train.batch_size", train.get("batch_size", 4)), ("eval.batch_size", ev.get("batch_size", 32))):
         if not isinstance(value, int) or value < 1:
             raise _err(path, f"{key} must be a positive integer, got {value!r}")
+    split = _split(path, data.get("split"))
     return Suite(
         name=name,
         description=str(raw.get("description", "")),
@@ -381,7 +383,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         models=tuple(models),
         data_source=str(data.get("source", "embedded")),
         embedded_options=_embedded_options(path, data.get("embedded", {})),
-        split=_split(path, data.get("split")),
+        split=split,
         image_size=size,
         protocol=protocol,
         train_steps=int(train.get("steps", 300)),
@@ -396,7 +398,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         attack_budget={n: dict(b) for n, b in sorted(budget.items())},
         eval_batch_size=int(ev.get("batch_size", 32)),
         eval_seed=int(ev.get("seed", 0)),
-        eval_split=_eval_split(path, ev.get("split", "test"), data.get("split")),
+        eval_split=_eval_split(path, ev.get("split", "test"), split),
         reference_model=reference,
         ablation=bool(raw.get("ablation", False)),
         device=str(raw.get("device", "auto")),

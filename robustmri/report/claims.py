@@ -55,16 +55,19 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
 def claim_pairs(models: list[str], info: dict[str, dict[str, Any]], reference: str | None) -> list[tuple[str, str, str]]:
     """The (first, second, what) comparisons present among ``models``; ``info``: label -> model.json."""
     present = set(models)
+
+    def spec(label: str) -> dict[str, Any]:
+        return (info.get(label) or {}).get("model") or {}
+
     pairs: list[tuple[str, str, str]] = []
     for label in models:
-        spec = (info.get(label) or {}).get("model") or {}
-        opts = spec.get("options") or {}
-        if spec.get("name") != "kd_attack" or opts.get("variant", "full") != "full" or opts.get("generator_options"):
+        wrapped = spec(label)
+        opts = wrapped.get("options") or {}
+        if wrapped.get("name") != "kd_attack" or opts.get("variant", "full") != "full" or opts.get("generator_options"):
             continue
         generator = opts.get("generator", "pix2pix")
-        bases = [m for m in models if ((info.get(m) or {}).get("model") or {}).get("name") == generator
-                 and not ((info.get(m) or {}).get("model") or {}).get("options")
-                 and ((info.get(m) or {}).get("model") or {}).get("size") == spec.get("size")]
+        bases = [m for m in models
+                 if spec(m).get("name") == generator and not spec(m).get("options") and spec(m).get("size") == wrapped.get("size")]
         if bases:
             pairs.append((bases[0], label, f"any generator: {generator} + KD+attack vs {generator}"))
     for first, second, what in ABLATION_PAIRS:
@@ -137,24 +140,14 @@ def claims_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]], *, n_bo
                  row_label="Comparison")
 
 
-def _label_tags(root: Path) -> dict[str, str]:
-    """Path-safe label tag (cells/<tag>/...) -> model label, from the cells' model.json files."""
-    out: dict[str, str] = {}
-    for f in sorted((root / "cells").glob("*/*/*/model.json")):
-        try:
-            d = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(d, dict) and isinstance(d.get("label"), str):
-            out.setdefault(f.parents[2].name, d["label"])
-    return out
-
-
 def teacher_table(root: str | Path) -> Table | None:
     """The registration teacher's gain and the warp's share of it, from ``runs/*/log.jsonl`` (see the
     module docstring); None when no run logged a teacher."""
+    from robustmri.bench.plan import label_tag
+    from robustmri.bench.store import ResultsStore
+
     root = Path(root)
-    tags = _label_tags(root)
+    tags = {label_tag(label): label for label in ResultsStore(root).model_info()}
     records: list[dict[str, Any]] = []
     for log in sorted((root / "runs").glob("*__*__s*/log.jsonl")):
         tag, direction, seed = log.parent.name.split("__")
