@@ -6,7 +6,8 @@ in {0, ..., T-1}, T = 1000, linear betas 1e-4 .. 0.02 (or the cosine schedule of
 ICML 2021). Conditioning on the source by channel concatenation, as in SR3 (Saharia et al. 2021)
 and Palette (Saharia et al. 2022). Sampling is DDIM (Song et al., ICLR 2021) with eta = 0 over
 ``sample_steps`` evenly spaced timesteps: deterministic given the initial noise, which is drawn from
-the ``generator`` passed to :meth:`ConditionalDiffusion.translate` (``None``: torch's global RNG).
+the ``generator`` passed to :meth:`ConditionalDiffusion.translate` (a torch generator, a
+:class:`robustmri.rng.KeyedStream` with one stream per image, or ``None``: torch's global RNG).
 The predicted ``x_0`` is clipped to [-1, 1] at every step and ``eps`` re-derived from it (as
 openai/improved-diffusion's ``ddim_sample`` with ``clip_denoised``); the output is the last ``x_0``.
 
@@ -50,8 +51,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from baselines.layers import check_image_size
+from robustmri import rng
 from robustmri.errors import ConfigError
 from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel, to_signed, to_unit
+from robustmri.rng import RandomSource
 
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {
@@ -345,7 +348,7 @@ class ConditionalDiffusion(TranslationModel):
         seq = torch.linspace(0, self.timesteps - 1, self.sample_steps).round().long().tolist()
         return sorted(set(int(s) for s in seq), reverse=True)
 
-    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+    def translate(self, source: Tensor, generator: RandomSource | None = None, target: Tensor | None = None) -> Tensor:
         """The mean of ``samples`` DDIM (eta = 0) samples, each from noise drawn with ``generator``:
         (B, C_in, H, W) -> (B, 1, H, W) in [0, 1]."""
         out = self.sample(source, generator)
@@ -353,13 +356,12 @@ class ConditionalDiffusion(TranslationModel):
             out = out + self.sample(source, generator)
         return out / self.samples
 
-    def sample(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, source: Tensor, generator: RandomSource | None = None) -> Tensor:
         """One DDIM (eta = 0) sample from noise drawn with ``generator``: (B, 1, H, W) in [0, 1]."""
         net = self.sampling_denoiser
         src = to_signed(source)
         shape = (source.shape[0], 1, source.shape[2], source.shape[3])
-        noise_device = generator.device if generator is not None else source.device
-        x = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32).to(source.device)
+        x = rng.normal(shape, generator, source.device)
         steps = self.sampling_timesteps()
         x0 = x
         for i, t in enumerate(steps):

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from robustmri.errors import ConfigError, DataError
+from robustmri.rng import KeyedStream
 
 __all__ = ["Preparation", "translate_volume", "translate_path", "load_translator", "DATA_FILE"]
 
@@ -131,7 +132,7 @@ def _denormalise(y: np.ndarray, like: np.ndarray, prep: Preparation, source: str
 
 
 def translate_volume(
-    predict: Callable[[torch.Tensor], torch.Tensor],
+    predict: Callable[[torch.Tensor, int], torch.Tensor],
     data: np.ndarray,
     prep: Preparation,
     batch_size: int = 32,
@@ -139,7 +140,8 @@ def translate_volume(
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Translate one canonical (X, Y, Z) volume slice-wise; returns (X, Y, Z) float32 in [0, 1]
-    scale. ``predict`` maps (B, 1, size, size) in [0, 1] to (B, 1, size, size). ``mask``: bool
+    scale. ``predict(x, first)`` maps (B, 1, size, size) in [0, 1], slices ``first .. first + B - 1``
+    of the stack, to (B, 1, size, size). ``mask``: bool
     brain mask of the volume for the normalisation's statistics (None: the threshold rule on this
     volume alone; ``data prepare`` uses a mask file, a seg, or the rule on all contrasts)."""
     from robustmri.data.brainmask import threshold_mask
@@ -156,7 +158,7 @@ def translate_volume(
     out = np.empty_like(fitted)
     for start in range(0, fitted.shape[0], batch_size):
         x = torch.from_numpy(fitted[start : start + batch_size])[:, None]
-        out[start : start + batch_size] = predict(x)[:, 0].detach().float().cpu().numpy()
+        out[start : start + batch_size] = predict(x, start)[:, 0].detach().float().cpu().numpy()
     back = _inverse_fit(out, stack.shape[1:], prep.fit)
     return np.moveaxis(back, 0, prep.axis)
 
@@ -168,9 +170,11 @@ def load_translator(
     size: int | None = None,
     device: str = "cpu",
     seed: int = 0,
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], int, Path | None, str | None]:
+) -> tuple[Callable[[torch.Tensor, int], torch.Tensor], int, Path | None, str | None]:
     """``(predict, model grid size, run folder or None, source contrast or None)`` for a trained
-    run folder or an external model entry (then ``size`` is required)."""
+    run folder or an external model entry (then ``size`` is required). ``predict(x, first)``
+    translates slices ``first ..`` of a volume; a stochastic model draws its noise per slice from
+    ``(seed, slice index)``, so the output does not depend on ``--batch-size``."""
     from robustmri.device import resolve_device
 
     dev = resolve_device(device)
@@ -196,8 +200,8 @@ def load_translator(
         model = ExternalModel(load_external_module(external or "", label="external"), "external", io_range).to(dev)
         grid, run_dir, src = int(size), None, None
 
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        gen = torch.Generator(device=dev).manual_seed(seed)
+    def predict(x: torch.Tensor, first: int = 0) -> torch.Tensor:
+        gen = KeyedStream.for_rows(seed, "translate", [(first + i,) for i in range(x.shape[0])])
         with torch.no_grad():
             return model.translate(x.to(dev), generator=gen)
 

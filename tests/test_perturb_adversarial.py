@@ -181,7 +181,7 @@ def test_eot_averages_seeded_model_calls(model, x) -> None:
     ref = model(x)
     est = expected_loss(ctx, x, ref, make_generator(3))
     seeds = _seeds(make_generator(3), 4)
-    manual = sum(per_image_loss(_call_model(noisy, x, s), ref, "mse") for s in seeds) / 4
+    manual = sum(per_image_loss(_call_model(ctx, x, s), ref, "mse") for s in seeds) / 4
     torch.testing.assert_close(est, manual)
     state = torch.get_rng_state()
     a1 = attack(noisy, x, "pgd_linf", 2, eot_samples=4, generator=5)

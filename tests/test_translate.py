@@ -107,7 +107,7 @@ def test_a_trained_run_translates_with_the_slices_it_was_trained_on(embedded, tm
     slices = np.load(entry / "image_t1.npy")[subject == 0]  # sub-000, every slice
     seen = []
 
-    def record(x: torch.Tensor) -> torch.Tensor:
+    def record(x: torch.Tensor, first: int) -> torch.Tensor:
         seen.append(x[:, 0].numpy().copy())
         return x
 

@@ -3,13 +3,21 @@
 Every number robustmri reports comes from :func:`score_cell`: the bench's cells, the drift check's
 reference weights and ``robustmri eval`` (the clean cell, severity 0).
 
-Seeding (so that a cell is a pure function of the model, the data and :class:`EvalSettings`):
+Seeding (so that a cell is a pure function of the model, the data and :class:`EvalSettings`, at
+any batch size and on any device): every random draw comes from a :class:`robustmri.rng.KeyedStream`
+with one stream per slice, keyed by ``(settings.seed, what, subject, slice)`` and never by the
+slice's position in a batch.
 
-- corruptions draw from ``(settings.seed, perturbation, batch index)`` and never from the model,
-  so every model sees the same corrupted inputs (common random numbers, paired comparisons);
-- attacks draw from the same key (they depend on the model by nature);
-- a stochastic model's own noise comes from a generator seeded with ``settings.seed + batch
-  index``: the same seed and batch size give the same outputs in the bench and in ``eval``.
+- corruptions: ``what`` = the perturbation (not the severity, not the model), so every model sees
+  the same corrupted inputs (common random numbers, paired comparisons) and the severities of one
+  perturbation share their draws;
+- attacks: the same key (random starts, restarts, Square's squares, EOT noise); the attack itself
+  depends on the model by nature;
+- a stochastic model's own noise: ``what`` = ``"model"``, the same in every cell, so the output
+  stability compares a perturbed and a clean output made with the same noise.
+
+The batch size is therefore not part of a cell's definition (nor of its provenance): ``results.csv``
+is the same for every batch size (tests/test_batch_invariance.py states the float tolerance).
 
 Model space and protocol space: models take and return intensities in [0, 1]; the protocol maps
 predictions, targets and sources into its own I/O range before scoring
@@ -32,6 +40,7 @@ from robustmri.bench.plan import Cell
 from robustmri.data.paired import PairedTensors
 from robustmri.models.base import TranslationModel
 from robustmri.protocol import Protocol, get_protocol
+from robustmri.rng import KeyedStream
 
 
 @dataclass(frozen=True)
@@ -72,18 +81,30 @@ def batches(n: int, size: int) -> Iterator[tuple[int, slice]]:
         yield b, slice(start, min(start + size, n))
 
 
-def model_fn(model: TranslationModel, target: Tensor | None) -> Callable[[Tensor], Tensor]:
-    """``x -> model(x)`` as attacks see it (with the target for a model that declares it needs it)."""
-    if model.needs_target:
-        return lambda x: model.translate(x, target=target)
-    return lambda x: model.translate(x)
+def model_fn(model: TranslationModel, target: Tensor | None) -> Callable[..., Tensor]:
+    """``x -> model(x)`` as attacks see it (with the target for a model that declares it needs it);
+    a stochastic model's function also takes ``generator=`` (``AttackContext.seeded``)."""
+    tgt = target if model.needs_target else None
+    if model.stochastic:
+        return lambda x, generator=None: model.translate(x, generator=generator, target=tgt)
+    return lambda x: model.translate(x, target=tgt)
+
+
+RowIds = list[tuple[str, int]]
+"""(subject, slice) of each row of a batch: the key of its random streams."""
+
+
+def row_streams(settings: EvalSettings, what: str, rows: RowIds) -> KeyedStream:
+    """One random stream per row, keyed by ``(settings.seed, what, subject, slice)``."""
+    return KeyedStream.for_rows(settings.seed, what, rows)
 
 
 def perturb_batch(
-    model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, cell: Cell, settings: EvalSettings, batch_index: int,
+    model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, cell: Cell, settings: EvalSettings, rows: RowIds,
     spacing: Tensor | None = None,
 ) -> Tensor:
-    """The inputs of ``cell`` for batch ``batch_index``: ``x`` itself for the clean cell.
+    """The inputs of ``cell`` for the slices ``rows`` (their (subject, slice) ids): ``x`` itself for
+    the clean cell.
 
     Corruptions act on the whole field of view (``mask`` only sets the brain signal an SNR refers
     to; ``spacing`` (B,) mm converts lengths to pixels). Attacks may change every pixel and
@@ -91,30 +112,28 @@ def perturb_batch(
     (``settings.attack_objective == "target"``), or the distance to the clean output
     (``"stability"``). A stochastic model is attacked with EOT over ``settings.eot_samples`` noise
     draws and scored on a fresh draw from the same distribution (:func:`predict_batch`)."""
-    from robustmri.perturb import PERTURBATIONS, apply_perturbation, attack, derive_seed
+    from robustmri.perturb import PERTURBATIONS, attack, get_perturbation
 
     if cell.is_clean:
         return x
+    streams = row_streams(settings, cell.perturbation, rows)
     if PERTURBATIONS[cell.perturbation].needs_model:
-        gen = torch.Generator(device=x.device).manual_seed(derive_seed(settings.seed, cell.perturbation, batch_index))
         to_target = settings.attack_objective == "target"
         with torch.enable_grad():
             return attack(
                 model_fn(model, y), x, cell.perturbation, cell.severity, loss=settings.attack_loss,  # type: ignore[arg-type]
-                eot_samples=settings.eot_samples if model.stochastic else 1, generator=gen,
+                eot_samples=settings.eot_samples if model.stochastic else 1, generator=streams,
                 target=y if to_target else None, loss_mask=mask if to_target else None,
-                budget=settings.attack_budget.get(cell.perturbation),
+                budget=settings.attack_budget.get(cell.perturbation), seeded=model.stochastic,
             ).detach()
-    return apply_perturbation(x, cell.perturbation, cell.severity, seed=settings.seed, mask=mask, key=batch_index,
-                              spacing_mm=spacing)
+    return get_perturbation(cell.perturbation)(x, cell.severity, mask=mask, generator=streams, spacing_mm=spacing)
 
 
 @torch.no_grad()
-def predict_batch(model: TranslationModel, x: Tensor, y: Tensor, settings: EvalSettings, batch_index: int) -> Tensor:
-    """The model's output (B, 1, H, W) in [0, 1], float32, for batch ``batch_index``."""
-    gen = torch.Generator(device=x.device).manual_seed(settings.seed + batch_index)
+def predict_batch(model: TranslationModel, x: Tensor, y: Tensor, settings: EvalSettings, rows: RowIds) -> Tensor:
+    """The model's output (B, 1, H, W) in [0, 1], float32, for the slices ``rows``."""
     target = y if model.needs_target else None
-    return model.translate(x, generator=gen, target=target).float()
+    return model.translate(x, generator=row_streams(settings, "model", rows), target=target).float()
 
 
 STABILITY_PSNR_CAP = 100.0
@@ -123,7 +142,7 @@ STABILITY_PSNR_CAP = 100.0
 
 def output_stability(
     model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, x_in: Tensor, pred: Tensor, cell: Cell,
-    settings: EvalSettings, batch_index: int, clean_cache: dict[int, Tensor] | None = None,
+    settings: EvalSettings, rows: RowIds, batch_index: int, clean_cache: dict[int, Tensor] | None = None,
 ) -> dict[str, np.ndarray]:
     """How far the perturbation moved the output: the protocol's PSNR and SSIM of ``pred`` against
     the model's clean output for the same batch (same noise draw for a stochastic model), as
@@ -140,7 +159,7 @@ def output_stability(
     if clean_cache is not None and batch_index in clean_cache:
         clean = clean_cache[batch_index].to(pred.device)
     else:
-        clean = predict_batch(model, x, y, settings, batch_index)
+        clean = predict_batch(model, x, y, settings, rows)
         if clean_cache is not None:
             clean_cache[batch_index] = clean.cpu()
     scores = settings.protocol.score_unit(pred, clean, mask=mask, source=x_in[:, :1])
@@ -172,19 +191,20 @@ def score_cell(
     protocol = settings.protocol
     frames, sample = [], {}
     inputs, preds = [], []
+    assert data.slice is not None
     for b, rows in batches(len(data), settings.batch_size):
+        ids = list(zip(data.subject_labels(rows), data.slice[rows].tolist(), strict=True))
         x = data.source[rows].to(device, torch.float32)
         y = data.target[rows].to(device, torch.float32)
         m = data.mask[rows].to(device, torch.bool)
         sp = None if data.spacing is None else data.spacing[rows]
-        x_in = perturb_batch(model, x, y, m, cell, settings, b, sp)
-        pred = predict_batch(model, x_in, y, settings, b)
+        x_in = perturb_batch(model, x, y, m, cell, settings, ids, sp)
+        pred = predict_batch(model, x_in, y, settings, ids)
         scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
-        assert data.slice is not None
         frame = protocol.results_frame(scores, data.subject_labels(rows), data.slice[rows])
         if cell.is_clean and clean_cache is not None:
             clean_cache[b] = pred.cpu()
-        for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, b, clean_cache).items():
+        for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, ids, b, clean_cache).items():
             frame[name] = values
         frames.append(frame)
         if sample_index is not None and rows.start <= sample_index < rows.stop:

@@ -117,7 +117,7 @@ def cell_provenance(suite: Suite, run_identity: dict[str, Any], trained_steps: i
         "image_size": suite.image_size,
         "protocol": get_protocol(suite.protocol).id,
         "threat_model": THREAT_MODEL_VERSION,
-        "eval": {"seed": suite.eval_seed, "batch_size": suite.eval_batch_size, "attack_loss": suite.attack_loss,
+        "eval": {"seed": suite.eval_seed, "attack_loss": suite.attack_loss,
                  **({"split": suite.eval_split} if suite.eval_split != "test" else {}),
                  "attack_objective": suite.attack_objective, "eot_samples": suite.eot_samples, **({"attack_budget": suite.attack_budget} if suite.attack_budget else {})},
     }

@@ -141,6 +141,7 @@ class Suite:
         d = asdict(self)
         d.pop("path")
         d.pop("slurm")
+        d.pop("eval_batch_size")  # scores do not depend on it (robustmri.bench.evaluate: keyed streams)
         if not d["attack_budget"]:  # suites written before budgets existed keep their hash
             d.pop("attack_budget")
         if d.get("eval_split") == "test":  # likewise suites written before eval.split existed

@@ -16,7 +16,7 @@ def eval_cmd(
     split: str = typer.Option("test", "--split", help="train, val or test."),
     protocol: str = typer.Option("robustmri", "--protocol", help="Scoring protocol (robustmri, resvit, syndiff, reggan, selfrdb)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Slices per batch (a stochastic model's noise is drawn per batch)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Slices per batch (the scores do not depend on it: a stochastic model's noise is drawn per slice)."),
     seed: int = typer.Option(0, "--seed", help="Seed of a stochastic model's noise (the bench's eval.seed)."),
     save_predictions: Path = typer.Option(
         None, "--save-predictions", help="Also write pred/target/source/mask (N, H, W), subject and slice to this .npz."

@@ -59,6 +59,7 @@ from robustmri.kd.attacker import GenerativeAttacker, per_image_l1, spsa_gradien
 from robustmri.kd.refine import Refinement, RefinementNet
 from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel
 from robustmri.models.registry import build_model
+from robustmri.rng import RandomSource
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "g_only": {"attack": None, "kd": False, "distill": False, "inference": "generator"},
@@ -219,10 +220,10 @@ class KDAttack(TranslationModel):
     def set_total_steps(self, steps: int) -> None:
         self.total_steps = max(int(steps), 1)
 
-    def _g(self, source: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def _g(self, source: Tensor, generator: RandomSource | None = None) -> Tensor:
         return self.generator.translate(source, generator=generator)
 
-    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+    def translate(self, source: Tensor, generator: RandomSource | None = None, target: Tensor | None = None) -> Tensor:
         synth = self._g(source, generator)
         mode = self.flags["inference"]
         if mode == "generator":
@@ -233,7 +234,7 @@ class KDAttack(TranslationModel):
             raise ConfigError("the teacher_oracle variant needs the real target at test time (diagnosis only): pass target=")
         return self.teacher(synth, torch.cat([target, source], 1)).image
 
-    def forward(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+    def forward(self, source: Tensor, generator: RandomSource | None = None, target: Tensor | None = None) -> Tensor:
         return self.translate(source, generator=generator, target=target)
 
     def inference_modules(self) -> list[nn.Module]:

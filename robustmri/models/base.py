@@ -22,6 +22,8 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from robustmri.rng import RandomSource
+
 Batch = dict[str, Tensor]
 """A training batch: ``source`` (B, C_in, H, W), ``target`` (B, 1, H, W), ``mask`` (B, 1, H, W) bool,
 all on the model's device; intensities in [0, 1]."""
@@ -88,13 +90,16 @@ class TranslationModel(nn.Module, ABC):
         self.image_size = image_size
 
     @abstractmethod
-    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+    def translate(self, source: Tensor, generator: RandomSource | None = None, target: Tensor | None = None) -> Tensor:
         """Synthesise the target: ``(B, C_in, H, W)`` in [0, 1] -> ``(B, 1, H, W)`` in [0, 1].
 
-        ``generator`` is the only source of randomness of a stochastic model; ``target`` (B, 1, H, W)
+        ``generator`` is the only source of randomness of a stochastic model: a torch generator, or
+        a :class:`~robustmri.rng.KeyedStream` (one stream per image: draw with
+        :func:`robustmri.rng.normal` / :func:`robustmri.rng.uniform`, batch first, so an image's
+        output does not depend on its batch); ``target`` (B, 1, H, W)
         is given only to models that declare :attr:`needs_target` and is ignored by the others."""
 
-    def forward(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:  # noqa: D401
+    def forward(self, source: Tensor, generator: RandomSource | None = None, target: Tensor | None = None) -> Tensor:  # noqa: D401
         """Same as :meth:`translate` (so models compose with attacks and ``nn.Sequential``)."""
         return self.translate(source, generator=generator, target=target)
 
@@ -120,7 +125,7 @@ class SignedGeneratorModel(TranslationModel):
 
     generator: nn.Module
 
-    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+    def translate(self, source: Tensor, generator: RandomSource | None = None, target: Tensor | None = None) -> Tensor:
         return to_unit(self.generator(to_signed(source)))
 
     def inference_modules(self) -> list[nn.Module]:

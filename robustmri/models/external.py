@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from robustmri.errors import ConfigError, DataError
 from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel
+from robustmri.rng import RandomSource
 
 __all__ = [
     "IO_RANGES",
@@ -205,7 +206,7 @@ class ExternalModel(TranslationModel):
             raise ConfigError(f"model {self.label} returned shape {tuple(y.shape)} for input {tuple(x.shape)}; expected {expected}")
         return y
 
-    def translate(self, source: Tensor, generator: torch.Generator | None = None, target: Tensor | None = None) -> Tensor:
+    def translate(self, source: Tensor, generator: RandomSource | None = None, target: Tensor | None = None) -> Tensor:
         return self._from_io(self._call(source).to(source.dtype))
 
     def check_range(self, source: Tensor) -> None:

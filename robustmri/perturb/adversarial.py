@@ -28,9 +28,16 @@ range):
   diffusion samplers included, is attacked on equal footing.
 
 Expectation over transformation (EOT) for stochastic models: each loss evaluation averages
-``eot_samples`` model calls; call ``j`` runs under :func:`torch.random.fork_rng` with a seed drawn
-from the attack's generator, so the model's own global-RNG sampling is reproducible and the
-caller's RNG state is left untouched.
+``eot_samples`` model calls. A model that takes ``generator=`` (``AttackContext.seeded``) gets,
+for call ``j``, a child of the attack's random source (with a
+:class:`~robustmri.rng.KeyedStream`, one stream per image, so an image's attack does not depend on
+its batch); any other model runs call ``j`` under :func:`torch.random.fork_rng` with a seed drawn
+from the attack's generator, so its global-RNG sampling is reproducible and the caller's RNG state
+is left untouched.
+
+Random sources: every draw (starts, restarts, Square's squares, EOT noise) comes from the
+``generator`` argument, a :class:`torch.Generator`, an int seed or a keyed stream; every draw
+has the batch as its first dimension.
 
 Why not torchattacks: its attacks hard-code ``CrossEntropyLoss``; with an image output that loss is
 constant (one output channel) and the gradient is zero, so e.g. ``torchattacks.PGD`` silently
@@ -61,6 +68,7 @@ from robustmri.perturb.base import (
     randn,
     register,
 )
+from robustmri.rng import KeyedStream, RandomSource
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 LossName = Literal["mse", "l1"]
@@ -79,6 +87,11 @@ class AttackContext:
     eot_samples: model calls averaged per loss evaluation (>1 for stochastic models).
     loss_mask: optional bool (B, 1, H, W): the error is averaged over these pixels only (the brain
         mask the metrics use); None = every output pixel.
+    seeded: True when ``model`` takes ``generator=`` (a torch generator or a
+        :class:`~robustmri.rng.KeyedStream`) as its only source of randomness (a stochastic
+        :class:`~robustmri.models.base.TranslationModel`); each EOT call then gets its own draw,
+        per image when the attack's generator is a keyed stream. False: each call runs under a
+        seeded global RNG.
     """
 
     model: Model
@@ -86,6 +99,7 @@ class AttackContext:
     loss: LossName = "mse"
     eot_samples: int = 1
     loss_mask: torch.Tensor | None = None
+    seeded: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.model):
@@ -109,40 +123,49 @@ def per_image_loss(
     return (val * m).flatten(1).sum(dim=1) / m.flatten(1).sum(dim=1).clamp(min=1.0)
 
 
-def _seeds(generator: torch.Generator, k: int) -> list[int]:
+def _seeds(generator: RandomSource, k: int) -> list[int | KeyedStream]:
+    """The noise of ``k`` EOT model calls: int seeds from a torch generator, or one child stream
+    per row from a :class:`~robustmri.rng.KeyedStream` (an image's EOT draws then do not depend on
+    its batch)."""
+    if isinstance(generator, KeyedStream):
+        return [generator.spawn() for _ in range(k)]
     return [int(v) for v in torch.randint(0, 2**62, (k,), generator=generator, device=generator.device)]
 
 
-def _call_model(model: Model, x: torch.Tensor, seed: int) -> torch.Tensor:
+def _call_model(ctx: AttackContext, x: torch.Tensor, seed: int | KeyedStream) -> torch.Tensor:
+    if ctx.seeded:
+        if isinstance(seed, KeyedStream):
+            return ctx.model(x, generator=seed)  # type: ignore[call-arg]
+        return ctx.model(x, generator=torch.Generator(device=x.device).manual_seed(seed))  # type: ignore[call-arg]
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return model(x)
+        torch.manual_seed(seed if isinstance(seed, int) else int(seed.keys[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+        return ctx.model(x)
 
 
 def expected_loss(
-    ctx: AttackContext, x_adv: torch.Tensor, ref: torch.Tensor, generator: torch.Generator
+    ctx: AttackContext, x_adv: torch.Tensor, ref: torch.Tensor, generator: RandomSource
 ) -> torch.Tensor:
     """EOT estimate of the per-image loss (B,): mean over ``ctx.eot_samples`` seeded model calls."""
     total = None
     for seed in _seeds(generator, ctx.eot_samples):
-        val = per_image_loss(_call_model(ctx.model, x_adv, seed), ref, ctx.loss, ctx.loss_mask)
+        val = per_image_loss(_call_model(ctx, x_adv, seed), ref, ctx.loss, ctx.loss_mask)
         total = val if total is None else total + val
     assert total is not None
     return total / ctx.eot_samples
 
 
-def reference_output(ctx: AttackContext, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def reference_output(ctx: AttackContext, x: torch.Tensor, generator: RandomSource) -> torch.Tensor:
     """``ctx.target`` or the clean output f(x) (EOT mean over ``ctx.eot_samples`` calls), detached."""
     if ctx.target is not None:
         return ctx.target.detach().to(x.device)
     with torch.no_grad():
-        outs = [_call_model(ctx.model, x, s) for s in _seeds(generator, ctx.eot_samples)]
+        outs = [_call_model(ctx, x, s) for s in _seeds(generator, ctx.eot_samples)]
     return torch.stack(outs).mean(dim=0).detach()
 
 
 def distortion_gradient(
-    ctx: AttackContext, x_adv: torch.Tensor, ref: torch.Tensor, generator: torch.Generator
+    ctx: AttackContext, x_adv: torch.Tensor, ref: torch.Tensor, generator: RandomSource
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(gradient of the summed per-image EOT loss w.r.t. ``x_adv``, per-image loss (B,))."""
     xa = x_adv.detach().requires_grad_(True)
@@ -177,7 +200,7 @@ def gradient_attack(
     norm: Norm = "linf",
     random_start: bool = True,
     mask: torch.Tensor | None = None,
-    generator: torch.Generator | int | None = None,
+    generator: RandomSource | int | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
     keep_best: bool = True,
 ) -> torch.Tensor:
@@ -252,7 +275,7 @@ def apgd_attack(
     norm: Norm = "linf",
     restarts: int = 1,
     mask: torch.Tensor | None = None,
-    generator: torch.Generator | int | None = None,
+    generator: RandomSource | int | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
     rho: float = 0.75,
     momentum: float = 0.75,
@@ -350,7 +373,7 @@ def square_attack(
     queries: int,
     p_init: float = 0.05,
     mask: torch.Tensor | None = None,
-    generator: torch.Generator | int | None = None,
+    generator: RandomSource | int | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Black-box L-inf random search (Square attack) maximising the output distortion.
@@ -411,7 +434,7 @@ class Attack(Perturbation):
         x: torch.Tensor,
         severity: int,
         mask: torch.Tensor | None = None,
-        generator: torch.Generator | int | None = None,
+        generator: RandomSource | int | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
         context: AttackContext | None = None,
         budget: Mapping[str, int] | None = None,
@@ -429,7 +452,7 @@ class Attack(Perturbation):
         x: torch.Tensor,
         params: Params,
         mask: torch.Tensor | None = None,
-        generator: torch.Generator | int | None = None,
+        generator: RandomSource | int | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
         context: AttackContext | None = None,
     ) -> torch.Tensor:
@@ -526,7 +549,7 @@ class RandomLinf(Perturbation):
     stochastic = True
     severities = {i + 1: {"eps": e} for i, e in enumerate(_LINF_EPS)}
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         params["signs"] = torch.where(rand(tuple(shape), generator, device) < 0.5, -1.0, 1.0)
         return params
 
@@ -557,10 +580,11 @@ def attack(
     loss: LossName = "mse",
     eot_samples: int = 1,
     mask: torch.Tensor | None = None,
-    generator: torch.Generator | int | None = None,
+    generator: RandomSource | int | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
     budget: Mapping[str, int] | None = None,
     loss_mask: torch.Tensor | None = None,
+    seeded: bool = False,
 ) -> torch.Tensor:
     """One-call entry point: attack ``model`` on ``x`` (B, C, H, W) with the registered attack
     ``name`` at ``severity`` (0..5); returns the adversarial input.
@@ -568,11 +592,12 @@ def attack(
     ``target`` (B, 1, H, W): attack the error to it (the reported error, with ``loss_mask`` the
     brain mask); None: the distance to the clean output (output stability). ``mask`` confines
     ``delta`` (None: the whole image). ``budget`` overrides the attack's budget parameters
-    (``steps``/``restarts`` of PGD, ``steps`` of FGSM, ``queries`` of Square) at every severity."""
+    (``steps``/``restarts`` of PGD, ``steps`` of FGSM, ``queries`` of Square) at every severity.
+    ``seeded``: ``model`` takes ``generator=`` (see :class:`AttackContext`)."""
     cls = PERTURBATIONS.get(name)
     if cls is None or not cls.needs_model:
         from robustmri.perturb.base import list_perturbations
 
         raise ConfigError(f"{name!r} is not an attack; use one of: {', '.join(list_perturbations('adversarial'))}")
-    ctx = AttackContext(model=model, target=target, loss=loss, eot_samples=eot_samples, loss_mask=loss_mask)
+    ctx = AttackContext(model=model, target=target, loss=loss, eot_samples=eot_samples, loss_mask=loss_mask, seeded=seeded)
     return cls()(x, severity, mask=mask, generator=generator, data_range=data_range, context=ctx, budget=budget)

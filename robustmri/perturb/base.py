@@ -7,8 +7,11 @@ Every perturbation is a small class with
 - a **severity table** (:attr:`Perturbation.severities`): severity 1..5 -> parameter dict;
   severity 0 is the identity and returns exactly the input (same tensor values, a copy);
 - a **sampler** (:meth:`Perturbation.sample`): per-image random draws (noise fields, spike
-  positions, motion parameters, ...) taken from ONE :class:`torch.Generator`, so a seed fixes the
-  whole batch while images inside the batch still get different draws.
+  positions, motion parameters, ...) taken from ONE random source: a :class:`torch.Generator`
+  (a seed fixes the whole batch while images inside the batch still get different draws) or a
+  :class:`robustmri.rng.KeyedStream` (one stream per image: the draws of an image do not depend
+  on the batch it is in, nor on the device; the bench scores this way). Every draw has the batch
+  as its first dimension.
 
 This is the split of TorchIO's ``Random*`` (sampling) / deterministic transform pair.
 
@@ -39,6 +42,8 @@ from typing import Any, ClassVar
 import torch
 
 from robustmri.errors import ConfigError, DataError
+from robustmri import rng
+from robustmri.rng import KeyedStream, RandomSource
 
 Params = dict[str, Any]
 
@@ -92,9 +97,10 @@ def get_perturbation(name: str, **options: Any) -> Perturbation:
     return cls(**options)
 
 
-def make_generator(seed: int | torch.Generator | None, device: torch.device | str = "cpu") -> torch.Generator:
-    """Return ``seed`` if it is a generator, else a new generator seeded with ``seed`` (None -> 0)."""
-    if isinstance(seed, torch.Generator):
+def make_generator(seed: int | RandomSource | None, device: torch.device | str = "cpu") -> RandomSource:
+    """Return ``seed`` if it is a generator or a :class:`~robustmri.rng.KeyedStream`, else a new
+    generator seeded with ``seed`` (None -> 0)."""
+    if isinstance(seed, (torch.Generator, KeyedStream)):
         return seed
     gen = torch.Generator(device=device)
     gen.manual_seed(0 if seed is None else int(seed))
@@ -113,29 +119,18 @@ def derive_seed(seed: int, *keys: object) -> int:
     return ((hi << 32) | lo) & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def _draw(kind: str, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    # Draw on the generator's device (a CPU generator cannot feed CUDA kernels), then move.
-    gdev = generator.device
-    if kind == "normal":
-        out = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
-    elif kind == "uniform":
-        out = torch.rand(shape, generator=generator, device=gdev, dtype=torch.float32)
-    else:  # pragma: no cover - internal misuse
-        raise ValueError(kind)
-    return out.to(device)
+def randn(shape: tuple[int, ...], generator: RandomSource, device: torch.device) -> torch.Tensor:
+    """Standard normal float32 draws of ``shape`` from ``generator``, returned on ``device``.
+    With a :class:`~robustmri.rng.KeyedStream`, ``shape[0]`` is the batch and each row draws from its own stream."""
+    return rng.normal(shape, generator, device)
 
 
-def randn(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Standard normal float32 draws of ``shape`` from ``generator``, returned on ``device``."""
-    return _draw("normal", shape, generator, device)
+def rand(shape: tuple[int, ...], generator: RandomSource, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) float32 draws of ``shape`` from ``generator``, returned on ``device`` (as :func:`randn`)."""
+    return rng.uniform(shape, generator, device)
 
 
-def rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Uniform [0, 1) float32 draws of ``shape`` from ``generator``, returned on ``device``."""
-    return _draw("uniform", shape, generator, device)
-
-
-def random_sign(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def random_sign(shape: tuple[int, ...], generator: RandomSource, device: torch.device) -> torch.Tensor:
     """Random +-1 float32 values of ``shape`` from ``generator``."""
     return torch.where(rand(shape, generator, device) < 0.5, -1.0, 1.0)
 
@@ -259,7 +254,7 @@ class Perturbation:
         Default: unchanged."""
         return params
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         """Add per-image random draws to ``params`` (batch of ``shape``). Default: none."""
         return params
 
@@ -272,7 +267,7 @@ class Perturbation:
         x: torch.Tensor,
         severity: int,
         mask: torch.Tensor | None = None,
-        generator: torch.Generator | int | None = None,
+        generator: RandomSource | int | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
         spacing_mm: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -297,7 +292,7 @@ class Perturbation:
         x: torch.Tensor,
         params: Params,
         mask: torch.Tensor | None = None,
-        generator: torch.Generator | int | None = None,
+        generator: RandomSource | int | None = None,
         data_range: tuple[float, float] = (0.0, 1.0),
         spacing_mm: float | torch.Tensor | None = None,
     ) -> torch.Tensor:

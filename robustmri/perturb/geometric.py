@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from robustmri.perturb.base import Params, Perturbation, need_spacing, rand, random_sign, register
+from robustmri.rng import RandomSource
 
 
 def rigid_theta(angle_deg: torch.Tensor, shift_px: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -108,7 +109,7 @@ class Misregistration(Perturbation):
             params["shift_px"] = (float(params.pop("shift_mm")) / need_spacing(spacing, self.name)).float()
         return params
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         b = shape[0]
         rot = float(params.pop("rotation_deg"))
         shift = torch.as_tensor(params.pop("shift_px"), dtype=torch.float32).to(device).expand(b)

@@ -11,6 +11,7 @@ import math
 import torch
 
 from robustmri.perturb.base import Params, Perturbation, need_spacing, rand, random_sign, register
+from robustmri.rng import RandomSource
 
 # --------------------------------------------------------------------------------------------------
 # Gaussian blur
@@ -194,7 +195,7 @@ class BiasField(Perturbation):
         5: {"coefficient": 0.33, "order": 3},
     }
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         k = len(polynomial_terms(int(params["order"])))
         c = float(params.pop("coefficient"))
         params["coefficients"] = (2.0 * rand((shape[0], k), generator, device) - 1.0) * c
@@ -238,7 +239,7 @@ class Gamma(Perturbation):
         5: {"gamma": 1.67},
     }
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         g = float(params["gamma"])
         params["gamma"] = torch.exp(random_sign((shape[0],), generator, device) * math.log(g))
         return params

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 
 from robustmri.perturb.base import Params, Perturbation, need_spacing, rand, register
+from robustmri.rng import RandomSource
 from robustmri.perturb.geometric import rigid_warp_copies
 
 Output = Literal["magnitude", "real"]
@@ -208,7 +209,7 @@ class Spike(Perturbation):
         5: {"num_spikes": 1, "intensity": 0.66},
     }
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         n = int(params.pop("num_spikes"))
         params["positions"] = rand((shape[0], n, 2), generator, device)
         return params
@@ -286,7 +287,7 @@ class Motion(Perturbation):
             params["translation_px"] = (float(params.pop("translation_mm")) / need_spacing(spacing, self.name)).float()
         return params
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         b = shape[0]
         ref = params.get("reference_lines")
         t = int(params.pop("num_transforms"))
@@ -324,7 +325,7 @@ def cartesian_mask(
     acceleration: float,
     center_fraction: float,
     pattern: str,
-    generator: torch.Generator,
+    generator: RandomSource,
     device: torch.device,
     reference_lines: int | None = None,
 ) -> torch.Tensor:
@@ -396,7 +397,7 @@ class Undersampling(Perturbation):
             raise ConfigError(f"undersampling pattern={pattern!r} is unknown; use 'random' or 'equispaced'")
         self.pattern = pattern
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         r = float(params.pop("acceleration"))
         cf = float(params.pop("center_fraction"))
         ref = params.pop("reference_lines", None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from robustmri.perturb.base import Params, Perturbation, brain_signal, randn, register
+from robustmri.rng import RandomSource
 
 #: Severity 1..5 as SNR (mean brain signal / noise std). See docs/perturbations.md for the sources.
 NOISE_SNR = {1: 36.0, 2: 22.0, 3: 13.0, 4: 8.0, 5: 4.7}
@@ -65,7 +66,7 @@ class GaussianNoise(Perturbation):
             params["sigma"] = snr_sigma(u, mask, params.pop("snr"))
         return params
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         params["noise"] = randn(tuple(shape), generator, device)
         return params
 
@@ -90,7 +91,7 @@ class RicianNoise(Perturbation):
             params["sigma"] = snr_sigma(u, mask, params.pop("snr"))
         return params
 
-    def sample(self, params: Params, shape: torch.Size, generator: torch.Generator, device: torch.device) -> Params:
+    def sample(self, params: Params, shape: torch.Size, generator: RandomSource, device: torch.device) -> Params:
         params["noise_re"] = randn(tuple(shape), generator, device)
         params["noise_im"] = randn(tuple(shape), generator, device)
         return params
