@@ -331,7 +331,7 @@ class ConditionalDiffusion(TranslationModel):
         abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         return abar.sqrt() * y0 + (1.0 - abar).sqrt() * noise
 
-    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor]:
         src = to_signed(batch["source"])
         y0 = to_signed(batch["target"])
         t = torch.randint(0, self.timesteps, (y0.shape[0],), device=y0.device)
@@ -341,7 +341,7 @@ class ConditionalDiffusion(TranslationModel):
             loss = F.mse_loss(eps.float(), noise)
         ctx.optimize("G", loss)
         self.update_ema()
-        return {"loss_eps": float(loss.detach())}
+        return {"loss_eps": loss.detach()}
 
     def sampling_timesteps(self) -> list[int]:
         """The DDIM timesteps, descending: ``sample_steps`` values evenly spaced over [0, T-1]."""

@@ -176,7 +176,7 @@ class Pix2Pix(SignedGeneratorModel):
             "G": OptimizerSpec(list(self.generator.parameters()), lr=self.lr, schedule=self.lr_policy),
         }
 
-    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor]:
         src = to_signed(batch["source"])
         real = to_signed(batch["target"])
         with ctx.autocast():
@@ -194,7 +194,7 @@ class Pix2Pix(SignedGeneratorModel):
             loss_g = g_adv + self.lambda_l1 * l1
         ctx.optimize("G", loss_g)
         self.discriminator.requires_grad_(True)
-        return {"loss_D": loss_d.item(), "loss_G_gan": g_adv.item(), "loss_G_l1": l1.item()}
+        return {"loss_D": loss_d.detach(), "loss_G_gan": g_adv.detach(), "loss_G_l1": l1.detach()}
 
 
 def build(size: str = "tiny", in_channels: int = 1, image_size: int = 64, **options: object) -> Pix2Pix:

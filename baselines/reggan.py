@@ -297,7 +297,7 @@ class RegGAN(SignedGeneratorModel):
             "D": OptimizerSpec(list(self.discriminator.parameters()), lr=self.lr),
         }
 
-    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor]:
         src = to_signed(batch["source"])
         real = to_signed(batch["target"])
         # generator + registration network, jointly
@@ -319,11 +319,11 @@ class RegGAN(SignedGeneratorModel):
             loss_d = self.lambda_adv * (lsgan_loss(self.discriminator(fake), False) + lsgan_loss(self.discriminator(real), True))
         ctx.optimize("D", loss_d)
         return {
-            "loss_G_corr": float(corr.detach()),
-            "loss_G_smooth": float(smooth.detach()),
-            "loss_G_adv": float(adv.detach()),
-            "loss_D": float(loss_d.detach()),
-            "flow_abs_mean": float(flow.detach().abs().mean()),
+            "loss_G_corr": corr.detach(),
+            "loss_G_smooth": smooth.detach(),
+            "loss_G_adv": adv.detach(),
+            "loss_D": loss_d.detach(),
+            "flow_abs_mean": flow.detach().abs().mean(),
         }
 
 

@@ -347,7 +347,7 @@ class ResViT(SignedGeneratorModel):
             "G": OptimizerSpec(list(self.generator.parameters()), lr=self.lr, schedule="linear_decay"),
         }
 
-    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor]:
         self.generator.cnn_only = ctx.step < int(self.cnn_pretrain * self.total_steps)
         try:
             return self._gan_step(batch, ctx)
@@ -371,7 +371,7 @@ class ResViT(SignedGeneratorModel):
             loss_g = self.lambda_adv * g_adv + self.lambda_l1 * l1
         ctx.optimize("G", loss_g)
         self.discriminator.requires_grad_(True)
-        return {"loss_D": float(loss_d.detach()), "loss_G_gan": float(g_adv.detach()), "loss_G_l1": float(l1.detach())}
+        return {"loss_D": loss_d.detach(), "loss_G_gan": g_adv.detach(), "loss_G_l1": l1.detach()}
 
 
 def _vit_npz_state(arrays: dict[str, np.ndarray], encoder: TransformerEncoder) -> dict[str, Tensor]:

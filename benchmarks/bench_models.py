@@ -51,7 +51,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
@@ -68,6 +67,7 @@ from robustmri.atomic import write_json_atomic  # noqa: E402
 from robustmri.models.base import TranslationModel, count_parameters  # noqa: E402
 from robustmri.models.registry import build_model, list_models  # noqa: E402
 from robustmri.train.context import EngineStepContext, build_optimizer, build_scheduler  # noqa: E402
+from robustmri.train.losslog import LossLog  # noqa: E402
 
 MODEL_OPTIONS: dict[str, dict[str, Any]] = {"kd_attack": {"generator": "pix2pix", "variant": "full"}}
 """Builder options per model (the others use their builder's defaults)."""
@@ -174,15 +174,18 @@ def bench_train(
     model.train()
     first = NOMINAL_TOTAL_STEPS // 2
 
-    def step(i: int) -> None:
+    log = LossLog(device)
+
+    def step(i: int) -> None:  # as the engine: losses stay on the device, read once at the end
         ctx.step = first + i
-        losses = model.training_step(batch, ctx)
-        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-        if bad:
-            raise FloatingPointError(f"non-finite loss at benchmark step {i}: {bad}")
+        log.add(model.training_step(batch, ctx))
 
     try:
-        return timed_calls(step, warmup, steps, budget, sync)
+        timed = timed_calls(step, warmup, steps, budget, sync)
+        losses, nonfinite = log.read()
+        if nonfinite:
+            raise FloatingPointError(f"non-finite loss during the benchmark steps (last: {losses})")
+        return timed
     finally:
         model.zero_grad(set_to_none=True)
         del optimizers, schedulers

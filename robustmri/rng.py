@@ -72,20 +72,21 @@ def splitmix64_reference(key: int, j: int) -> int:
 class KeyedStream:
     """Counter-based random numbers for a batch, one stream per row.
 
-    ``keys``: (B,) 64-bit keys (int64 tensor or ints), one per row; ``offset``: counters already
-    used. Draw with :meth:`uniform`, :meth:`normal` and :meth:`spawn`; every shape's first
-    dimension must be B. The same key gives the same numbers at any batch size, in any batch
-    position and on any device.
+    ``keys``: (B,) 64-bit keys (an int64 tensor on any device, or ints), one per row; ``offset``:
+    counters already used. Draw with :meth:`uniform`, :meth:`normal` and :meth:`spawn`; every
+    shape's first dimension must be B. The same key gives the same numbers at any batch size, in
+    any batch position and on any device. Nothing is read back to the host: keys drawn on a GPU
+    stay there (a training step draws them without a sync).
     """
 
     def __init__(self, keys: Tensor | Sequence[int], offset: int = 0) -> None:
         if isinstance(keys, Tensor):
-            k = keys.detach().to("cpu", torch.int64).flatten()
+            k = keys.detach().to(torch.int64).flatten()
         else:
             k = torch.tensor([_signed(int(v)) for v in keys], dtype=torch.int64)
         self.keys = k
         self.offset = int(offset)
-        self._on: dict[torch.device, Tensor] = {}
+        self._on: dict[torch.device, Tensor] = {k.device: k}
 
     @classmethod
     def for_rows(cls, seed: int, tag: object, rows: Sequence[tuple[object, ...]]) -> KeyedStream:
@@ -134,7 +135,7 @@ class KeyedStream:
 
     def spawn(self) -> KeyedStream:
         """A child stream per row, keyed by the parent's next number (advances the parent by one)."""
-        return KeyedStream(self.bits(1, "cpu")[:, 0])
+        return KeyedStream(self.bits(1, self.keys.device)[:, 0])
 
     def select(self, rows: Tensor | slice | Sequence[int]) -> KeyedStream:
         """The streams of ``rows`` only, at the same counter."""

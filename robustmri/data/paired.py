@@ -60,12 +60,25 @@ class PairedTensors:
         return int(self.source.shape[-1])
 
     def batch(self, index: Tensor, device: torch.device | str = "cpu") -> Batch:
-        """Slices ``index`` (1-D LongTensor) as a batch on ``device``."""
+        """Slices ``index`` (1-D LongTensor) as a batch on ``device``: one indexed read per tensor
+        (on the device itself when the slices are resident there, see :meth:`resident`)."""
         return {
             "source": self.source[index].to(device, torch.float32),
             "target": self.target[index].to(device, torch.float32),
             "mask": self.mask[index].to(device, torch.bool),
         }
+
+    def resident(self, device: torch.device | str) -> PairedTensors:
+        """The same slices with source, target and mask held on ``device`` (float32, bool), so that
+        :meth:`batch` gathers a batch there without a host round trip."""
+        return PairedTensors(
+            self.source.to(device, torch.float32), self.target.to(device, torch.float32), self.mask.to(device, torch.bool),
+            self.subject, self.slice, self.subject_names, self.spacing,
+        )
+
+    def nbytes(self) -> int:
+        """Bytes of source, target and mask as :meth:`resident` holds them."""
+        return 4 * (self.source.numel() + self.target.numel()) + self.mask.numel()
 
     def subset(self, keep: Tensor) -> PairedTensors:
         """The slices where the bool vector ``keep`` (N,) is true."""

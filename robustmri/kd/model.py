@@ -59,7 +59,7 @@ from robustmri.kd.attacker import GenerativeAttacker, per_image_l1, spsa_gradien
 from robustmri.kd.refine import Refinement, RefinementNet
 from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel
 from robustmri.models.registry import build_model
-from robustmri.rng import RandomSource
+from robustmri.rng import KeyedStream, RandomSource
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "g_only": {"attack": None, "kd": False, "distill": False, "inference": "generator"},
@@ -275,16 +275,16 @@ class KDAttack(TranslationModel):
         finally:
             self.generator.train(was_training)
 
-    def _attack(self, batch: Batch, ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
+    def _attack(self, batch: Batch, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
         x, y, m = batch["source"], batch["target"], batch["mask"]
         kind = self.flags["attack"]
         if kind == "noise":  # noise augmentation: uniform in the attacker's L-inf ball, inside the mask
             delta = self.eps * (2.0 * torch.rand_like(x) - 1.0) * m.to(x.dtype)
-            return (x + delta).clamp(0.0, 1.0), {"attack_linf": float(delta.abs().amax())}
+            return (x + delta).clamp(0.0, 1.0), {"attack_linf": delta.abs().amax()}
         if kind == "pgd":  # white-box PGD on G's L1 error (adversarial training), same ball and mask
             from robustmri.perturb.adversarial import AttackContext, gradient_attack
 
-            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            seed = KeyedStream(torch.randint(0, 2**62, (x.shape[0],), device=x.device))  # drawn on the device: no sync
             was_training = self.generator.training
             self.generator.eval()
             try:
@@ -293,11 +293,11 @@ class KDAttack(TranslationModel):
                                         generator=seed, keep_best=False)
             finally:
                 self.generator.train(was_training)
-            return x_adv, {"attack_linf": float((x_adv - x).abs().amax())}
+            return x_adv, {"attack_linf": (x_adv - x).abs().amax()}
         if self.attacker_kind == "square":
             from robustmri.perturb.adversarial import AttackContext, square_attack
 
-            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            seed = KeyedStream(torch.randint(0, 2**62, (x.shape[0],), device=x.device))
             was_training = self.generator.training
             self.generator.eval()
             try:
@@ -305,7 +305,7 @@ class KDAttack(TranslationModel):
                 x_adv = square_attack(actx, x, self.eps, self.square_queries, mask=m, generator=seed)
             finally:
                 self.generator.train(was_training)
-            return x_adv, {"attack_gain": float(self._query_loss(x_adv, y).mean() - self._query_loss(x, y).mean())}
+            return x_adv, {"attack_gain": self._query_loss(x_adv, y).mean() - self._query_loss(x, y).mean()}
         assert self.attacker is not None
         with ctx.autocast():
             delta = self.attacker(x, m)
@@ -314,11 +314,11 @@ class KDAttack(TranslationModel):
         surrogate = -(grad * delta.float()).flatten(1).sum(1).mean()
         ctx.optimize("A", surrogate)
         x_adv = (x + delta.detach()).clamp(0.0, 1.0)
-        return x_adv, {"attack_linf": float(delta.detach().abs().amax())}
+        return x_adv, {"attack_linf": delta.detach().abs().amax()}
 
-    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor]:
         attack_on, teacher_on, student_on = self._phase(ctx.step)
-        logs: dict[str, float] = {}
+        logs: dict[str, Tensor] = {}
         x, y, m = batch["source"], batch["target"], batch["mask"]
         if attack_on:
             x_adv, attack_logs = self._attack(batch, ctx)
@@ -346,8 +346,8 @@ class KDAttack(TranslationModel):
             ctx.optimize("T", loss_t)
             with torch.no_grad():  # the warp's share of the teacher's gain over G(x)
                 warped = self.teacher.warp(synth, t_out.flow.detach().float()).clamp(0.0, 1.0)
-                l1_synth, l1_warp = F.l1_loss(synth.float(), y_all).item(), F.l1_loss(warped, y_all).item()
-            logs.update({"T/l1": t_l1.item(), "T/l1_synth": l1_synth, "T/l1_warp": l1_warp, "T/loss": loss_t.item()})
+                l1_synth, l1_warp = F.l1_loss(synth.float(), y_all), F.l1_loss(warped, y_all)
+            logs.update({"T/l1": t_l1.detach(), "T/l1_synth": l1_synth, "T/l1_warp": l1_warp, "T/loss": loss_t.detach()})
         if not student_on:
             return logs
         with ctx.autocast():
@@ -364,8 +364,8 @@ class KDAttack(TranslationModel):
                 loss_s = w["student_l1"] * s_l1 + w["smooth"] * smoothness_loss(s_out.flow)
         ctx.optimize("S", loss_s)
         if t_out is not None:
-            logs.update({"S/kd": kd.item(), "S/kd_output": kd_out.item()})
-        logs.update({"S/l1": s_l1.item(), "S/loss": loss_s.item()})
+            logs.update({"S/kd": kd.detach(), "S/kd_output": kd_out.detach()})
+        logs.update({"S/l1": s_l1.detach(), "S/loss": loss_s.detach()})
         return logs
 
 

@@ -108,8 +108,10 @@ class TranslationModel(nn.Module, ABC):
         """Named optimiser specifications, in the order ``training_step`` uses them."""
 
     @abstractmethod
-    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
-        """One training iteration on ``batch``; returns scalar losses for logging."""
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor | float]:
+        """One training iteration on ``batch``; returns scalar losses for logging, as detached
+        scalar tensors: the engine keeps them on the device and reads them only at log steps
+        (``float(loss)`` or ``loss.item()`` here would make the host wait for the GPU every step)."""
 
     def set_total_steps(self, steps: int) -> None:
         """Called by the engine with the run's total number of steps (for models with schedules)."""

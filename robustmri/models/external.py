@@ -240,5 +240,5 @@ class ExternalModel(TranslationModel):
     def optimizers(self) -> dict[str, OptimizerSpec]:
         raise ConfigError(f"model {self.label} is external: robustmri scores it, never trains it")
 
-    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor]:
         raise ConfigError(f"model {self.label} is external: robustmri scores it, never trains it")

@@ -138,8 +138,12 @@ def _call_model(ctx: AttackContext, x: torch.Tensor, seed: int | KeyedStream) ->
             return ctx.model(x, generator=seed)  # type: ignore[call-arg]
         return ctx.model(x, generator=torch.Generator(device=x.device).manual_seed(seed))  # type: ignore[call-arg]
     devices = [x.device] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed if isinstance(seed, int) else int(seed.keys[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+    with torch.random.fork_rng(devices=devices):  # the caller's RNG state is restored afterwards
+        if isinstance(seed, int):
+            torch.manual_seed(seed)
+        elif ctx.eot_samples > 1:  # EOT over a global-RNG model: seed each call from the first row's key
+            torch.manual_seed(int(seed.keys[0]) & 0x7FFF_FFFF_FFFF_FFFF)
+        # else (one call per loss, keyed stream): the caller's RNG state as it is, with no host read
         return ctx.model(x)
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -38,9 +40,30 @@ class BatchOrder:
 
     def indices(self, step: int) -> Tensor:
         """Sample indices (batch_size,) for training step ``step`` (0-based) of this process."""
-        start = (step * self.world_size + self.rank) * self.batch_size
-        out = []
-        for pos in range(start, start + self.batch_size):
-            epoch, offset = divmod(pos, self.n)
-            out.append(self._permutation(epoch)[offset])
-        return torch.stack(out)
+        return self.schedule(step, 1)[0]
+
+    def schedule(self, first: int, steps: int) -> Tensor:
+        """Sample indices (steps, batch_size) of steps ``first .. first + steps - 1``, computed in
+        one pass (a Python loop per epoch touched, not per sample)."""
+        b, w = self.batch_size, self.world_size
+        step = torch.arange(first, first + steps, dtype=torch.int64)[:, None]
+        pos = (step * w + self.rank) * b + torch.arange(b, dtype=torch.int64)[None, :]
+        epoch, offset = pos // self.n, pos % self.n
+        out = torch.empty_like(pos)
+        for e in torch.unique(epoch).tolist():
+            sel = epoch == e
+            out[sel] = self._permutation(int(e))[offset[sel]]
+        return out
+
+    def stream(self, first: int, end: int, device: torch.device | str = "cpu", chunk: int = 1024) -> Iterator[Tensor]:
+        """The indices (batch_size,) of steps ``first .. end - 1`` on ``device``, made ``chunk``
+        steps at a time and copied there once per chunk (pinned and asynchronous on a GPU: no
+        host sync per step)."""
+        dev = torch.device(device)
+        for start in range(first, end, chunk):
+            block = self.schedule(start, min(chunk, end - start))
+            if dev.type == "cuda":
+                block = block.pin_memory().to(dev, non_blocking=True)
+            elif dev.type != "cpu":
+                block = block.to(dev)
+            yield from block

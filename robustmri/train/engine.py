@@ -17,7 +17,6 @@ same machine.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -34,6 +33,8 @@ from robustmri.models.registry import build_model
 from robustmri.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from robustmri.train.context import EngineStepContext, build_optimizer, build_scheduler
 from robustmri.train.data import BatchOrder, PairedTensors
+from robustmri.train.accel import compile_networks, resident_data, use_channels_last
+from robustmri.train.losslog import LossLog
 from robustmri.train.distributed import (
     DistInfo,
     barrier,
@@ -58,6 +59,10 @@ class TrainConfig:
     amp: "auto" (bf16 autocast on CUDA, off on CPU), "bf16" or "off".
     device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     grad_clip: max gradient L2 norm per optimiser step, 0 = off.
+    compile: compile every network (torch.compile, see :mod:`robustmri.train.accel`).
+    channels_last: "auto" (on for CUDA), "on" or "off".
+    compile and channels_last change how a step runs, not what it computes: like device and the
+    checkpoint and log intervals they are not part of the run's identity.
     """
 
     model: str
@@ -72,6 +77,8 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     grad_clip: float = 0.0
+    compile: bool = False
+    channels_last: str = "auto"
     model_options: dict[str, Any] = field(default_factory=dict)
     image_size: int = 0  # filled from the data
     in_channels: int = 0  # filled from the data
@@ -85,6 +92,10 @@ class TrainConfig:
             raise ConfigError(f"--amp must be auto, bf16 or off, got {self.amp!r}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
+        from robustmri.train.accel import CHANNELS_LAST
+
+        if self.channels_last not in CHANNELS_LAST:
+            raise ConfigError(f"--channels-last must be one of {', '.join(CHANNELS_LAST)}, got {self.channels_last!r}")
         from robustmri.data.contrasts import canonical_contrast
 
         self.source, self.target = canonical_contrast(self.source), canonical_contrast(self.target)
@@ -157,7 +168,7 @@ def train(
 
 
 #: Settings that may change between a run and its continuation (they do not change the result).
-RESUMABLE_KEYS: tuple[str, ...] = ("checkpoint_every", "log_every", "device")
+RESUMABLE_KEYS: tuple[str, ...] = ("checkpoint_every", "log_every", "device", "compile", "channels_last")
 
 
 def config_differences(saved: dict[str, Any], mine: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
@@ -246,6 +257,9 @@ def _train(
     device = resolve_device(config.device, dist)
     checkpoint, planned = _prepare_run_dir(run_dir, config, resume)
     model = build_from_config(config).to(device)
+    channels_last = use_channels_last(config.channels_last, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     specs = model.optimizers()
     extended_from = _extension(run_dir, config, checkpoint, planned, depends_on_total_steps(model, specs), extend)
     barrier(dist)  # every process has checked the run folder before rank 0 writes to it
@@ -281,29 +295,44 @@ def _train(
     )
     order = BatchOrder(len(data), config.batch_size, config.seed, dist.rank, dist.world_size)
     end_step = config.steps if stop_at is None else min(stop_at, config.steps)
+    data = resident_data(data, device)
+    indices = order.stream(start_step, end_step, data.source.device)
+    if config.compile:
+        compile_networks(model)
     bar = None
     if progress and dist.is_main:
         from robustmri.progress import progress_bar
 
         bar = progress_bar(total=config.steps, initial=start_step, desc=f"train {config.model}", unit="step")
     losses: dict[str, float] = {}
+    log = LossLog(device)
     t_start = time.perf_counter()
     t_log, steps_since_log = t_start, 0
     model.train()
-    for step in range(start_step, end_step):
+    for step, index in zip(range(start_step, end_step), indices, strict=False):
         ctx.step = step
-        batch = data.batch(order.indices(step), device)
-        losses = model.training_step(batch, ctx)
-        if any(not math.isfinite(v) for v in losses.values()):
-            raise FloatingPointError(f"non-finite loss at step {step + 1}: {losses}; lower the learning rate or enable --grad-clip")
+        batch = data.batch(index, device)
+        if channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
+        log.add(model.training_step(batch, ctx))
         if dist.enabled:
             broadcast_buffers(model)
         steps_since_log += 1
         done = step + 1
+        log_now = done % config.log_every == 0 or done == end_step
+        save_now = done % config.checkpoint_every == 0 or done == end_step
         if bar is not None:
             bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-        if dist.is_main and (done % config.log_every == 0 or done == end_step):
+        if log_now or save_now:  # the only device-to-host read of the losses
+            span = log.steps_since_read
+            losses, nonfinite = log.read()
+            if nonfinite:
+                raise FloatingPointError(
+                    f"non-finite loss in steps {done - span + 1}..{done} (last: {losses}); lower the learning rate or enable --grad-clip"
+                )
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+        if dist.is_main and log_now:
             now = time.perf_counter()
             record = {
                 "step": done,
@@ -315,7 +344,7 @@ def _train(
             with open(run_dir / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             t_log, steps_since_log = now, 0
-        if done % config.checkpoint_every == 0 or done == end_step:
+        if save_now:
             _save(run_dir, model, optimizers, schedulers, done, config, dist)
     if bar is not None:
         bar.close()
