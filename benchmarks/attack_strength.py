@@ -3,6 +3,7 @@ it was aimed at the reported error.
 
     .venv/bin/robustmri bench --suite smoke --out /tmp/sm             # trains the tiny pix2pix (300 steps, 64^2)
     .venv/bin/python benchmarks/attack_strength.py /tmp/sm/runs/pix2pix__t1_to_t2__s0 --suite smoke
+    .venv/bin/python benchmarks/attack_strength.py --quick         # seconds, a 2-step model (the tests run it)
 
 Rows (L-inf eps 8/255 = severity 4 unless --severity says otherwise), on the run's test split:
 
@@ -21,18 +22,64 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="a trained run folder (e.g. a smoke bench's runs/pix2pix__t1_to_t2__s0)")
+    ap.add_argument("run", nargs="?", help="a trained run folder (e.g. a smoke bench's runs/pix2pix__t1_to_t2__s0)")
     ap.add_argument("--severity", type=int, default=4)
     ap.add_argument("--suite", default="smoke", help="the suite whose data the run was trained on (its test split is used)")
+    ap.add_argument("--quick", action="store_true",
+                    help="seconds: trains a tiny pix2pix for 2 steps on 4 embedded subjects and runs every row at budgets of 2 steps / 5 queries")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
+    if args.run is None and not args.quick:
+        ap.error("give a trained run folder (or --quick)")
+    args.cache = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.quick:
+            args.run, args.suite = _quick_run(Path(tmp))
+            args.cache = Path(tmp) / "cache"
+        return _measure(args)
+
+
+def _quick_run(tmp: Path) -> tuple[str, str]:
+    """A 2-step tiny pix2pix on a 4-subject suite written to ``tmp``: (run folder, suite path)."""
+    from robustmri.bench import load_suite, run_suite
+
+    suite = tmp / "quick.toml"
+    suite.write_text(QUICK_SUITE)
+    out = run_suite(load_suite(suite), tmp / "out", cache=tmp / "cache", progress=False, report=False)
+    return str(out / "runs" / "pix2pix__t1_to_t2__s0"), str(suite)
+
+
+QUICK_SUITE = """
+name = "attack-strength-quick"
+directions = ["t1->t2"]
+seeds = [0]
+device = "cpu"
+[data]
+source = "embedded:4"
+image_size = 64
+split = [2, 0, 2]
+embedded = { n_slices = 2 }
+[train]
+steps = 2
+batch_size = 2
+[[models]]
+name = "pix2pix"
+size = "tiny"
+[perturbations]
+names = []
+"""
+
+
+def _measure(args: argparse.Namespace) -> int:
 
     from robustmri.bench.runner import resolve_suite_data
     from robustmri.bench.suite import load_suite
@@ -42,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     from robustmri.perturb.calibration import masked_psnr
     from robustmri.train.engine import open_run
 
-    handle = open_run(args.run)
+    handle = open_run(args.run)  # quick: the budgets above are 2 steps / 5 queries, figures for the tests only
     model, config = handle.load("cpu")
     model.eval()
-    spec = resolve_suite_data(load_suite(args.suite))
+    spec = resolve_suite_data(load_suite(args.suite), args.cache)
     test = load_split_tensors(spec, "test", config.source, config.target)
     x, y, m = test.source, test.target, test.mask
     eps = (1, 2, 4, 8, 16)[args.severity - 1] / 255
@@ -64,18 +111,22 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((label, clean - psnr(x_adv), time.perf_counter() - t0))
 
     f = model.translate
+    big = {"steps": 2, "queries": 5} if args.quick else {"steps": 100, "queries": 1000}
     add("old default (10 steps, to clean output, brain only)",
-        lambda: gradient_attack(AttackContext(f), x, eps, 0.25 * eps, 10, mask=m, generator=0))
+        lambda: gradient_attack(AttackContext(f), x, eps, 0.25 * eps, 2 if args.quick else 10, mask=m, generator=0))
     add("random signs (random_linf)", lambda: apply_perturbation(x, "random_linf", args.severity, seed=0))
     kw = dict(target=y, loss_mask=m, generator=0)
     add("fgsm_linf, reported error", lambda: attack(f, x, "fgsm_linf", args.severity, **kw))
-    add("pgd_linf, 20 steps (smoke budget)", lambda: attack(f, x, "pgd_linf", args.severity, budget={"steps": 20}, **kw))
-    add("pgd_linf, 50 steps (default)", lambda: attack(f, x, "pgd_linf", args.severity, **kw))
+    add("pgd_linf, 20 steps (smoke budget)",
+        lambda: attack(f, x, "pgd_linf", args.severity, budget={"steps": 2 if args.quick else 20}, **kw))
+    add("pgd_linf, 50 steps (default)",
+        lambda: attack(f, x, "pgd_linf", args.severity, budget={"steps": 2} if args.quick else None, **kw))
     add("pgd_linf, 100 steps x 3 restarts (full)",
-        lambda: attack(f, x, "pgd_linf", args.severity, budget={"steps": 100, "restarts": 3}, **kw))
+        lambda: attack(f, x, "pgd_linf", args.severity, budget={"steps": big["steps"], "restarts": 3}, **kw))
     add("square_linf, 100 queries (smoke budget)",
-        lambda: attack(f, x, "square_linf", args.severity, budget={"queries": 100}, **kw))
-    add("square_linf, 1000 queries (default)", lambda: attack(f, x, "square_linf", args.severity, **kw))
+        lambda: attack(f, x, "square_linf", args.severity, budget={"queries": 5 if args.quick else 100}, **kw))
+    add("square_linf, 1000 queries (default)",
+        lambda: attack(f, x, "square_linf", args.severity, budget={"queries": big["queries"]}, **kw))
 
     print(f"{args.run}: {len(x)} test slices, clean PSNR {clean:.2f} dB, eps {round(eps * 255)}/255")
     print(f"{'attack':52s} {'PSNR lost (dB)':>15s} {'seconds':>8s}")

@@ -2,6 +2,7 @@
 d loss / d input and the true gradient (autograd), per image, on a trained generator.
 
     .venv/bin/python benchmarks/attacker_cosine.py [--size 64] [--steps 300] [--repeats 5]
+    .venv/bin/python benchmarks/attacker_cosine.py --quick      # seconds (the tests run it)
 
 A `tiny` pix2pix is trained for ``--steps`` steps (batch 4) on 6 embedded subjects at ``--size``;
 the loss is the attacker's, the per-image L1 error to the target, at the clean input plus a zero
@@ -44,14 +45,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="seconds: 2 training steps on 4 subjects, one repeat, 2 and 8 samples")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats = 2, 1
+    subjects, train_subjects = (4, 2) if args.quick else (8, 6)
+    sample_counts = (2, 8) if args.quick else (2, 8, 32)
     from robustmri.data.embedded import embedded_slices
     from robustmri.data.paired import PairedTensors
     from robustmri.kd.attacker import per_image_l1, spsa_gradient
     from robustmri.train.engine import TrainConfig, load_trained, train
 
-    data = embedded_slices(8, size=args.size, n_slices=8, seed=0, contrasts=("t1", "t2"))
-    tr = data["subject"] < 6
+    data = embedded_slices(subjects, size=args.size, n_slices=4 if args.quick else 8, seed=0, contrasts=("t1", "t2"))
+    tr = data["subject"] < train_subjects
     te = torch.nonzero(~tr).flatten()[:8]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(model="pix2pix", size="tiny", source="t1", target="t2", steps=args.steps, batch_size=4, seed=0,
@@ -69,12 +75,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     loss(xg).sum().backward()
     true = xg.grad.detach() * m  # the attacker perturbs inside the mask only
     rows = []
-    print(f"tiny pix2pix, {args.steps} steps, {args.size}^2, 8 test slices, {args.repeats} repeats; cosine with the true gradient")
+    print(f"tiny pix2pix, {args.steps} steps, {args.size}^2, {len(te)} test slices, {args.repeats} repeats; cosine with the true gradient")
     print("| basis | samples (queries) | mean cosine | best possible in the basis |")
     print("|---|--:|--:|--:|")
     for basis in (0, 16, 8, 4):
         best = float(projection_cosine(true, basis).mean()) if basis else 1.0
-        for samples in (2, 8, 32):
+        for samples in sample_counts:
             torch.manual_seed(0)
             cs = [float(cosine(spsa_gradient(loss, x, torch.zeros_like(x), 0.01, samples, mask=m, basis=basis), true).mean())
                   for _ in range(args.repeats)]

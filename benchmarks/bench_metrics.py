@@ -75,7 +75,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     parser.add_argument("--window", choices=("gaussian", "uniform"), default="gaussian")
     parser.add_argument("--skip-skimage", action="store_true", help="time the torch side only")
+    parser.add_argument("--quick", action="store_true", help="seconds: 8 slices of 64x64, one repeat (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.size, args.repeats = 8, 64, 1
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -341,7 +341,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the machine info and rows as JSON (atomically)")
+    parser.add_argument("--quick", action="store_true", help="seconds: tiny pix2pix and KD+attack, one warm-up and one timed step (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.models, args.steps, args.warmup, args.budget = "tiny", "pix2pix,kd_attack", 1, 1, 5.0
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -2,6 +2,7 @@
 batched, against TorchIO applied per sample (for the artifacts TorchIO has), on the same CPU.
 
     .venv/bin/python benchmarks/bench_perturb.py [--slices 64] [--size 256] [--repeats 3]
+    .venv/bin/python benchmarks/bench_perturb.py --quick     # seconds: 4 slices of 64x64 (the tests run it)
 
 Prints the best-of-``repeats`` wall time per corruption and the TorchIO / robustmri ratio. It never
 asserts on time: on a shared machine the numbers move; compare ratios, not seconds.
@@ -64,7 +65,10 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=64)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="4 slices of 64x64, one repeat: seconds (what the tests run)")
     args = ap.parse_args()
+    if args.quick:
+        args.slices, args.size, args.repeats = 4, 64, 1
     torch.set_num_threads(2)
 
     from robustmri.data.embedded import embedded_slices
@@ -77,12 +81,17 @@ def main() -> None:
     x = x[: args.slices].contiguous()
     print(f"{x.shape[0]} slices of {args.size}x{args.size}, severities 1..5, torch threads 2, best of {args.repeats}")
 
+    spacing = 210.0 / args.size  # mm per pixel: the embedded field of view is 210 mm
+
     def p_ours(name: str, sev: int) -> dict:
-        return get_perturbation(name).params(sev)
+        """The core's parameters in pixels (lengths in mm resolved at this spacing), as TorchIO takes them."""
+        p = get_perturbation(name)
+        full = p.resolve(p.params(sev), x[:1], None, torch.tensor([spacing], dtype=torch.float64))
+        return {k: float(v.flatten()[0]) if torch.is_tensor(v) else v for k, v in full.items()}
 
     ours = {}
     for name in list_perturbations(include_adversarial=False):
-        ours[name] = _best(lambda n=name: [apply_perturbation(x, n, s) for s in range(1, 6)], args.repeats)
+        ours[name] = _best(lambda n=name: [apply_perturbation(x, n, s, spacing_mm=spacing) for s in range(1, 6)], args.repeats)
 
     try:
         import torchio as tio

@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subjects", type=int, default=3)
     ap.add_argument("--misregistration", type=float, default=4.0, help="mm per axis and degrees in-plane, at most")
     ap.add_argument("--slab", type=float, nargs=2, default=(-20.0, 60.0), help="world z range (mm) of the slab")
+    ap.add_argument("--quick", action="store_true", help="seconds: one subject, 8 slices of 64x64 (the tests run it)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.size, args.slices, args.subjects = 64, 8, 1
 
     from robustmri.data.deform import rotation_matrix
     from robustmri.data.embedded import SynthConfig, write_dataset

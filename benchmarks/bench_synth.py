@@ -20,7 +20,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--slices", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="seconds: one subject, 4 slices of 64x64 (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.subjects, args.size, args.slices = 1, 64, 4
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
     from robustmri.data import anatomy

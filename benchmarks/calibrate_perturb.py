@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print the table, do not touch the docs")
     ap.add_argument("--fit", action="store_true", help="fit every severity's strength to the PSNR targets and print them")
     ap.add_argument("--only", nargs="+", metavar="NAME", help="with --fit: fit only these corruptions")
+    ap.add_argument("--quick", action="store_true", help="seconds: one subject, 2 slices of 64x64, print only (the tests run it)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.size, args.subjects, args.slices, args.no_write, args.fit = 64, 1, 2, True, False
     torch.set_num_threads(2)
 
     t0 = time.perf_counter()

@@ -6,6 +6,7 @@ and prints the largest difference of any cell from the default per metric: the f
 EVALUATION_TOLERANCE (docs/drift.md).
 
     .venv/bin/python benchmarks/drift_spread.py reports/smoke --reference reports/reference/smoke.json
+    .venv/bin/python benchmarks/drift_spread.py --quick     # seconds: a 2-step suite of its own (the tests run it)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,11 +29,57 @@ from robustmri.results import cell_means
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="a bench folder of the reference's suite")
-    parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("results", type=Path, nargs="?", help="a bench folder of the reference's suite")
+    parser.add_argument("--reference", type=Path)
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds: a 2-step suite and its own reference in a temporary folder, default and threads1 only (the tests run it)")
     args = parser.parse_args()
-    settings = {"default": {}, **FLOAT_ORDER_VARIANTS,
-                "threads1+aten-default": {**FLOAT_ORDER_VARIANTS["threads1"], **FLOAT_ORDER_VARIANTS["aten-default"]}}
+    if args.quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            args.results, args.reference = _quick_reference(Path(tmp))
+            spread(args.results, args.reference, {"default": {}, "threads1": FLOAT_ORDER_VARIANTS["threads1"]})
+        return
+    if args.results is None or args.reference is None:
+        parser.error("give a bench folder and --reference (or --quick)")
+    spread(args.results, args.reference, {"default": {}, **FLOAT_ORDER_VARIANTS,
+                                          "threads1+aten-default": {**FLOAT_ORDER_VARIANTS["threads1"], **FLOAT_ORDER_VARIANTS["aten-default"]}})
+
+
+QUICK_SUITE = """
+name = "drift-spread-quick"
+directions = ["t1->t2"]
+seeds = [0]
+device = "cpu"
+[data]
+source = "embedded:4"
+image_size = 64
+split = [2, 0, 2]
+embedded = { n_slices = 2 }
+[train]
+steps = 2
+batch_size = 2
+[[models]]
+name = "pix2pix"
+size = "tiny"
+[perturbations]
+names = ["gaussian_noise"]
+severities = [2]
+"""
+
+
+def _quick_reference(tmp: Path) -> tuple[Path, Path]:
+    from robustmri.bench import load_suite, run_suite, update_reference
+
+    (tmp / "quick.toml").write_text(QUICK_SUITE)
+    out = run_suite(load_suite(tmp / "quick.toml"), tmp / "out", progress=False, report=False)
+    ref = tmp / "ref" / "quick.json"
+    update_reference(out, ref, variants=("threads1",), log=lambda _: None)
+    return out, ref
+
+
+def spread(results: Path, reference: Path, settings: dict[str, dict[str, str]]) -> None:
+    """Score the reference weights under each float-order setting and print the largest cell differences."""
+    args = argparse.Namespace(results=results, reference=reference)
     cells = {}
     for name, env in settings.items():
         start = time.perf_counter()

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--noiseless", action="store_true", help="simulate without noise (snr 0): anatomy and contrast alone")
     ap.add_argument("--steps", type=int, default=300, help="pix2pix training steps (0: skip the gap)")
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--quick", action="store_true", help="seconds: 4 subjects, 2 slices, 2 training steps (the tests run it)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.subjects, args.slices, args.steps = 4, 2, 2
     torch.manual_seed(0)
     from robustmri.data.embedded import embedded_slices
 

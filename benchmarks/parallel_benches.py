@@ -4,6 +4,7 @@ pool from the affinity mask, robustmri/threads.py). Prints the wall times and th
 
     .venv/bin/python benchmarks/parallel_benches.py                 # about 10 min on 2 cores
     .venv/bin/python benchmarks/parallel_benches.py --unpinned      # the same without pinning (oversubscribed)
+    .venv/bin/python benchmarks/parallel_benches.py --quick         # seconds: a 2-step suite (the tests run it)
 
 Each bench runs into a fresh folder (training included) with the prepared data already cached.
 """
@@ -20,8 +21,32 @@ import time
 from pathlib import Path
 
 
-def bench(out: Path, cpus: list[int] | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "robustmri", "bench", "--suite", "smoke", "--out", str(out), "--no-report"]
+QUICK_SUITE = """
+name = "parallel-quick"
+directions = ["t1->t2"]
+seeds = [0]
+device = "cpu"
+[data]
+source = "embedded:4"
+image_size = 64
+split = [2, 0, 2]
+embedded = { n_slices = 2 }
+[train]
+steps = 2
+batch_size = 2
+[[models]]
+name = "pix2pix"
+size = "tiny"
+[perturbations]
+names = ["gaussian_noise"]
+severities = [1]
+"""
+
+
+def bench(out: Path, cpus: list[int] | None, suite: str = "smoke", cache: Path | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "robustmri", "bench", "--suite", suite, "--out", str(out), "--no-report"]
+    if cache is not None:
+        cmd += ["--cache", str(cache)]
     if cpus is not None:
         cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -40,21 +65,27 @@ def wait(procs: list[subprocess.Popen]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--unpinned", action="store_true", help="do not pin the two benches (no thread rule applies)")
+    ap.add_argument("--quick", action="store_true", help="seconds: a 2-step suite on 4 subjects instead of smoke (the tests run it)")
     args = ap.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
     half = max(1, len(cores) // 2)
     print(f"{platform.processor() or platform.machine()}, {len(cores)} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        t_alone = wait([bench(root / "alone", None)])
-        print(f"one smoke bench alone (all {len(cores)} CPUs): {t_alone:.0f} s")
+        suite, cache = "smoke", None
+        if args.quick:
+            suite, cache = str(root / "quick.toml"), root / "cache"
+            Path(suite).write_text(QUICK_SUITE)
+            wait([bench(root / "prepare", None, suite, cache)])  # prepares the data once: the timed runs find it cached
+        t_alone = wait([bench(root / "alone", None, suite, cache)])
+        print(f"one {'quick' if args.quick else 'smoke'} bench alone (all {len(cores)} CPUs): {t_alone:.0f} s")
         pins = [None, None] if args.unpinned else [cores[:half], cores[half:2 * half]]
         t0 = time.perf_counter()
-        procs = [bench(root / f"pair{i}", pins[i]) for i in range(2)]
+        procs = [bench(root / f"pair{i}", pins[i], suite, cache) for i in range(2)]
         t_pair = wait(procs)
         t_pair = time.perf_counter() - t0
         how = "unpinned" if args.unpinned else f"each pinned to {half} CPU(s)"
-        print(f"two smoke benches side by side ({how}): {t_pair:.0f} s for both; "
+        print(f"two {'quick' if args.quick else 'smoke'} benches side by side ({how}): {t_pair:.0f} s for both; "
               f"{t_pair / t_alone:.2f}x one alone (two sequential runs: 2.00x)")
     return 0
 

@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--subjects", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="seconds: one subject per site profile at 64x64 (the tests run it)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.size, args.subjects = 64, 1
     ratios = contrast_ratios(args.size, args.subjects)
     print(f"tissue contrast ratios, median over {args.subjects} noiseless subjects at {args.size}^2 (typical range)")
     print("| site profile | contrast | GM/WM | CSF/WM |")

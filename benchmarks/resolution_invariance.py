@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--docs", type=Path, default=DOCS)
     ap.add_argument("--no-write", action="store_true", help="print the table, do not touch the docs")
+    ap.add_argument("--quick", action="store_true", help="seconds: one subject, one slice, print only (the tests run it)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.subjects, args.slices, args.no_write = 1, 1, True
     torch.set_num_threads(2)
 
     from robustmri.data.embedded import embedded_slices

@@ -45,11 +45,13 @@ from robustmri.rng import KeyedStream
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How cells are scored: protocol, seed and batch size, and the attacks' objective and budget."""
+    """How cells are scored: protocol, seed and batch size, and the attacks' objective and budget.
+    ``batch_size``: slices per batch, or ``"auto"`` (:mod:`robustmri.bench.batching`); the scores
+    do not depend on it."""
 
     protocol: Protocol
     seed: int = 0
-    batch_size: int = 32
+    batch_size: int | str = 32
     attack_loss: str = "mse"
     eot_samples: int = 4
     attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -150,7 +152,7 @@ def output_stability(
     is the reference itself. PSNR is capped at :data:`STABILITY_PSNR_CAP` dB: a perturbation that
     leaves the input as it is (a 2 mm voxel on a 3.3 mm grid) leaves the output unchanged, and an
     infinite value would swamp every mean it enters. ``clean_cache`` (batch index -> clean output,
-    on CPU) lets the cells of one model share the clean outputs instead of recomputing them."""
+    kept on the scoring device: no host round trip) lets the cells of one model share the clean outputs instead of recomputing them."""
     from robustmri.results import STABILITY_METRICS
 
     n = pred.shape[0]
@@ -161,7 +163,7 @@ def output_stability(
     else:
         clean = predict_batch(model, x, y, settings, rows)
         if clean_cache is not None:
-            clean_cache[batch_index] = clean.cpu()
+            clean_cache[batch_index] = clean.detach()
     scores = settings.protocol.score_unit(pred, clean, mask=mask, source=x_in[:, :1])
     out = {}
     for name in STABILITY_METRICS:
@@ -187,12 +189,14 @@ def score_cell(
     qualitative grid); ``keep``: also return every perturbed input and prediction; ``clean_cache``:
     one dict per (model, data, settings), shared by that model's cells (see :func:`output_stability`).
     """
+    from robustmri.bench.batching import eval_batch_size
+
     device = torch.device(device)
     protocol = settings.protocol
     frames, sample = [], {}
     inputs, preds = [], []
     assert data.slice is not None
-    for b, rows in batches(len(data), settings.batch_size):
+    for b, rows in batches(len(data), eval_batch_size(settings.batch_size, model, data.source, device)):
         ids = list(zip(data.subject_labels(rows), data.slice[rows].tolist(), strict=True))
         x = data.source[rows].to(device, torch.float32)
         y = data.target[rows].to(device, torch.float32)
@@ -203,7 +207,7 @@ def score_cell(
         scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
         frame = protocol.results_frame(scores, data.subject_labels(rows), data.slice[rows])
         if cell.is_clean and clean_cache is not None:
-            clean_cache[b] = pred.cpu()
+            clean_cache[b] = pred.detach()
         for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, ids, b, clean_cache).items():
             frame[name] = values
         frames.append(frame)

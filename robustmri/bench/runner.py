@@ -126,12 +126,14 @@ def cells_of_job(job: Job, run: Any, grid: list[Cell]) -> list[Cell]:
 
 
 def _train_job(
-    suite: Suite, job: Job, store: ResultsStore, data_spec: Any, device: str, progress: bool, processes: int = 1
+    suite: Suite, job: Job, store: ResultsStore, data_spec: Any, device: str, progress: bool, processes: int = 1,
+    compile: bool = False,
 ) -> Any:
     """Train ``job`` (or reuse its finished run, if it is this training); returns its RunHandle
     (an :class:`ExternalHandle` for an external model, which is never trained). ``processes``: the
     DDP processes this training runs with (a SLURM job's tasks; 1 locally); a finished run trained
-    with another number is another training (``processes`` x the batch per step) and is refused."""
+    with another number is another training (``processes`` x the batch per step) and is refused.
+    ``compile``: train with compiled networks (a speed setting, not part of the run's identity)."""
     if job.model.external is not None:
         return ExternalHandle(job.model, suite_folder(suite), in_channels=1, image_size=suite.image_size)
     from robustmri.data.resolve import load_split_tensors
@@ -149,6 +151,7 @@ def _train_job(
         seed=job.seed,
         checkpoint_every=max(steps // 4, 1),
         device=device,
+        compile=compile,
         model_options=dict(job.model.options),
     )
     from robustmri.translate import record_preparation
@@ -204,11 +207,13 @@ def run_suite(
     progress: bool = True,
     cache: str | os.PathLike[str] | None = None,
     report: bool = True,
+    compile: bool = False,
 ) -> Path:
     """Run ``suite`` into ``out`` (resumable, incremental); returns the results folder. Interrupted
-    (Ctrl-C), it leaves every finished checkpoint and cell and marks the manifest ``interrupted``."""
+    (Ctrl-C), it leaves every finished checkpoint and cell and marks the manifest ``interrupted``.
+    ``compile``: train with compiled networks (torch.compile; same results to float precision)."""
     try:
-        return _run_suite(suite, out, device, shard, progress, cache, report)
+        return _run_suite(suite, out, device, shard, progress, cache, report, compile)
     except KeyboardInterrupt:
         mark_interrupted(out)
         raise
@@ -216,7 +221,7 @@ def run_suite(
 
 def _run_suite(
     suite: Suite, out: str | os.PathLike[str], device: str | None, shard: tuple[int, int], progress: bool,
-    cache: str | os.PathLike[str] | None, report: bool,
+    cache: str | os.PathLike[str] | None, report: bool, compile: bool = False,
 ) -> Path:
     from robustmri.data.resolve import load_split_tensors
     from robustmri.device import resolve_device
@@ -243,7 +248,7 @@ def _run_suite(
     t_train = time.perf_counter()
     # external models first: a bad one is refused before anything is trained
     ordered = sorted(my_jobs, key=lambda j: j.model.external is None)
-    runs = {job.run_name: _train_job(suite, job, store, spec, dev_name, progress) for job in ordered}
+    runs = {job.run_name: _train_job(suite, job, store, spec, dev_name, progress, compile=compile) for job in ordered}
     timings["train_s"] = round(time.perf_counter() - t_train, 3)
 
     t_eval = time.perf_counter()
@@ -269,7 +274,7 @@ def _run_suite(
         test = tests[key]
         model, _ = runs[job.run_name].load(device=dev)
         if isinstance(runs[job.run_name], ExternalHandle):
-            model.check_range(test.source[: settings.batch_size].to(dev))
+            model.check_range(test.source[:32].to(dev))
         where = sample_index(test)
         clean_outputs: dict[int, Any] = {}  # shared by this model's cells (output stability)
         for cell in job_cells:

@@ -157,7 +157,9 @@ def _job(suite: Suite, run_name: str) -> Job:
     raise ConfigError(f"no job {run_name!r} in suite {suite.name}")  # pragma: no cover - internal
 
 
-def train_task(suite_dict: dict[str, Any], run_name: str, out: str, cache: str | None, device: str, processes: int = 1) -> str:
+def train_task(
+    suite_dict: dict[str, Any], run_name: str, out: str, cache: str | None, device: str, processes: int = 1, compile: bool = False,
+) -> str:
     """SLURM training job: train ``run_name`` of the suite into ``out`` (resumable) with ``processes``
     DDP processes (the job's tasks)."""
     from robustmri.bench.runner import _train_job, resolve_suite_data
@@ -175,7 +177,7 @@ def train_task(suite_dict: dict[str, Any], run_name: str, out: str, cache: str |
     suite = suite_from_dict(suite_dict)
     job = _job(suite, run_name)
     spec = resolve_suite_data(suite, cache)
-    _train_job(suite, job, ResultsStore(out), spec, device, progress=False, processes=processes)
+    _train_job(suite, job, ResultsStore(out), spec, device, progress=False, processes=processes, compile=compile)
     return run_name
 
 
@@ -211,7 +213,7 @@ def eval_task(
         store.write_pair(job, test)
     model, _ = run.load(device=dev)
     if isinstance(run, ExternalHandle):
-        model.check_range(test.source[: suite.eval_batch_size].to(dev))
+        model.check_range(test.source[:32].to(dev))
     settings = EvalSettings.from_suite(suite)
     where = sample_index(test)
     clean: dict[int, Any] = {}
@@ -262,8 +264,10 @@ def run_slurm(
     progress: bool = True,
     report: bool = True,
     echo: Callable[[str], Any] = print,
+    compile: bool = False,
 ) -> Path:
-    """Run ``suite`` on SLURM into ``out`` (see the module docstring) and return the folder."""
+    """Run ``suite`` on SLURM into ``out`` (see the module docstring) and return the folder.
+    ``compile``: the training jobs compile their networks (as :func:`robustmri.bench.run_suite`)."""
     try:
         import submitit
     except ImportError:
@@ -302,7 +306,7 @@ def run_slurm(
         if t.kind != "train":
             continue
         executor.update_parameters(**base, tasks_per_node=opts.processes, slurm_additional_parameters={})
-        j = executor.submit(train_task, suite_dict, t.job.run_name, str(store.out), cache_s, task_device, opts.processes)
+        j = executor.submit(train_task, suite_dict, t.job.run_name, str(store.out), cache_s, task_device, opts.processes, compile)
         train_ids[t.job.run_name] = str(j.job_id)
         submitted.append((j, f"train {t.job.run_name}", f"train_task(..., {t.job.run_name!r})"))
     dependents: dict[str, list[Any]] = {}

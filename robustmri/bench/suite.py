@@ -46,7 +46,7 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     budget = { square_linf = { queries = 1000 }, pgd_linf = { steps = 50, restarts = 2 } }   # optional, every severity
 
     [eval]
-    batch_size = 32
+    batch_size = "auto"              # slices per batch: "auto" (CPU 32, GPU sized from free memory) or an integer; scores do not depend on it
     seed = 0                         # seeds the corruptions (same draws for every model)
     split = "test"                   # test (default: report) | val (tuning: needs data.split with val > 0)
 """
@@ -123,7 +123,8 @@ class Suite:
     attack_objective: str = "target"
     #: per attack, budget parameters (steps, restarts, queries) that replace the severity table's at every severity
     attack_budget: dict[str, dict[str, int]] = field(default_factory=dict)
-    eval_batch_size: int = 32
+    #: slices per scoring batch, or "auto" (robustmri.bench.batching): a speed setting, not in :attr:`hash`
+    eval_batch_size: int | str = "auto"
     eval_seed: int = 0
     #: the subjects scored: ``"test"`` (report) or ``"val"`` (choosing options: a tuning suite)
     eval_split: str = "test"
@@ -372,9 +373,12 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
     size = data.get("image_size", 64)
     if not isinstance(size, int) or size < 16:
         raise _err(path, f"data.image_size must be an integer >= 16, got {size!r}")
-    for key, value in (("train.steps", train.get("steps", 300)), ("train.batch_size", train.get("batch_size", 4)), ("eval.batch_size", ev.get("batch_size", 32))):
+    for key, value in (("train.steps", train.get("steps", 300)), ("train.batch_size", train.get("batch_size", 4))):
         if not isinstance(value, int) or value < 1:
             raise _err(path, f"{key} must be a positive integer, got {value!r}")
+    eval_batch = ev.get("batch_size", "auto")
+    if eval_batch != "auto" and (isinstance(eval_batch, bool) or not isinstance(eval_batch, int) or eval_batch < 1):
+        raise _err(path, f'eval.batch_size must be a positive integer or "auto", got {eval_batch!r}')
     split = _split(path, data.get("split"))
     return Suite(
         name=name,
@@ -397,7 +401,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         eot_samples=int(eot),
         attack_objective=str(att.get("objective", "target")),
         attack_budget={n: dict(b) for n, b in sorted(budget.items())},
-        eval_batch_size=int(ev.get("batch_size", 32)),
+        eval_batch_size=eval_batch,
         eval_seed=int(ev.get("seed", 0)),
         eval_split=_eval_split(path, ev.get("split", "test"), split),
         reference_model=reference,

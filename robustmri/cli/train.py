@@ -26,6 +26,8 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for weights, batch order and training randomness."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA), bf16 or off."),
+    compile: bool = typer.Option(False, "--compile", help="Compile the networks (torch.compile): faster on a GPU, the same losses to float precision."),
+    channels_last: str = typer.Option("auto", "--channels-last", help="auto (on for CUDA), on or off: the convolutions' memory layout."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Steps between checkpoints."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -45,7 +47,7 @@ def train_cmd(
 
     config = TrainConfig(
         model=model, size=size, source=source, target=target, steps=steps, batch_size=batch_size, seed=seed,
-        checkpoint_every=checkpoint_every, amp=amp, device=device,
+        checkpoint_every=checkpoint_every, amp=amp, device=device, compile=compile, channels_last=channels_last,
         model_options={"generator": generator, "variant": variant} if model == "kd_attack" else {},
     )
     from robustmri.models.registry import SIZES, _resolve
