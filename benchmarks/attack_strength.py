@@ -52,31 +52,13 @@ def _quick_run(tmp: Path) -> tuple[str, str]:
     """A 2-step tiny pix2pix on a 4-subject suite written to ``tmp``: (run folder, suite path)."""
     from robustmri.bench import load_suite, run_suite
 
-    suite = tmp / "quick.toml"
-    suite.write_text(QUICK_SUITE)
+    from _quick_suite import write_quick_suite
+
+    suite = write_quick_suite(tmp, "attack-strength-quick")
     out = run_suite(load_suite(suite), tmp / "out", cache=tmp / "cache", progress=False, report=False)
     return str(out / "runs" / "pix2pix__t1_to_t2__s0"), str(suite)
 
 
-QUICK_SUITE = """
-name = "attack-strength-quick"
-directions = ["t1->t2"]
-seeds = [0]
-device = "cpu"
-[data]
-source = "embedded:4"
-image_size = 64
-split = [2, 0, 2]
-embedded = { n_slices = 2 }
-[train]
-steps = 2
-batch_size = 2
-[[models]]
-name = "pix2pix"
-size = "tiny"
-[perturbations]
-names = []
-"""
 
 
 def _measure(args: argparse.Namespace) -> int:

@@ -45,33 +45,15 @@ def main() -> None:
                                           "threads1+aten-default": {**FLOAT_ORDER_VARIANTS["threads1"], **FLOAT_ORDER_VARIANTS["aten-default"]}})
 
 
-QUICK_SUITE = """
-name = "drift-spread-quick"
-directions = ["t1->t2"]
-seeds = [0]
-device = "cpu"
-[data]
-source = "embedded:4"
-image_size = 64
-split = [2, 0, 2]
-embedded = { n_slices = 2 }
-[train]
-steps = 2
-batch_size = 2
-[[models]]
-name = "pix2pix"
-size = "tiny"
-[perturbations]
-names = ["gaussian_noise"]
-severities = [2]
-"""
 
 
 def _quick_reference(tmp: Path) -> tuple[Path, Path]:
     from robustmri.bench import load_suite, run_suite, update_reference
 
-    (tmp / "quick.toml").write_text(QUICK_SUITE)
-    out = run_suite(load_suite(tmp / "quick.toml"), tmp / "out", progress=False, report=False)
+    from _quick_suite import write_quick_suite
+
+    suite = write_quick_suite(tmp, "drift-spread-quick", ("gaussian_noise",), severity=2)
+    out = run_suite(load_suite(suite), tmp / "out", progress=False, report=False)
     ref = tmp / "ref" / "quick.json"
     update_reference(out, ref, variants=("threads1",), log=lambda _: None)
     return out, ref

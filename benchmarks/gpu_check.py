@@ -19,7 +19,11 @@ Stages, each printed as it finishes:
    batch sized from free memory (``"auto"``), one perturbation per family at severity 3 (PGD and
    Square at the quick suite's budgets); slices/s per family, and the GPU's busy share sampled by
    ``nvidia-smi`` every 100 ms over the whole stage.
-4. **quick**: ``robustmri bench --suite quick`` end to end (training, scoring, report) in a
+4. **drift**: the evaluation layer of the drift check scored on the GPU (``robustmri check
+   --layer evaluation --device cuda``) against the committed CPU reference
+   (``reports/reference/smoke.json``): does CUDA scoring of the same weights agree with the CPU
+   within the drift tolerances? (Skipped with ``--quick``.)
+5. **quick**: ``robustmri bench --suite quick`` end to end (training, scoring, report) in a
    subprocess, given what is left of ``--budget-s``; its wall time, or how far it got when the
    budget ran out (trained runs, cells written).
 
@@ -191,6 +195,27 @@ def quick_suite(seconds: float, quick: bool) -> dict[str, object]:
             "dry_run": quick}
 
 
+def smoke_drift(device: str, seconds: float) -> dict[str, object]:
+    """The smoke suite on ``device`` and its drift check against the committed (CPU) reference."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "smoke"
+        t0 = time.perf_counter()
+        try:
+            bench = subprocess.run([sys.executable, "-m", "robustmri", "bench", "--suite", "smoke", "--device", device,
+                                    "--out", str(out), "--no-report"], capture_output=True, text=True, timeout=max(seconds, 1.0), cwd=ROOT)
+            if bench.returncode != 0:
+                return {"status": f"bench failed (exit {bench.returncode})", "wall_s": round(time.perf_counter() - t0, 1)}
+            left = max(seconds - (time.perf_counter() - t0), 1.0)
+            check = subprocess.run([sys.executable, "-m", "robustmri", "check", str(out), "--reference",
+                                    str(ROOT / "reports" / "reference" / "smoke.json"), "--layer", "evaluation", "--device", device],
+                                   capture_output=True, text=True, timeout=left, cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            return {"status": "budget ran out", "wall_s": round(time.perf_counter() - t0, 1)}
+        lines = (check.stdout + check.stderr).strip().splitlines()
+        return {"status": "agrees within the drift tolerances" if check.returncode == 0 else f"drift (exit {check.returncode})",
+                "wall_s": round(time.perf_counter() - t0, 1), "check_tail": lines[-6:]}
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -210,6 +235,7 @@ def markdown(fig: dict) -> str:
     busy = fig.get("gpu_busy") or {}
     lines += ["", f"GPU busy during the scoring stage: {busy.get('mean_pct', 'not measured')} % on average "
               f"(max {busy.get('max_pct', '-')} %, {busy.get('samples', 0)} samples).", "",
+              f"CPU reference against a {fig['device']} run of the smoke suite (evaluation layer): {fig['drift']}", "",
               f"`robustmri bench --suite quick`: {fig['quick']}", ""]
     return "\n".join(lines)
 
@@ -264,13 +290,17 @@ def main(argv: list[str] | None = None) -> int:
             "max_mem_mib": max(m for _, m in samples), "samples": len(samples)} if samples else {}
     if busy:
         print(f"GPU busy during scoring: mean {busy['mean_pct']} %, max {busy['max_pct']} %", flush=True)
+    drift: dict[str, object] = {"status": "skipped (--quick)"}
+    if not args.quick:
+        drift = smoke_drift(args.device, min(180.0, args.budget_s - (time.perf_counter() - t_start)))
+        print(f"smoke on {args.device} against the CPU reference: {drift}", flush=True)
     left = args.budget_s - (time.perf_counter() - t_start)
     quick = quick_suite(left, args.quick)
     print(f"quick suite: {quick}", flush=True)
     date = dt.date.today().isoformat()
     fig = {"date": date, "device": name, "torch": torch.__version__, "command": " ".join(["benchmarks/gpu_check.py", *(argv or sys.argv[1:])]),
            "peak_tflops": round(peak, 2), "train": train_rows, "eval": rates, "eval_model": args.eval_model, "eval_image": image,
-           "gpu_busy": busy, "quick": quick, "cuda_nondeterministic": os.environ.get("ROBUSTMRI_CUDA_NONDETERMINISTIC", "") == "1"}
+           "gpu_busy": busy, "drift": drift, "quick": quick, "cuda_nondeterministic": os.environ.get("ROBUSTMRI_CUDA_NONDETERMINISTIC", "") == "1"}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"{date}-{slug(name)}"
     from robustmri.atomic import write_json_atomic, write_text_atomic

@@ -21,26 +21,6 @@ import time
 from pathlib import Path
 
 
-QUICK_SUITE = """
-name = "parallel-quick"
-directions = ["t1->t2"]
-seeds = [0]
-device = "cpu"
-[data]
-source = "embedded:4"
-image_size = 64
-split = [2, 0, 2]
-embedded = { n_slices = 2 }
-[train]
-steps = 2
-batch_size = 2
-[[models]]
-name = "pix2pix"
-size = "tiny"
-[perturbations]
-names = ["gaussian_noise"]
-severities = [1]
-"""
 
 
 def bench(out: Path, cpus: list[int] | None, suite: str = "smoke", cache: Path | None = None) -> subprocess.Popen:
@@ -74,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         suite, cache = "smoke", None
         if args.quick:
-            suite, cache = str(root / "quick.toml"), root / "cache"
-            Path(suite).write_text(QUICK_SUITE)
+            from _quick_suite import write_quick_suite
+
+            suite, cache = str(write_quick_suite(root, "parallel-quick", ("gaussian_noise",))), root / "cache"
             wait([bench(root / "prepare", None, suite, cache)])  # prepares the data once: the timed runs find it cached
         t_alone = wait([bench(root / "alone", None, suite, cache)])
         print(f"one {'quick' if args.quick else 'smoke'} bench alone (all {len(cores)} CPUs): {t_alone:.0f} s")

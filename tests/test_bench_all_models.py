@@ -1,5 +1,6 @@
 """Every registered model through the whole bench: training, corruptions, white- and black-box
-attacks (EOT for the stochastic diffusion model), two directions, the report. Slow-marked: the
+attacks (EOT for the stochastic diffusion model; black-box only for the no-learning floors), two
+directions, the report. Slow-marked: the
 default run covers the runner with pix2pix and the smoke suite with KD+attack."""
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ name = "kd_attack"
 size = "tiny"
 options = { generator = "resvit", variant = "full" }
 
+[[models]]
+name = "lookup"
+
+[[models]]
+name = "lookup_oracle"
+
 [perturbations]
 names = ["rician_noise", "motion", "misregistration"]
 severities = [1, 5]
@@ -76,8 +83,9 @@ def test_every_registered_model_runs_through_the_bench(tmp_path: Path) -> None:
     out = run_suite(suite, tmp_path / "out", cache=tmp_path / "cache", progress=False, report=True)
     res = pd.read_csv(out / "results.csv", dtype={"subject": str})
     cells = res.groupby(["model", "direction", "perturbation", "severity"]).size()
-    # 5 models x 2 directions x (clean + 3 corruptions x 2 severities + 3 attacks x 1)
-    assert len(cells) == 5 * 2 * (1 + 6 + 3)
+    # 5 models x 2 directions x (clean + 3 corruptions x 2 severities + 3 attacks x 1), and the two
+    # gradient-free floors without the white-box attacks (fgsm_linf, pgd_l2)
+    assert len(cells) == 5 * 2 * (1 + 6 + 3) + 2 * 2 * (1 + 6 + 1)
     assert (cells == 4).all()  # 2 test subjects x 2 slices in every cell
     assert res[["psnr", "ssim", "mae", "nmse"]].notna().all().all()
     assert all(math.isfinite(v) for v in res["psnr"])

@@ -34,15 +34,19 @@ def test_a_lookup_recovers_a_monotone_mapping_within_one_bin():
     test = _pairs(f, seed=1)
     out = model.translate(test.source)
     m = test.mask
-    # within a bin of width 1/128, f moves by at most max|f'| / 128 = 2 / 128
-    assert float((out - test.target)[m].abs().max()) <= 2.0 / BINS + 1e-6
+    filled = m & (model.counts[bin_index(test.source, BINS)] > 0)
+    assert float(filled.sum()) > 0.98 * float(m.sum())
+    # in a bin that training pixels fell in, f moves by at most max|f'| / 128 = 2 / 128
+    assert float((out - test.target)[filled].abs().max()) <= 2.0 / BINS + 1e-6
+    # an empty bin is interpolated: off by at most a few bins' worth
+    assert float((out - test.target)[m].abs().max()) <= 4 * 2.0 / BINS
     assert float(out[~m].abs().max()) == 0.0  # background rule: below the brain's 0.5th percentile -> 0
 
 
 def test_empty_bins_are_interpolated_between_their_filled_neighbours():
     sums = torch.tensor([0.0, 0.0, 2.0, 0.0, 0.0, 8.0, 0.0])
     counts = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0])
-    assert fill_empty(sums, counts).tolist() == [2.0, 2.0, 2.0, 2.666666666666667, 3.3333333333333335, 4.0, 4.0]
+    assert fill_empty(sums, counts).tolist() == pytest.approx([2.0, 2.0, 2.0, 8 / 3, 10 / 3, 4.0, 4.0], abs=1e-12)
     assert bin_index(torch.tensor([-0.1, 0.0, 0.5, 0.999, 1.0, 1.5]), 4).tolist() == [0, 0, 2, 3, 3, 3]
 
 
@@ -50,7 +54,7 @@ def test_the_oracle_fits_each_slice_on_its_own_target_and_is_batch_invariant():
     # two slices with the same source but opposite mappings: only a per-slice fit gets both right
     data = _pairs(lambda x: x)
     x = data.source[:1].repeat(2, 1, 1, 1)
-    y = torch.cat([x, torch.where(data.mask[:1], 1.0 - x, torch.zeros_like(x))])
+    y = torch.cat([x[:1], torch.where(data.mask[:1], 1.0 - x[:1], torch.zeros_like(x[:1]))])
     oracle = LookupOracle()
     out = oracle.translate(x, target=y)
     assert float((out - y).abs().max()) <= 1.0 / BINS + 1e-6
@@ -126,7 +130,7 @@ def test_a_bench_scores_the_floors_skips_white_box_attacks_and_warns_about_the_m
     cells = {m: set(g["perturbation"]) for m, g in res.groupby("model")}
     assert cells["pix2pix"] == {"clean", "gaussian_noise", "fgsm_linf", "square_linf"}
     assert cells["lookup"] == cells["lookup_oracle"] == {"clean", "gaussian_noise", "square_linf"}
-    info = json.loads((out / "cells" / "lookup__t1_to_t2__s0" / "model.json").read_text())
+    info = json.loads(next((out / "cells" / "lookup").rglob("model.json")).read_text())
     assert info["gradients"] is False and info["skipped_attacks"] == ["fgsm_linf"]
     clean = res[res["perturbation"] == "clean"].groupby("model")["psnr"].mean()
     assert clean["lookup_oracle"] > clean["lookup"]  # the oracle fits each slice: an upper bound for a mapping
@@ -137,3 +141,10 @@ def test_a_bench_scores_the_floors_skips_white_box_attacks_and_warns_about_the_m
     assert inputs.warnings[0].startswith("Below the no-learning floor")
     assert "pix2pix" in inputs.warnings[0]
     assert any("lookup" in w and "fgsm_linf" in w for w in inputs.warnings)
+    # its adversarial family mean covers square_linf only: marked as not comparable, never bold
+    table = (out / "report" / "tables" / "robustness_psnr.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("|  | lookup |"))
+    cells_md = [c.strip() for c in row.strip("|").split("|")]
+    adversarial = cells_md[-3]  # adversarial s2, then AUC and mCE
+    assert adversarial.endswith("†") and not adversarial.startswith("**")
+    assert "†: averaged over fewer perturbations" in table

@@ -213,11 +213,12 @@ def compare_cells(
 
 def evaluate_reference_weights(
     suite: Any, weights: dict[str, dict[str, Any]], folder: Path, cache: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    progress: bool = False, device: str | None = None,
 ) -> pd.DataFrame:
     """Score every reference model of ``weights`` (run name -> entry with ``file``, ``sha256``,
     ``model``, ``direction``, ``seed``; files relative to ``folder``) under the whole grid of
-    ``suite`` with the bench's scoring loop; returns the per-slice rows (the results.csv columns)."""
+    ``suite`` with the bench's scoring loop, on ``device`` (default: the suite's); returns the
+    per-slice rows (the results.csv columns)."""
     import torch
 
     from robustmri.bench.evaluate import EvalSettings, score_cell
@@ -227,19 +228,25 @@ def evaluate_reference_weights(
     from robustmri.bench.store import result_rows
     from robustmri.data.resolve import load_split_tensors
     from robustmri.device import resolve_device
+    from robustmri.models.registry import is_differentiable
+    from robustmri.perturb import PERTURBATIONS
     from robustmri.progress import progress_bar
 
     spec = resolve_suite_data(suite, cache, progress)
-    device = resolve_device(suite.device)
+    device = resolve_device(device or suite.device)
     settings = EvalSettings.from_suite(suite)
     specs = {m.label: m for m in suite.models}
     grid = cells(suite)
     frames = []
     tests: dict[tuple[str, str], Any] = {}
-    bar = progress_bar(total=len(weights) * len(grid), desc="check: reference weights", unit="cell", enabled=progress)
-    for run, entry in sorted(weights.items()):
+    for run, entry in weights.items():
         if entry.get("model") not in specs:
             raise DataError(f"reference weights {run} are for model {entry.get('model')!r}, which the suite does not have: --update")
+    # as in the bench, a model without gradients (a no-learning floor) gets no white-box attack
+    own_cells = {run: grid if is_differentiable(specs[entry["model"]].name) else
+                 [c for c in grid if c.is_clean or not PERTURBATIONS[c.perturbation].white_box] for run, entry in weights.items()}
+    bar = progress_bar(total=sum(len(c) for c in own_cells.values()), desc="check: reference weights", unit="cell", enabled=progress)
+    for run, entry in sorted(weights.items()):
         source, target = entry["direction"].split("->")
         job = Job(specs[entry["model"]], source, target, int(entry["seed"]))
         if (source, target) not in tests:
@@ -248,7 +255,7 @@ def evaluate_reference_weights(
         model = load_weights(folder / entry["file"], entry.get("sha256"), device=device)
         clean_outputs: dict[int, Any] = {}  # shared by this model's cells (output stability)
         with torch.no_grad():
-            for cell in grid:
+            for cell in own_cells[run]:
                 scores = score_cell(model, test, cell, settings, device, clean_cache=clean_outputs)
                 frames.append(result_rows(job, cell, scores.frame))
                 bar.update(1)
@@ -339,6 +346,7 @@ def check_drift(
     cache: str | os.PathLike[str] | None = None,
     progress: bool = False,
     layers: tuple[str, ...] = ("evaluation", "training"),
+    device: str | None = None,
 ) -> DriftReport:
     """Check both layers of ``results_dir`` against ``reference``.
 
@@ -346,6 +354,8 @@ def check_drift(
     the reference's evaluation tolerances (rows kept in ``results_dir/drift/evaluation.csv``).
     Training: the results are compared cell by cell at the reference's per-cell tolerances;
     ``tolerance`` (metric -> value) replaces those of the training layer on purpose.
+    ``device``: where the evaluation layer scores (default: the suite's): a GPU run of a CPU
+    reference checks that scoring agrees across devices.
     """
     from robustmri.bench.reference import read_reference
 
@@ -356,7 +366,8 @@ def check_drift(
     _check_same_suite(ref, reference, results_dir, suite)
     report = DriftReport(environment=environment_changes(ref, manifest))
     if "evaluation" in layers:
-        rows = evaluate_reference_weights(suite, ref["evaluation"]["weights"], reference.parent, cache=cache, progress=progress)
+        rows = evaluate_reference_weights(suite, ref["evaluation"]["weights"], reference.parent, cache=cache, progress=progress,
+                                          device=device)
         _write_rows(_drift_dir(results_dir) / "evaluation.csv", rows)
         old = {tuple(c[k] for k in KEY): c["value"] for c in ref["evaluation"]["cells"]}
         report.evaluation = compare_cells("evaluation", old, _as_map(cell_means(rows)),

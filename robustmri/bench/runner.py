@@ -104,9 +104,12 @@ def model_info(job: Job, run: Any, grid: list[Cell]) -> dict[str, Any]:
     model, _ = run.load(device="cpu")
     params = sum(p.numel() for m in model.inference_modules() for p in m.parameters())
     options = "".join(f", {k}={v}" for k, v in sorted(job.model.options.items()))
-    return {"architecture": f"{job.model.name} ({job.model.size}{options})", "parameters": int(params),
-            "oracle": bool(model.needs_target), "gradients": True,
+    info = {"architecture": f"{job.model.name} ({job.model.size}{options})", "parameters": int(params),
+            "oracle": bool(model.needs_target), "gradients": bool(model.differentiable),
             "model": {"name": job.model.name, "size": job.model.size, "options": dict(job.model.options)}}
+    if not model.differentiable:  # a no-learning floor: black-box attacks only
+        info["skipped_attacks"] = sorted({c.perturbation for c in grid if not c.is_clean and PERTURBATIONS[c.perturbation].white_box})
+    return info
 
 
 def suite_folder(suite: Suite) -> Path | None:
@@ -116,11 +119,14 @@ def suite_folder(suite: Suite) -> Path | None:
 
 
 def cells_of_job(job: Job, run: Any, grid: list[Cell]) -> list[Cell]:
-    """The cells ``job`` is scored on: all of ``grid``, less white-box attacks for an external
-    model without gradients (it gets black-box attacks only, and the report says so)."""
+    """The cells ``job`` is scored on: all of ``grid``, less white-box attacks for a model without
+    gradients, an external one or a no-learning floor (it gets black-box attacks only, and the
+    report says so)."""
+    from robustmri.models.registry import is_differentiable
     from robustmri.perturb import PERTURBATIONS
 
-    if isinstance(run, ExternalHandle) and not run.gradients:
+    external = isinstance(run, ExternalHandle)
+    if (external and not run.gradients) or (not external and not is_differentiable(job.model.name)):
         return [c for c in grid if c.is_clean or not PERTURBATIONS[c.perturbation].white_box]
     return grid
 

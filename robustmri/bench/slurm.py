@@ -95,6 +95,9 @@ def plan_slurm(suite: Suite, out: Path, opts: SlurmOptions) -> list[SlurmTask]:
     from robustmri.bench.store import ResultsStore
     from robustmri.train.engine import open_run
 
+    from robustmri.models.registry import is_differentiable
+    from robustmri.perturb import PERTURBATIONS
+
     store = ResultsStore(out)
     grid = cells(suite)
     plan: list[SlurmTask] = []
@@ -104,7 +107,9 @@ def plan_slurm(suite: Suite, out: Path, opts: SlurmOptions) -> list[SlurmTask]:
             _check_processes(open_run(store.run_dir(job)), opts.processes)
         if not trained:
             plan.append(SlurmTask("train", job))
-        missing = [c for c in grid if not store.has_cell(job, c)]
+        wanted = grid if job.model.external is not None or is_differentiable(job.model.name) else [
+            c for c in grid if c.is_clean or not PERTURBATIONS[c.perturbation].white_box]  # a floor: no white-box attacks
+        missing = [c for c in wanted if not store.has_cell(job, c)]
         if missing:
             n = min(opts.eval_tasks, len(missing))
             size = math.ceil(len(missing) / n)
@@ -188,7 +193,7 @@ def eval_task(
     DDP processes); a cell already written (by an earlier attempt) is skipped. Returns the number
     of cells computed."""
     from robustmri.bench.evaluate import EvalSettings, score_cell
-    from robustmri.bench.runner import ExternalHandle, _train_job, model_info, resolve_suite_data
+    from robustmri.bench.runner import ExternalHandle, _train_job, cells_of_job, model_info, resolve_suite_data
     from robustmri.bench.store import ResultsStore, cell_provenance, perturbation_params, sample_index
     from robustmri.bench.suite import suite_from_dict
     from robustmri.data.resolve import load_split_tensors
@@ -200,9 +205,9 @@ def eval_task(
     job = _job(suite, run_name)
     store = ResultsStore(out)
     grid = cells(suite)
-    todo = [c for c in grid if c.file_stem in set(stems)]
     spec = resolve_suite_data(suite, cache)
     run = _train_job(suite, job, store, spec, device, progress=False, processes=processes)  # trained already: reused, checked
+    todo = [c for c in cells_of_job(job, run, grid) if c.file_stem in set(stems)]
     dev = resolve_device(device)
     params = perturbation_params({c.perturbation for c in grid if not c.is_clean})
     with _locked(store.cell_dir(job).parent / f".{store.cell_dir(job).name}.lock"):

@@ -84,6 +84,7 @@ def check_cmd(
     ),
     layer: str = typer.Option("both", "--layer", help="Check only one layer: evaluation, training or both."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
+    device: str = typer.Option(None, "--device", help="Score the evaluation layer here (default: the suite's), e.g. cuda against a CPU reference."),
 ) -> None:
     """Check metric drift in two layers: evaluation (scoring code, on committed reference weights) and
     training (freshly trained models, at tolerances measured from training's own spread). Exit 1
@@ -114,7 +115,7 @@ def check_cmd(
                     typer.echo(f"  {d.describe()}")
         return
     layers = ("evaluation", "training") if layer == "both" else (layer,)
-    report = check_drift(results, reference, tol or None, cache=cache, progress=show, layers=layers)
+    report = check_drift(results, reference, tol or None, cache=cache, progress=show, layers=layers, device=device)
     if report.ok:
         counts = ", ".join(f"{n} {report.compared[n]} cells" for n in layers)
         typer.echo(f"no drift: {results} matches {reference} ({counts})")

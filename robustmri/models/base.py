@@ -83,6 +83,12 @@ class TranslationModel(nn.Module, ABC):
     #: ``teacher_oracle``): scoring then passes ``target=`` to :meth:`translate`, and the report
     #: labels it as an oracle. Every other model ignores ``target``.
     needs_target: bool = False
+    #: False for a model without useful gradients (a piecewise-constant map such as the
+    #: ``lookup`` floor): the bench runs no white-box attack on it, and the report says so.
+    differentiable: bool = True
+    #: True for a model fitted in one pass over the training slices (``fit(data)``, called by
+    #: the engine before its steps) rather than by gradient steps.
+    fits_data: bool = False
 
     def __init__(self, in_channels: int = 1, image_size: int = 64) -> None:
         super().__init__()

@@ -5,8 +5,11 @@
   only pixels inside the training slices' brain masks enter the fit (the scored region). A bin
   that no training pixel fell in takes the value interpolated between its nearest filled
   neighbours (held constant beyond the first and last). Background rule: the model sees no mask
-  at test time, so a pixel whose source is below the 0.5th percentile of the training brain
-  pixels' source (:attr:`IntensityLookup.background`) is taken as background and maps to 0.
+  at test time, so a pixel whose source is below a threshold (:attr:`IntensityLookup.background`)
+  is taken as background and maps to 0. The threshold is fitted on the training slices too: the
+  source level that misclassifies the fewest pixels, counting brain pixels below it and pixels
+  outside the brain masks at or above it (on a 4096-bin histogram). Pixels outside the brain but
+  bright (scalp, skull) count the same at every level, so they do not move it.
 - ``lookup_oracle``: the same table fitted on each test slice itself, over all its pixels, from
   that slice's own target: an upper bound for any intensity mapping, and an **oracle** (it needs
   the target, :attr:`~robustmri.models.base.TranslationModel.needs_target`), labelled so and never
@@ -33,10 +36,7 @@ from robustmri.models.base import Batch, OptimizerSpec, StepContext, Translation
 BINS = 128
 """Source-intensity bins of the lookup table (equal width over [0, 1])."""
 
-BACKGROUND_PERCENTILE = 0.5
-"""Source percentile (of the training brain pixels) below which a pixel is background (output 0)."""
-
-_FINE = 4096  # histogram resolution for the background percentile
+_FINE = 4096  # histogram resolution of the background threshold
 
 
 def bin_index(x: Tensor, bins: int) -> Tensor:
@@ -73,6 +73,8 @@ class IntensityLookup(TranslationModel):
         self.register_buffer("table", torch.zeros(self.bins))
         self.register_buffer("background", torch.zeros(()))
         self.register_buffer("fitted_pixels", torch.zeros((), dtype=torch.int64))
+        #: training brain pixels per bin (0: an interpolated bin)
+        self.register_buffer("counts", torch.zeros(self.bins))
 
     @torch.no_grad()
     def fit(self, data: Any, chunk: int = 256) -> None:
@@ -80,7 +82,8 @@ class IntensityLookup(TranslationModel):
         channel 0, target, brain mask), ``chunk`` slices at a time (memory-mapped data stay on disk)."""
         sums = torch.zeros(self.bins, dtype=torch.float64)
         counts = torch.zeros(self.bins, dtype=torch.float64)
-        fine = torch.zeros(_FINE, dtype=torch.float64)
+        fine = torch.zeros(_FINE, dtype=torch.float64)  # source histogram inside the brain masks
+        outside = torch.zeros(_FINE, dtype=torch.float64)  # and outside them
         for start in range(0, len(data), chunk):
             x = torch.as_tensor(data.source[start : start + chunk, :1]).float().cpu()
             y = torch.as_tensor(data.target[start : start + chunk]).float().cpu()
@@ -90,13 +93,17 @@ class IntensityLookup(TranslationModel):
             sums.index_add_(0, idx, ys.double())
             counts += torch.bincount(idx, minlength=self.bins).double()
             fine += torch.bincount(bin_index(xs, _FINE), minlength=_FINE).double()
+            outside += torch.bincount(bin_index(x[~m], _FINE), minlength=_FINE).double()
         if counts.sum() == 0:
             raise ConfigError("the lookup floor found no brain pixels in its training slices: check the masks of the data")
         self.table.copy_(fill_empty(sums, counts).to(self.table))
-        cdf = torch.cumsum(fine, 0) / fine.sum()
-        below = int(torch.searchsorted(cdf, torch.tensor(BACKGROUND_PERCENTILE / 100.0, dtype=torch.float64)))
-        self.background.fill_(below / _FINE)
+        # threshold k / _FINE: brain pixels in bins < k and outside pixels in bins >= k are misclassified
+        brain_below = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(fine, 0)[:-1]])
+        outside_above = outside.sum() - torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(outside, 0)[:-1]])
+        k = int(torch.argmin(brain_below + outside_above))  # the first of equal minima: the lowest threshold
+        self.background.fill_(k / _FINE)
         self.fitted_pixels.fill_(int(counts.sum()))
+        self.counts.copy_(counts.to(self.counts))
 
     def translate(self, source: Tensor, generator: Any = None, target: Tensor | None = None) -> Tensor:
         x = source[:, :1]
@@ -137,3 +144,7 @@ def build_lookup(size: str = "tiny", in_channels: int = 1, image_size: int = 64,
 def build_lookup_oracle(size: str = "tiny", in_channels: int = 1, image_size: int = 64, **options: Any) -> LookupOracle:
     """Registry builder of ``lookup_oracle`` (option ``bins``)."""
     return LookupOracle(in_channels=in_channels, image_size=image_size, **options)
+
+
+build_lookup.differentiable = False  # type: ignore[attr-defined]  (read by robustmri.models.registry.is_differentiable)
+build_lookup_oracle.differentiable = False  # type: ignore[attr-defined]

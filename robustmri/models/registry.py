@@ -27,6 +27,8 @@ _BUILTIN: dict[str, str] = {
     "diffusion": "baselines.diffusion:build",
     "reggan": "baselines.reggan:build",
     "kd_attack": "robustmri.kd.model:build",
+    "lookup": "robustmri.models.floors:build_lookup",
+    "lookup_oracle": "robustmri.models.floors:build_lookup_oracle",
 }
 _REGISTERED: dict[str, Builder] = {}
 
@@ -55,6 +57,12 @@ def _resolve(name: str) -> Builder:
         raise ConfigError(f"unknown model {name!r}: use one of {', '.join(list_models())}")
     module_name, attr = _BUILTIN[name].split(":")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def is_differentiable(name: str) -> bool:
+    """Whether model ``name`` has useful gradients (white-box attacks run on it): False for the
+    no-learning floors (:mod:`robustmri.models.floors`), whose builders say so."""
+    return bool(getattr(_resolve(name), "differentiable", True))
 
 
 def build_model(name: str, size: str = "tiny", in_channels: int = 1, image_size: int = 64, **options: Any) -> TranslationModel:

@@ -61,6 +61,46 @@ def oracle_models(root: Path, models: list[str]) -> set[str]:
     return {m for m in models if m.endswith(ORACLE_SUFFIXES) or m in recorded}
 
 
+FLOOR_MODELS = ("lookup", "lookup_oracle")
+"""Registry names of the no-learning floors (robustmri.models.floors)."""
+
+FLOOR_MARGIN_DB = 1.0
+"""A model whose clean PSNR is not this far above the lookup floor's is flagged at the report's top."""
+
+
+def floor_findings(root: Path, frame: pd.DataFrame, oracles: set[str]) -> tuple[str | None, list[str]]:
+    """(one warning line naming every model whose clean PSNR is not :data:`FLOOR_MARGIN_DB` above
+    the ``lookup`` floor's in its direction, or None; a note per floor on the attacks it skipped)."""
+    from robustmri.bench.store import ResultsStore
+
+    info = ResultsStore(root).model_info()
+    name = {label: str((i.get("model") or {}).get("name", "")) for label, i in info.items()}
+    floors = {label for label, n in name.items() if n in FLOOR_MODELS}
+    notes = [f"{label} is a no-learning floor without gradients: the white-box attacks {', '.join(info[label].get('skipped_attacks', []))} "
+             "were not run on it (black-box attacks and corruptions only)." for label in sorted(floors) if not info[label].get("gradients", True)]
+    lookups = [label for label in floors if name[label] == "lookup"]
+    clean = frame[frame["perturbation"] == CLEAN]
+    if not lookups or clean.empty:
+        return None, notes
+    psnr = clean.groupby(["model", "direction", "subject"])["psnr"].mean().groupby(["model", "direction"]).mean()
+    below, floor_text = [], []
+    for direction in sorted(set(clean["direction"])):
+        lookup = next((label for label in lookups if (label, direction) in psnr.index), None)
+        if lookup is None:
+            continue
+        ref = float(psnr[(lookup, direction)])
+        floor_text.append(f"{direction} {ref:.2f} dB")
+        for model in sorted(set(clean["model"]) - floors - oracles):
+            if (model, direction) in psnr.index and float(psnr[(model, direction)]) < ref + FLOOR_MARGIN_DB:
+                below.append(f"{model} ({direction}, {float(psnr[(model, direction)]) - ref:+.2f} dB)")
+    if not below:
+        return None, notes
+    return (f"Below the no-learning floor: {', '.join(below)} {'is' if len(below) == 1 else 'are'} not at least "
+            f"{FLOOR_MARGIN_DB:g} dB above the intensity "
+            f"lookup's clean PSNR ({'; '.join(floor_text)}): such a model has learned little beyond a mapping of "
+            "intensities, and its robustness scores say little about its method."), notes
+
+
 def external_notes(path: Path) -> list[str]:
     """One line per external model recorded in ``external.json``: what it is, and the white-box
     attacks it was not scored on for lack of gradients."""
@@ -125,6 +165,10 @@ def load_results(results_dir: str | Path) -> ReportInputs:
     if oracles:
         warnings.append(f"{', '.join(sorted(oracles))} see(s) the real target at test time (oracle): shown for diagnosis, "
                         "marked (oracle), never bolded or ranked, and without mCE.")
+    below_floor, floor_notes = floor_findings(root, frame, oracles)
+    warnings += floor_notes
+    if below_floor is not None:
+        warnings.insert(1 if warnings and warnings[0].startswith("Scored on the VALIDATION") else 0, below_floor)
     return ReportInputs(oracles=oracles, frame=frame, manifest=manifest, protocol=protocol,
                         suite=str(manifest.get("suite") or root.name), reference=reference, models=models,
                         ablation=bool(manifest.get("ablation", False)), warnings=warnings)
@@ -218,7 +262,7 @@ def build_report(
             from robustmri.analysis.robustness import summary_scores
 
             scores = summary_scores(subjects, ref, error=error, n_boot=n_boot, seed=seed)
-            tables.insert(1, T.scores_table(scores, ref))
+            tables.insert(1, T.scores_table(scores, ref, subjects))
         from robustmri.analysis.sanity import sanity_checks
 
         for flag in sanity_checks(subjects):

@@ -93,6 +93,14 @@ class Cell:
     bold: bool = False
     low: float = math.nan
     high: float = math.nan
+    #: averaged over fewer perturbations than the other rows of its column (a model without
+    #: gradients skips the white-box attacks): marked with :data:`PARTIAL_MARK`, never bold
+    partial: bool = False
+
+
+PARTIAL_MARK = "†"
+PARTIAL_NOTE = (f"{PARTIAL_MARK}: averaged over fewer perturbations than the other rows (a model without gradients is "
+                "not scored under white-box attacks): not comparable, never bold.")
 
 
 @dataclass
@@ -143,7 +151,8 @@ class Table:
                 if col.better is None:
                     continue
                 found = [(r, c) for g, r in self.rows if g == group and (c := self.cell(g, r, col)) is not None]
-                vals = {r: round(c.mean, col.decimals) for r, c in found if np.isfinite(c.mean) and r not in self.oracles}
+                vals = {r: round(c.mean, col.decimals) for r, c in found
+                        if np.isfinite(c.mean) and r not in self.oracles and not c.partial}
                 if not vals:
                     continue
                 best = max(vals.values()) if col.better == "higher" else min(vals.values())
@@ -294,6 +303,8 @@ def significance_mark(p: float) -> str:
 def _value_text(c: Cell, col: Column, pm: str) -> str:
     if not np.isfinite(c.mean):
         return "n/a"
+    if c.partial:
+        return _value_text(Cell(c.mean, c.std, low=c.low, high=c.high), col, pm) + PARTIAL_MARK
     if col.show_ci:
         text = f"{c.mean:+.{col.decimals}f}"
         if np.isfinite(c.low) and np.isfinite(c.high):
@@ -391,6 +402,34 @@ def _rows_for(
     return rows
 
 
+def mark_partial(table: Table, pert: pd.DataFrame, family_columns: bool = True, summary_columns: tuple[str, ...] = ()) -> None:
+    """Flag the cells averaged over fewer perturbations than their column's other rows.
+
+    ``pert``: the per-subject rows the table was built from (direction, model, family, severity,
+    perturbation); family columns are keyed ``<family>_s<severity>``; ``summary_columns`` (AUC,
+    mCE) average over every perturbation. Adds :data:`PARTIAL_NOTE` to the note when any is flagged."""
+    found = False
+    if family_columns:
+        sets = pert.groupby(["direction", "family", "severity", "model"])["perturbation"].agg(frozenset)
+        for (direction, family, sev), block in sets.groupby(level=[0, 1, 2]):
+            union = frozenset().union(*block.to_numpy())
+            for (_, _, _, model), got in block.items():
+                cell = table.cells.get((direction, model, f"{family}_s{int(sev)}"))
+                if cell is not None and got < union:
+                    cell.partial = found = True
+    if summary_columns:
+        sets = pert.groupby(["direction", "model"])["perturbation"].agg(frozenset)
+        for direction, block in sets.groupby(level=0):
+            union = frozenset().union(*block.to_numpy())
+            for (_, model), got in block.items():
+                for key in summary_columns:
+                    cell = table.cells.get((direction, model, key))
+                    if cell is not None and got < union:
+                        cell.partial = found = True
+    if found and PARTIAL_NOTE not in table.note:
+        table.note = (table.note + " " if table.note else "") + PARTIAL_NOTE
+
+
 def _note(baseline: str | None, what: str = "mean ± std over test subjects") -> str:
     text = f"Values: {what}. Bold: best per column within a direction."
     if baseline is not None:
@@ -473,6 +512,7 @@ def robustness_table(
                   f"({auc_unit}), averaged over perturbations; lower is more robust."
                   + (f" mCE: summed {err_name} over severities relative to {reference} (=100), averaged over "
                      "perturbations; lower is better." if reference is not None else ""))
+    mark_partial(table, pert, summary_columns=("auc", "mce"))
     table.mark_best()
     return table
 
@@ -496,6 +536,7 @@ def auc_table(subjects: pd.DataFrame, reference: str | None, metric: str = "psnr
     _fill(table, long)
     table.note = _note(reference, f"mean over subjects of the area under the {metric.upper()} loss curve, severities "
                                   "0..5, trapezoid rule; lower is more robust")
+    mark_partial(table, auc, family_columns=False, summary_columns=("mean",))
     table.mark_best()
     return table
 
@@ -520,6 +561,7 @@ def ce_table(subjects: pd.DataFrame, reference: str, *, error: Literal["ssim", "
     table.note = (f"CE: mean {err_name} over subjects, summed over severities 1..5, divided by {reference}'s, in %. "
                   "mCE: mean CE over perturbations. rel. mCE: the same with each model's clean error subtracted "
                   "first. Lower is better; bold: best per column.")
+    mark_partial(table, ce, family_columns=False, summary_columns=("mce", "rel_mce"))
     table.mark_best()
     return table
 
@@ -607,14 +649,16 @@ def stability_table(subjects: pd.DataFrame, reference: str | None, metric: str =
     _fill(table, pd.concat(parts, ignore_index=True).rename(columns={metric: "score"}))
     table.note = _note(reference, "mean over test subjects; family columns average the family's perturbations; "
                                   "higher = the perturbation moved the output less (the target plays no part)")
+    mark_partial(table, pert)
     table.mark_best()
     return table
 
 
-def scores_table(scores: pd.DataFrame, reference: str | None) -> Table:
+def scores_table(scores: pd.DataFrame, reference: str | None, subjects: pd.DataFrame | None = None) -> Table:
     """The headline scores of :func:`robustmri.analysis.robustness.summary_scores` with their
     bootstrap confidence intervals: mCE (corruptions, % of the reference) and the adversarial score
-    (PSNR lost to the attacks, dB)."""
+    (PSNR lost to the attacks, dB). ``subjects`` (the per-subject rows the scores came from) marks
+    a score averaged over fewer attacks or corruptions than the other rows' (:func:`mark_partial`)."""
     columns = [
         Column("mce", "value", group="mCE (%)", better="lower", decimals=1),
         Column("mce_low", "95% CI low", group="mCE (%)", decimals=1),
@@ -639,5 +683,9 @@ def scores_table(scores: pd.DataFrame, reference: str | None) -> Table:
                   "the corruptions (attacks excluded). Adversarial: PSNR lost to the attacks (clean minus attacked, "
                   "dB), averaged over every attack and severity except the random_linf control. 95% CI: percentile "
                   "bootstrap over test subjects (the same resamples for every model).")
+    if subjects is not None:
+        pert = subjects[(subjects["perturbation"] != CLEAN) & (subjects["severity"] > 0) & (subjects["perturbation"] != CONTROL)]
+        mark_partial(table, pert[pert["family"] == "adversarial"], family_columns=False, summary_columns=("adversarial",))
+        mark_partial(table, pert[pert["family"] != "adversarial"], family_columns=False, summary_columns=("mce",))
     table.mark_best()
     return table

@@ -296,6 +296,8 @@ def _train(
     order = BatchOrder(len(data), config.batch_size, config.seed, dist.rank, dist.world_size)
     end_step = config.steps if stop_at is None else min(stop_at, config.steps)
     data = resident_data(data, device)
+    if model.fits_data:  # a no-learning floor: one pass over the training slices (deterministic, also on resume)
+        model.fit(data)  # type: ignore[attr-defined]
     indices = order.stream(start_step, end_step, data.source.device)
     if config.compile:
         compile_networks(model)
