@@ -376,6 +376,9 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
     for key, value in (("train.steps", train.get("steps", 300)), ("train.batch_size", train.get("batch_size", 4))):
         if not isinstance(value, int) or value < 1:
             raise _err(path, f"{key} must be a positive integer, got {value!r}")
+    eval_seed = ev.get("seed", 0)
+    if isinstance(eval_seed, bool) or not isinstance(eval_seed, int) or eval_seed < 0:
+        raise _err(path, f"eval.seed must be a non-negative integer, got {eval_seed!r}")
     eval_batch = ev.get("batch_size", "auto")
     if eval_batch != "auto" and (isinstance(eval_batch, bool) or not isinstance(eval_batch, int) or eval_batch < 1):
         raise _err(path, f'eval.batch_size must be a positive integer or "auto", got {eval_batch!r}')
@@ -402,7 +405,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         attack_objective=str(att.get("objective", "target")),
         attack_budget={n: dict(b) for n, b in sorted(budget.items())},
         eval_batch_size=eval_batch,
-        eval_seed=int(ev.get("seed", 0)),
+        eval_seed=eval_seed,
         eval_split=_eval_split(path, ev.get("split", "test"), split),
         reference_model=reference,
         ablation=bool(raw.get("ablation", False)),
@@ -430,7 +433,10 @@ def suite_from_dict(d: dict[str, Any]) -> Suite:
 
 def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
     """Load a built-in suite by name (``smoke``, ``quick``, ``full``, ``paper``, ...) or a TOML path."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, as the package tomli
+        import tomli as tomllib  # type: ignore[no-redef]
 
     p = Path(name_or_path)
     if not p.suffix:
