@@ -137,10 +137,6 @@ class KeyedStream:
         """A child stream per row, keyed by the parent's next number (advances the parent by one)."""
         return KeyedStream(self.bits(1, self.keys.device)[:, 0])
 
-    def select(self, rows: Tensor | slice | Sequence[int]) -> KeyedStream:
-        """The streams of ``rows`` only, at the same counter."""
-        return KeyedStream(self.keys[rows], self.offset)
-
 
 RandomSource = torch.Generator | KeyedStream
 """Where a draw comes from: a torch generator (one sequence for the batch) or a keyed stream (one per row)."""

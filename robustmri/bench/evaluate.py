@@ -197,7 +197,8 @@ def score_cell(
     inputs, preds = [], []
     assert data.slice is not None
     for b, rows in batches(len(data), eval_batch_size(settings.batch_size, model, data.source, device)):
-        ids = list(zip(data.subject_labels(rows), data.slice[rows].tolist(), strict=True))
+        labels, slices = data.subject_labels(rows), data.slice[rows]
+        ids = list(zip(labels, slices.tolist(), strict=True))
         x = data.source[rows].to(device, torch.float32)
         y = data.target[rows].to(device, torch.float32)
         m = data.mask[rows].to(device, torch.bool)
@@ -205,7 +206,7 @@ def score_cell(
         x_in = perturb_batch(model, x, y, m, cell, settings, ids, sp)
         pred = predict_batch(model, x_in, y, settings, ids)
         scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
-        frame = protocol.results_frame(scores, data.subject_labels(rows), data.slice[rows])
+        frame = protocol.results_frame(scores, labels, slices)
         if cell.is_clean and clean_cache is not None:
             clean_cache[b] = pred.detach()
         for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, ids, b, clean_cache).items():

@@ -300,7 +300,7 @@ def build_report(
         figure_items = []
         fig_dir = tmp / "figures"
         stem = fig_dir / "clean_psnr_box"
-        png = F.save_figure(F.clean_boxplot(subjects, metric="psnr", models=inputs.models), stem)
+        png = F.save_figure(F.clean_boxplot(subjects, metric="psnr", models=inputs.models, oracles=inputs.oracles), stem)
         figure_items.append(H.FigureItem("Clean PSNR per subject", png,
                                          "One dot per test subject (slices averaged); boxes: median and quartiles.",
                                          ["figures/clean_psnr_box.png", "figures/clean_psnr_box.pdf"]))
@@ -310,7 +310,7 @@ def build_report(
                 continue
             name = f"degradation_psnr_{_slug(direction)}"
             fig = F.degradation_curves(subjects, direction, metric="psnr", models=inputs.models, n_boot=n_boot,
-                                       seed=seed)
+                                       seed=seed, oracles=inputs.oracles)
             png = F.save_figure(fig, fig_dir / name)
             figure_items.append(H.FigureItem(
                 f"PSNR vs severity, {direction}", png,
@@ -324,7 +324,7 @@ def build_report(
             try:
                 title = (f"Example test slice, {direction.replace('->', ' → ')}\ninput, target, each model's "
                          "output and |output − target|")
-                fig = F.qualitative_grid(path, models=inputs.models, title=title)
+                fig = F.qualitative_grid(path, models=inputs.models, title=title, oracles=inputs.oracles)
             except (OSError, ValueError, EOFError, DataError) as exc:
                 inputs.warnings.append(f"Could not read {path.name} ({exc}); its qualitative figure is omitted.")
                 continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -46,6 +46,11 @@ def _arrow(direction: str) -> str:
     return direction.replace("->", " → ")
 
 
+def shown(model: str, oracles: Collection[str] = ()) -> str:
+    """A model's name as figures show it: ``"<model> (oracle)"`` for a model that sees the target."""
+    return f"{model} (oracle)" if model in oracles else model
+
+
 def model_colors(models: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     """A fixed colour per model (tab10, then tab20), in the given order, shared by all figures."""
     palette = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
@@ -61,8 +66,10 @@ def degradation_curves(
     n_boot: int = 2000,
     seed: int = 0,
     ncols: int = 4,
+    oracles: Collection[str] = (),
 ) -> Figure:
-    """``metric`` vs severity (0 = clean), one panel per perturbation, one line per model.
+    """``metric`` vs severity (0 = clean), one panel per perturbation, one line per model
+    (``oracles`` are labelled as such).
 
     Lines: mean over subjects; bands: percentile-bootstrap 95% CI of that mean over subjects
     (``n_boot`` resamples, seeded). Panels share the y axis within a row for comparison.
@@ -87,7 +94,7 @@ def degradation_curves(
                 line = block[block["model"] == model].sort_values("severity")
                 if line.empty:
                     continue
-                ax.plot(line["severity"], line["mean"], marker="o", ms=3.5, lw=1.6, color=colors[model], label=model)
+                ax.plot(line["severity"], line["mean"], marker="o", ms=3.5, lw=1.6, color=colors[model], label=shown(model, oracles))
                 ax.fill_between(line["severity"], line["ci_low"], line["ci_high"], color=colors[model], alpha=0.14,
                                 lw=0)
             ax.set_title(f"{pert} ({family[pert]})")
@@ -99,15 +106,18 @@ def degradation_curves(
             ax.set_xlabel("severity (0 = clean)")
         for ax in list(axes.flat)[len(perts):]:
             ax.set_visible(False)
-        handles = [plt.Line2D([], [], color=colors[m], marker="o", lw=1.6, label=m) for m in models]
+        handles = [plt.Line2D([], [], color=colors[m], marker="o", lw=1.6, label=shown(m, oracles)) for m in models]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 6), frameon=False)
         fig.suptitle(f"{_LABEL.get(metric, metric)} vs severity, {_arrow(direction)} "
                      "(mean over subjects, 95% bootstrap CI)", fontsize=12)
     return fig
 
 
-def clean_boxplot(subjects: pd.DataFrame, *, metric: str = "psnr", models: Sequence[str] | None = None) -> Figure:
-    """Per-subject clean ``metric`` per model (box plot + one dot per subject), one panel per direction."""
+def clean_boxplot(
+    subjects: pd.DataFrame, *, metric: str = "psnr", models: Sequence[str] | None = None, oracles: Collection[str] = (),
+) -> Figure:
+    """Per-subject clean ``metric`` per model (box plot + one dot per subject), one panel per
+    direction (``oracles`` are labelled as such)."""
     import seaborn as sns
 
     clean = subjects[subjects["perturbation"] == CLEAN]
@@ -128,6 +138,7 @@ def clean_boxplot(subjects: pd.DataFrame, *, metric: str = "psnr", models: Seque
                 sns.boxplot(data=data, x="model", y=metric, order=order, hue="model", hue_order=order,
                             palette=colors, ax=ax, width=0.6, fliersize=0, boxprops={"alpha": 0.55}, legend=False)
             sns.stripplot(data=data, x="model", y=metric, order=order, color="0.15", size=3.5, jitter=0.15, ax=ax)
+            ax.set_xticks(range(len(order)), [shown(m, oracles) for m in order])
             n = data.groupby("model")["subject"].nunique()
             ax.set_title(f"clean {_arrow(direction)} (n = {int(n.max())} subject{'s' if n.max() != 1 else ''})")
             ax.set_xlabel("")
@@ -169,6 +180,7 @@ def qualitative_grid(
     models: Sequence[str] | None = None,
     rows: Sequence[tuple[str, int]] | None = None,
     title: str = "",
+    oracles: Collection[str] = (),
 ) -> Figure:
     """Inputs, target, outputs and absolute error maps for one test slice.
 
@@ -217,7 +229,7 @@ def qualitative_grid(
                 row_label += f"\n(input vs {models[0]})" if len(models) > 1 else ""
             panels: list[tuple[str, np.ndarray | None, bool]] = [("input", inp, False), ("target", target, False)]
             for m in models:
-                panels.append((m, data.get(SampleKey("output", m, pert, sev).encode()), False))
+                panels.append((shown(m, oracles), data.get(SampleKey("output", m, pert, sev).encode()), False))
                 panels.append(("|error|", errors.get((pert, sev, m)), True))
             for c, (label, img, is_err) in enumerate(panels):
                 ax = axes[r, c]
