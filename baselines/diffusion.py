@@ -112,6 +112,19 @@ def beta_schedule(kind: str, steps: int) -> Tensor:
     raise ConfigError(f"unknown beta schedule {kind!r}: use 'linear' or 'cosine'")
 
 
+def ddim_step(x: Tensor, eps: Tensor, abar: Tensor, abar_prev: Tensor) -> tuple[Tensor, Tensor]:
+    """One DDIM step with eta = 0 (Song et al., eq. 12): ``(x_prev, x0)`` from ``x_t`` and the
+    predicted noise ``eps``, with ``abar`` = alpha-bar at t and ``abar_prev`` at the previous
+    sampling timestep (1 after the last). ``x0 = (x - sqrt(1 - abar) eps) / sqrt(abar)`` is
+    clipped to [-1, 1] and eps re-derived from the clipped x0 (openai/improved-diffusion's
+    ``ddim_sample`` with ``clip_denoised``), so x_prev stays consistent with the clipped x0. This
+    equals MONAI's ``DDIMScheduler.step`` fed the clipped x0 as a ``"sample"`` prediction; MONAI's
+    ``"epsilon"`` path clips x0 but keeps the network's eps (tests/test_references.py)."""
+    x0 = ((x - (1.0 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1.0, 1.0)
+    eps = (x - abar.sqrt() * x0) / (1.0 - abar).sqrt()
+    return abar_prev.sqrt() * x0 + (1.0 - abar_prev).sqrt() * eps, x0
+
+
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps ``t`` (B,) -> (B, dim) (dim even)."""
     half = dim // 2
@@ -375,9 +388,7 @@ class ConditionalDiffusion(TranslationModel):
                 eps = checkpoint(net, inp, tt, use_reentrant=False).float()
             else:
                 eps = net(inp, tt).float()
-            x0 = ((x - (1.0 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1.0, 1.0)
-            eps = (x - abar.sqrt() * x0) / (1.0 - abar).sqrt()
-            x = abar_prev.sqrt() * x0 + (1.0 - abar_prev).sqrt() * eps
+            x, x0 = ddim_step(x, eps, abar, abar_prev)
         return to_unit(x0).clamp(0.0, 1.0)
 
 

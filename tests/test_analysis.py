@@ -10,7 +10,6 @@ import pytest
 from scipy import stats
 
 from robustmri.analysis import (
-    bootstrap_ci,
     compare_to_reference,
     corruption_errors,
     degradation,
@@ -21,7 +20,8 @@ from robustmri.analysis import (
     wilcoxon_paired,
     with_clean_curves,
 )
-from robustmri.errors import DataError
+from robustmri.analysis.intervals import interval
+from robustmri.errors import ConfigError, DataError
 
 # Per-severity loss of the reference model: PSNR in dB, SSIM, per perturbation.
 PERTURBATIONS = {"gaussian_noise": ("noise", 1.0), "motion": ("kspace", 2.0)}
@@ -141,30 +141,100 @@ def test_wilcoxon_small_and_degenerate_samples_do_not_crash() -> None:
         wilcoxon_paired([1, 2], [1, 2, 3])
 
 
-# ---------------------------------------------------------------------------- bootstrap
+# ---------------------------------------------------------------------------- intervals
 
 
-def test_bootstrap_ci_contains_the_true_mean_with_the_expected_width() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(5.0, 1.0, 400)
-    low, high = bootstrap_ci(x, n_boot=2000, rng=1)
-    assert low < 5.0 < high
-    # width of a 95% CI of a mean: 2 * 1.96 * sd / sqrt(n) = 0.196
-    assert high - low == pytest.approx(2 * 1.96 / np.sqrt(400), rel=0.15)
-    assert bootstrap_ci(x, rng=1) == bootstrap_ci(x, rng=1)  # seeded: reproducible
-    assert bootstrap_ci([2.5]) == (2.5, 2.5)
-    assert all(np.isnan(bootstrap_ci([np.nan, np.inf])))
+def test_interval_of_a_mean_is_scipys_t_interval() -> None:
+    from scipy import stats
+
+    x = np.array([17.1, 16.4, 18.0, 16.9, 17.5, 16.2])
+    iv = interval(x)
+    low, high = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert (iv.estimate, iv.low, iv.high, iv.df, iv.n) == pytest.approx((x.mean(), low, high, 5, 6))
+    assert interval(x, level=0.9).high < high
+    # a paired difference with one seed each is the paired t interval of the differences
+    y = x - np.array([0.3, 0.1, 0.5, 0.2, 0.4, 0.0])
+    d = x - y
+    pl, ph = stats.t.interval(0.95, 5, loc=d.mean(), scale=stats.sem(d))
+    assert (interval(x, y).low, interval(x, y).high) == pytest.approx((pl, ph))
+    one = interval([2.5])
+    assert (one.estimate, one.low, one.high) == (2.5, 2.5, 2.5)
+    assert np.isnan(interval([np.nan, np.inf]).low)
+    with pytest.raises(ConfigError):
+        interval(x, level=1.5)
 
 
-def test_bootstrap_ci_coverage_is_close_to_95_percent() -> None:
-    gen = np.random.default_rng(7)
-    hits = 0
-    trials = 300
-    for _ in range(trials):
-        sample = gen.exponential(2.0, 40)  # skewed, true mean 2
-        low, high = bootstrap_ci(sample, n_boot=400, rng=gen)
-        hits += low <= 2.0 <= high
-    assert 0.88 <= hits / trials <= 0.99
+def test_interval_of_another_statistic_is_the_jackknife_t() -> None:
+    from scipy import stats
+
+    x = np.array([1.0, 2.0, 4.0, 3.0, 6.0])
+    # the jackknife SE of a mean is sd / sqrt(n): statistic=mean gives the t interval
+    iv = interval(x, statistic=lambda v, r: float(v.mean()))
+    assert (iv.low, iv.high) == pytest.approx(stats.t.interval(0.95, 4, loc=x.mean(), scale=stats.sem(x)))
+    # a ratio of means: the known jackknife SE by hand
+    y = np.array([2.0, 2.5, 3.0, 4.0, 5.0])
+    ratio = lambda v, r: float(v.mean() / r.mean())  # noqa: E731
+    loo = np.array([np.delete(x, j).mean() / np.delete(y, j).mean() for j in range(5)])
+    se = np.sqrt(4 / 5 * ((loo - loo.mean()) ** 2).sum())
+    r = interval(x, y, statistic=ratio)
+    assert r.estimate == pytest.approx(x.mean() / y.mean()) and r.se == pytest.approx(se)
+    assert r.high - r.low == pytest.approx(2 * stats.t.ppf(0.975, 4) * se)
+    # ragged cells (lists of arrays, subjects last) are subset together
+    cells = interval([x[None], np.vstack([x, x])], [y[None], np.vstack([y, y])],
+                     statistic=lambda v, rr: float(np.mean([a.mean() / b.mean() for a, b in zip(v, rr)])))
+    assert cells.se == pytest.approx(se)
+    # on the log scale: the interval of log(ratio), mapped back (asymmetric around the estimate)
+    loo_log = np.log(loo)
+    se_log = np.sqrt(4 / 5 * ((loo_log - loo_log.mean()) ** 2).sum())
+    lg = interval(x, y, statistic=ratio, log_scale=True)
+    half = stats.t.ppf(0.975, 4) * se_log
+    assert (lg.low, lg.high) == pytest.approx((r.estimate * np.exp(-half), r.estimate * np.exp(half)))
+
+
+def test_interval_treats_seeds_as_a_level() -> None:
+    from scipy import stats
+
+    subj = np.array([0.2, -0.1, 0.4, 0.0, 0.3, 0.1])
+    # three seeds that agree exactly on a constant paired difference: a zero-width interval
+    same = interval(np.vstack([subj, subj, subj]) + 1.0, np.vstack([subj, subj]))
+    assert (same.estimate, same.low, same.high, same.se) == pytest.approx((1.0, 1.0, 1.0, 0.0))
+    # agreeing seeds with a subject-varying difference: the paired t interval over subjects
+    noisy = interval(np.vstack([2 * subj, 2 * subj]), subj)
+    assert (noisy.low, noisy.high) == pytest.approx(stats.t.interval(0.95, 5, loc=subj.mean(), scale=stats.sem(subj)))
+    # seeds shifting every subject by +-0.5: the seed component dominates, df -> seeds - 1
+    grid = np.vstack([subj + 0.5, subj - 0.5, subj])
+    iv = interval(grid, np.vstack([subj]))
+    se = np.sqrt(np.var([0.5, -0.5, 0.0], ddof=1) / 3)
+    assert iv.se == pytest.approx(se) and iv.df == pytest.approx(2.0)
+    assert iv.high == pytest.approx(stats.t.ppf(0.975, 2) * se)
+
+
+@pytest.mark.parametrize("n", [6, 10, 40])
+def test_interval_coverage_at_the_suites_subject_counts(n: int) -> None:
+    """Seeded simulation (benchmarks/interval_coverage.py's designs): at nominal 95 % the mean's
+    interval on normal data, the paired difference with 3 seeds per model, and the mCE's ratio
+    each cover at least 93 % (2000 samples: the binomial SE of a coverage is 0.005)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import interval_coverage as ic
+
+    gen = np.random.default_rng(100 + n)
+    samples = 2000
+    hits = {"normal": 0, "hierarchical": 0, "ratio": 0}
+    for _ in range(samples):
+        iv = interval(gen.normal(3.0, 2.0, n))
+        hits["normal"] += iv.low <= 3.0 <= iv.high
+        xm, xr, truth = ic.hierarchical_sample(n, gen)
+        iv = interval(xm, xr)
+        hits["hierarchical"] += iv.low <= truth <= iv.high
+        mine, ref = ic.ratio_sample(n, gen)
+        iv = interval(mine, ref, statistic=ic.ratio_stat, log_scale=True)
+        hits["ratio"] += iv.low <= ic.ratio_truth() <= iv.high
+    coverage = {k: v / samples for k, v in hits.items()}
+    assert min(coverage.values()) >= 0.93, coverage
+    assert coverage["normal"] <= 0.97, coverage  # not a trivially wide interval either
 
 
 # ---------------------------------------------------------------- subject aggregation
@@ -315,24 +385,24 @@ def test_paired_difference_ci_known_answers_and_seeds_as_a_level() -> None:
 
     by = ["direction", "perturbation", "severity"]
     # a constant paired difference: the interval is that value, however variable the subjects are
-    const = paired_difference_ci(_seed_frame({0: [0.5] * 8}), "ref", by, "psnr", n_boot=500)
+    const = paired_difference_ci(_seed_frame({0: [0.5] * 8}), "ref", by, "psnr")
     assert const.loc[0, ["mean_diff", "ci_low", "ci_high"]].tolist() == pytest.approx([0.5, 0.5, 0.5])
     assert const.loc[0, "n_subjects"] == 8 and const.loc[0, "n_seeds"] == 1
     # +1 dB with one training seed, -1 dB with the other, on every subject: averaging seeds first
     # would say "0, exactly"; with seeds as a level the interval spans the seeds' disagreement
-    split = paired_difference_ci(_seed_frame({0: [1.0] * 8, 1: [-1.0] * 8}), "ref", by, "psnr", n_boot=2000)
+    # (two seeds: t with 1 df, se = sd of the seed means / sqrt 2 = 1)
+    split = paired_difference_ci(_seed_frame({0: [1.0] * 8, 1: [-1.0] * 8}), "ref", by, "psnr")
     row = split.iloc[0]
     assert row["mean_diff"] == pytest.approx(0.0) and row["n_seeds"] == 2
-    assert row["ci_low"] == pytest.approx(-1.0) and row["ci_high"] == pytest.approx(1.0)
-    # one seed, subject differences N(0.3, 1): the interval is the paired bootstrap's, width ~ 2 x 1.96 / sqrt(n)
+    assert row["ci_low"] == pytest.approx(-stats.t.ppf(0.975, 1)) and row["ci_high"] == pytest.approx(stats.t.ppf(0.975, 1))
+    # one seed, subject differences N(0.3, 1): the paired t interval, width 2 x t(0.975, n-1) x sd / sqrt(n)
     rng = np.random.default_rng(1)
     d = rng.normal(0.3, 1.0, 200)
-    one = paired_difference_ci(_seed_frame({0: list(d)}), "ref", by, "psnr", n_boot=4000).iloc[0]
-    assert one["ci_low"] < d.mean() < one["ci_high"]
-    assert (one["ci_high"] - one["ci_low"]) == pytest.approx(2 * 1.96 * d.std(ddof=1) / np.sqrt(200), rel=0.1)
+    one = paired_difference_ci(_seed_frame({0: list(d)}), "ref", by, "psnr").iloc[0]
+    assert (one["ci_low"], one["ci_high"]) == pytest.approx(stats.t.interval(0.95, 199, loc=d.mean(), scale=stats.sem(d)))
     # missing pairs are dropped, not zero-filled
     holes = _seed_frame({0: [2.0] * 4})
     holes = holes[~((holes.model == "other") & (holes.subject == "s0"))]
-    h = paired_difference_ci(holes, "ref", by, "psnr", n_boot=200).iloc[0]
+    h = paired_difference_ci(holes, "ref", by, "psnr").iloc[0]
     assert h["mean_diff"] == pytest.approx(2.0) and h["n_subjects"] == 3
     assert paired_difference_ci(_seed_frame({0: [1.0] * 3}), "absent", by, "psnr").empty

@@ -291,10 +291,8 @@ CASES: list[tuple[str, list[str]]] = [
     ("res-report-empty", ["report", "{empty}"]),
     ("res-report-bad-csv", ["report", "{res_badcsv}"]),
     ("res-report-bad-manifest", ["report", "{res_badmanifest}"]),
-    ("val-report-n-boot", ["report", "{res}", "--n-boot", "0"]),
     ("val-report-error", ["report", "{res}", "--error", "bogus"]),
     ("path-report-out-file", ["report", "{res}", "--out", "{file}"]),
-    ("opt-report-n-boot-text", ["report", "{res}", "--n-boot", "lots"]),
     ("opt-unknown-command", ["frobnicate"]),
 ]
 

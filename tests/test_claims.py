@@ -37,7 +37,7 @@ def _frame(effects: dict[str, tuple[float, float, float]], seeds=(0, 1), n_subje
 def test_constant_effects_give_exact_differences_and_degenerate_intervals():
     # wrapped: +1 dB clean, +3 dB corrupted (base - 4 -> -1), +0.5 dB attacked (base - 6 -> -5.5)
     frame = _frame({"base": (0.0, -4.0, -6.0), "wrapped": (1.0, -1.0, -5.5)})
-    t = claims_table(frame, [("base", "wrapped", "any generator")], n_boot=200)
+    t = claims_table(frame, [("base", "wrapped", "any generator")])
     row = "wrapped vs base"
     get = lambda k: t.cells[("t1->t2", row, k)]  # noqa: E731
     assert get("clean").mean == pytest.approx(1.0) and (get("clean").low, get("clean").high) == pytest.approx((1.0, 1.0))
@@ -55,7 +55,7 @@ def test_constant_effects_give_exact_differences_and_degenerate_intervals():
 def test_disagreeing_seeds_widen_the_interval():
     # wrapped's two seeds sit at -1 and +1 around the base (+0 on average): the interval spans zero
     frame = _frame({"base": (0.0, -4.0, -6.0), "wrapped": (0.0, -4.0, -6.0)}, jitter=2.0)
-    c = claims_table(frame, [("base", "wrapped", "x")], n_boot=400).cells[("t1->t2", "wrapped vs base", "clean")]
+    c = claims_table(frame, [("base", "wrapped", "x")]).cells[("t1->t2", "wrapped vs base", "clean")]
     assert c.mean == pytest.approx(0.0, abs=1e-9)
     assert c.low < -0.5 and c.high > 0.5
 
@@ -112,7 +112,7 @@ def test_the_report_writes_the_claims_and_teacher_tables(tmp_path: Path):
         d.mkdir(parents=True)
         (d / "model.json").write_text(json.dumps({"label": tag.replace("-", ":"), "model": model}))
     _log(root / "runs" / "kd_attack-full__t1_to_t2__s0", [{"step": 1, "T/l1_synth": 0.1, "T/l1_warp": 0.07, "T/l1": 0.07}])
-    build_report(root, n_boot=50)
+    build_report(root)
     tables = root / "report" / "tables"
     claims = (tables / "claims.md").read_text()
     assert "kd_attack:full vs pix2pix" in claims and "+1.00 [+1.00, +1.00]" in claims

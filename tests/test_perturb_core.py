@@ -188,3 +188,42 @@ def test_replace_between_markers_is_idempotent() -> None:
     assert once.count("BEGIN CALIBRATION") == 1 and "| a |" in once
     assert twice.count("BEGIN CALIBRATION") == 1 and "| b |" in twice and "| a |" not in twice
     assert twice.startswith("# T\n\nintro")
+
+
+def test_calibration_scores_are_the_reported_scores() -> None:
+    """Severities are calibrated in the metric the benchmark reports: calibration's PSNR and SSIM of
+    a blurred image equal the bench's results for a model that outputs its (blurred) input against
+    the clean image as target, slice by slice; and masked_psnr (the bisection's) equals that PSNR."""
+    from torch import nn
+
+    from robustmri.bench.evaluate import EvalSettings, score_cell
+    from robustmri.bench.plan import Cell
+    from robustmri.data.paired import PairedTensors
+    from robustmri.models.external import ExternalModel
+    from robustmri.perturb.calibration import calibrate, calibration_scores
+    from robustmri.perturb.grid import apply_perturbation
+    from robustmri.protocol import get_protocol
+
+    g = torch.Generator().manual_seed(3)
+    size, n = 32, 5
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disk = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.4 * size) ** 2
+    x = (torch.nn.functional.avg_pool2d(torch.rand(n, 1, size, size, generator=g), 3, 1, 1) * disk).float()
+    mask = disk[None, None].expand(n, 1, size, size).clone()
+    spacing = 6.0
+    data = PairedTensors(x, x, mask, torch.zeros(n, dtype=torch.long), torch.arange(n), None,
+                         torch.full((n,), spacing, dtype=torch.float64))
+    model = ExternalModel(nn.Identity(), "identity", image_size=size)
+    settings = EvalSettings(get_protocol("robustmri"), seed=0, batch_size=8)
+    bench = score_cell(model, data, Cell("gaussian_blur", "image", 3), settings).frame.sort_values("slice")
+    blurred = apply_perturbation(x, "gaussian_blur", 3, seed=0, mask=mask, spacing_mm=spacing)
+    mine = calibration_scores(x, blurred, mask)
+    assert mine["psnr"].numpy() == pytest.approx(bench["psnr"].to_numpy(), abs=1e-6)
+    assert mine["ssim"].numpy() == pytest.approx(bench["ssim"].to_numpy(), abs=1e-6)
+    assert masked_psnr(x, blurred, mask).numpy() == pytest.approx(mine["psnr"].numpy(), abs=1e-4)  # float32 MSE
+    row = next(r for r in calibrate(x, mask, names=["gaussian_blur"], spacing_mm=spacing) if r.severity == 3)
+    assert row.ssim == pytest.approx(float(bench["ssim"].mean()), abs=1e-6)
+    assert row.psnr == pytest.approx(float(bench["psnr"].mean()), abs=1e-6)
+    import robustmri.perturb.calibration as C
+
+    assert "skimage" not in open(C.__file__).read()  # one SSIM: the report's

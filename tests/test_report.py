@@ -167,7 +167,7 @@ def report(tmp_path_factory) -> Path:
     (root / "manifest.json").write_text(json.dumps({"suite": "synthetic-suite", "reference_model": "pix2pix",
                                                      "models": ["pix2pix", "robust", "resvit"]}))
     _write_samples(root / "samples", ["pix2pix", "robust", "resvit"])
-    page = build_report(root, n_boot=200)
+    page = build_report(root)
     assert page == root / "report" / "report.html"
     return root / "report"
 
@@ -225,7 +225,7 @@ def test_cli_report_and_few_subjects(tmp_path: Path, capsys) -> None:
     frame = synthetic_results(3, {"pix2pix": (0, 0, 1), "resvit": (1, 0.01, 1)}, two_seed_model=None)
     frame = frame[frame["perturbation"].isin(["clean", "motion"])]
     frame.to_csv(tmp_path / "results.csv", index=False)  # no manifest: defaults apply
-    assert main(["report", str(tmp_path), "--n-boot", "50"]) == 0
+    assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and str(tmp_path / "report" / "report.html") in out
     html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
@@ -242,7 +242,7 @@ def test_missing_reference_model_falls_back_with_a_warning(tmp_path: Path) -> No
     (tmp_path / "manifest.json").write_text(json.dumps({"reference_model": "pix2pix"}))
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "stale.txt").write_text("from an older build")
-    page = build_report(tmp_path, n_boot=20)
+    page = build_report(tmp_path)
     assert not (page.parent / "stale.txt").exists()  # the folder is replaced as a whole
     html = page.read_text(encoding="utf-8")
     assert "reference model &#x27;pix2pix&#x27; is not in results.csv" in html
@@ -331,7 +331,7 @@ def test_report_finds_oracles_in_model_json_and_refuses_an_oracle_reference(tmp_
     (root / "manifest.json").write_text(json.dumps({"suite": "s", "reference_model": "pix2pix",
                                                      "models": ["pix2pix", "robust", "resvit"]}))
     (root / "cells" / "robust" / "model.json").write_text(json.dumps({"label": "robust", "oracle": True}))
-    build_report(root, n_boot=50)
+    build_report(root)
     tables = root / "report" / "tables"
     for name in ("robustness_psnr.md", "clean_quality.md", "scores.md", "corruption_error.md", "auc_psnr.md"):
         text = (tables / name).read_text()
@@ -341,4 +341,4 @@ def test_report_finds_oracles_in_model_json_and_refuses_an_oracle_reference(tmp_
     from robustmri.errors import DataError
 
     with pytest.raises(DataError, match="sees the target at test time"):
-        build_report(root, n_boot=50)
+        build_report(root)

@@ -1,7 +1,9 @@
 """Statistics and robustness scores over a benchmark's results table.
 
 - :mod:`robustmri.analysis.stats`: per-subject values, summaries, paired Wilcoxon tests against a
-  reference model with Holm correction, percentile-bootstrap confidence intervals.
+  reference model with Holm correction.
+- :mod:`robustmri.analysis.intervals`: the one confidence-interval method of every reported interval
+  (t with a jackknife standard error over subjects, seeds as a level).
 - :mod:`robustmri.analysis.robustness`: degradation vs the clean value, the area under the
   degradation curve and an ImageNet-C-style mean corruption error (mCE).
 
@@ -11,6 +13,7 @@ Both work on the *subject frame* that :func:`robustmri.analysis.stats.subject_me
 
 from __future__ import annotations
 
+from robustmri.analysis.intervals import Interval, interval
 from robustmri.analysis.robustness import (
     corruption_errors,
     degradation,
@@ -21,8 +24,8 @@ from robustmri.analysis.robustness import (
 from robustmri.analysis.stats import (
     BETTER,
     RESULT_COLUMNS,
-    bootstrap_ci,
     compare_to_reference,
+    interval_summary,
     holm,
     subject_means,
     summarize,
@@ -32,12 +35,14 @@ from robustmri.analysis.stats import (
 __all__ = [
     "BETTER",
     "RESULT_COLUMNS",
-    "bootstrap_ci",
+    "Interval",
     "compare_to_reference",
     "corruption_errors",
     "degradation",
     "degradation_auc",
     "holm",
+    "interval",
+    "interval_summary",
     "mean_corruption_error",
     "subject_means",
     "summarize",

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from robustmri.analysis.intervals import interval
 from robustmri.analysis.stats import BETTER
 from robustmri.errors import ConfigError, DataError
 from robustmri.results import CLEAN
@@ -188,30 +189,27 @@ def summary_scores(
     reference: str,
     *,
     error: ErrorKind = "ssim",
-    n_boot: int = 2000,
     level: float = 0.95,
-    seed: int = 0,
 ) -> pd.DataFrame:
-    """The two headline robustness scores per (direction, model), each with a percentile-bootstrap
-    confidence interval over test subjects:
+    """The two headline robustness scores per (direction, model), each with a confidence interval
+    over test subjects (:func:`robustmri.analysis.intervals.interval`):
 
     - ``mce``: the mCE of :func:`mean_corruption_error` (corruptions only, percent of
-      ``reference``'s, lower is better), recomputed on every resample of subjects;
+      ``reference``'s, lower is better); a ratio of summed mean errors, so its interval is the
+      jackknife-t over subjects on the log scale (the model and the reference lose the same
+      subject together);
     - ``adversarial``: PSNR lost to the attacks (clean minus attacked, dB, mean over every attack
-      and severity except the ``random_linf`` control; lower is more robust).
+      and severity except the ``random_linf`` control; lower is more robust); a mean of
+      per-subject losses, so its interval is the t interval.
 
-    Resamples draw subjects with replacement, the same draw for every model (paired), from one
-    seeded :class:`numpy.random.Generator`. Returns columns direction, model, score, value,
-    ci_low, ci_high, n_subjects (NaN where a score has no cells).
+    Returns columns direction, model, score, value, ci_low, ci_high, n_subjects (NaN where a score
+    has no cells).
     """
-    rng = np.random.default_rng(seed)
-    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     rows = []
     frame = subjects.assign(_err=_error(subjects, error))
     for direction, block in frame.groupby("direction", sort=False):
         subj = sorted(block["subject"].unique())
         n = len(subj)
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64) if n else np.zeros((0, 0))
         index = {s: i for i, s in enumerate(subj)}
         models = list(dict.fromkeys(block["model"]))
 
@@ -228,7 +226,7 @@ def summary_scores(
         perts = sorted({p for _, p, _ in err})
         for model in models:
             # mCE: per corruption, summed mean error over severities common with the reference
-            point, boots, used = [], [], 0
+            mine_cells, ref_cells = [], []
             for p in perts:
                 sevs = sorted(s for m, q, s in err if m == reference and q == p)
                 sevs = [s for s in sevs if (model, p, s) in err]
@@ -238,10 +236,13 @@ def summary_scores(
                 ref = np.stack([err[(reference, p, s)] for s in sevs])
                 if np.isnan(mine).any() or np.isnan(ref).any():
                     continue
-                used += 1
-                point.append(100.0 * mine.mean(axis=1).sum() / ref.mean(axis=1).sum())
-                boots.append(100.0 * (weights @ mine.T).sum(axis=1) / (weights @ ref.T).sum(axis=1))
-            rows.append(_score_row(direction, model, "mce", point, boots, lo_q, hi_q, n))
+                mine_cells.append(mine)
+                ref_cells.append(ref)
+            if mine_cells:
+                iv = interval(mine_cells, ref_cells, statistic=_mce_statistic, log_scale=True, level=level)
+                rows.append(_score_row(direction, model, "mce", iv.estimate, iv.low, iv.high, n))
+            else:
+                rows.append(_score_row(direction, model, "mce", np.nan, np.nan, np.nan, n))
         adv = block[(block["family"] == "adversarial") & (block["perturbation"] != "random_linf") & (block["severity"] >= 1)]
         clean = block[block["perturbation"] == CLEAN]
         for model in models:
@@ -252,22 +253,20 @@ def summary_scores(
                 arr[[index[s] for s in g["subject"]]] = c.reindex(g["subject"]).to_numpy() - g["psnr"].to_numpy()
                 lost.append(arr)
             if lost and not np.isnan(np.stack(lost)).any():
-                per = np.stack(lost).mean(axis=0)  # (n,) mean over attack cells
-                rows.append(_score_row(direction, model, "adversarial", [float(per.mean())],
-                                       [weights @ per / n], lo_q, hi_q, n, average=False))
+                iv = interval(np.stack(lost).mean(axis=0), level=level)  # (n,) mean over attack cells
+                rows.append(_score_row(direction, model, "adversarial", iv.estimate, iv.low, iv.high, n))
             else:
-                rows.append(_score_row(direction, model, "adversarial", [], [], lo_q, hi_q, n))
+                rows.append(_score_row(direction, model, "adversarial", np.nan, np.nan, np.nan, n))
     return pd.DataFrame(rows, columns=["direction", "model", "score", "value", "ci_low", "ci_high", "n_subjects"])
 
 
-def _score_row(
-    direction: str, model: str, score: str, point: list[float], boots: list[np.ndarray], lo_q: float, hi_q: float,
-    n: int, average: bool = True,
-) -> dict[str, object]:
-    if not point:
-        return {"direction": direction, "model": model, "score": score, "value": np.nan, "ci_low": np.nan,
-                "ci_high": np.nan, "n_subjects": n}
-    value = float(np.mean(point)) if average else float(point[0])
-    dist = np.mean(np.stack(boots), axis=0) if average else boots[0]
-    return {"direction": direction, "model": model, "score": score, "value": value,
-            "ci_low": float(np.percentile(dist, lo_q)), "ci_high": float(np.percentile(dist, hi_q)), "n_subjects": n}
+def _mce_statistic(mine: list[np.ndarray], ref: list[np.ndarray] | None) -> float:
+    """The mCE over a subset of subjects: 100 * mean over corruptions of (sum over severities of the
+    model's mean error / the reference's); arguments are lists of (severities, n) arrays."""
+    assert ref is not None
+    return float(np.mean([100.0 * m.mean(axis=1).sum() / r.mean(axis=1).sum() for m, r in zip(mine, ref)]))
+
+
+def _score_row(direction: str, model: str, score: str, value: float, low: float, high: float, n: int) -> dict[str, object]:
+    return {"direction": direction, "model": model, "score": score, "value": float(value), "ci_low": float(low),
+            "ci_high": float(high), "n_subjects": n}

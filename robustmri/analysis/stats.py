@@ -1,4 +1,4 @@
-"""Per-subject values, summaries, paired tests and bootstrap confidence intervals.
+"""Per-subject values, summaries, paired tests and confidence intervals.
 
 Unit of analysis: the **subject**. ``results.csv`` holds one row per slice; :func:`subject_means`
 first averages the slices of each subject (per model, direction, seed, perturbation, severity),
@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from robustmri.errors import ConfigError, DataError
+from robustmri.analysis.intervals import interval
 from robustmri.results import KEYS, RESULT_COLUMNS, aggregate, subject_means
 
 __all__ = [
@@ -33,8 +34,7 @@ __all__ = [
     "KEYS",
     "RESULT_COLUMNS",
     "WilcoxonResult",
-    "bootstrap_ci",
-    "bootstrap_summary",
+    "interval_summary",
     "compare_to_reference",
     "holm",
     "subject_means",
@@ -201,64 +201,26 @@ def compare_to_reference(
     return pd.DataFrame(rows, columns=columns)
 
 
-# ------------------------------------------------------------------------------ bootstrap
+# ------------------------------------------------------------------------------ intervals
 
 
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray,
-    *,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    rng: np.random.Generator | int | None = 0,
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of ``values`` (e.g. per-subject PSNR).
-
-    Draws ``n_boot`` resamples of the finite values with replacement (size n each) from a seeded
-    :class:`numpy.random.Generator` (``rng``: a Generator or a seed), takes each resample's mean and
-    returns the (1 - level)/2 and (1 + level)/2 percentiles, in the units of ``values``. One value
-    gives (v, v); none gives (NaN, NaN).
-    """
-    if not 0 < level < 1:
-        raise ConfigError(f"confidence level {level!r} must be in (0, 1), e.g. 0.95")
-    if n_boot < 1:
-        raise ConfigError(f"n_boot={n_boot!r} must be >= 1; 2000 is the default")
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if v.size == 1:
-        return float(v[0]), float(v[0])
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    idx = gen.integers(0, v.size, size=(n_boot, v.size))
-    means = v[idx].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
-def bootstrap_summary(
+def interval_summary(
     subjects: pd.DataFrame,
     by: Sequence[str],
     metric: str,
     *,
-    n_boot: int = 2000,
     level: float = 0.95,
-    seed: int = 0,
 ) -> pd.DataFrame:
-    """Mean over subjects and its bootstrap CI per group: columns ``*by, mean, ci_low, ci_high, n``.
-
-    One Generator seeded with ``seed`` is consumed group after group in sorted order, so the
-    result is reproducible.
-    """
-    gen = np.random.default_rng(seed)
+    """Mean over subjects and its confidence interval per group: columns ``*by, mean, ci_low,
+    ci_high, n`` (the metric's units). The interval is :func:`robustmri.analysis.intervals.interval`
+    of the per-subject values (a t interval; deterministic)."""
     rows = []
     for key, block in subjects.groupby(list(by), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         v = block[metric].to_numpy(dtype=np.float64)
         v = v[np.isfinite(v)]
-        low, high = bootstrap_ci(v, n_boot=n_boot, level=level, rng=gen)
-        rows.append({**dict(zip(by, key)), "mean": float(v.mean()) if v.size else float("nan"),
-                     "ci_low": low, "ci_high": high, "n": int(v.size)})
+        iv = interval(v)
+        rows.append({**dict(zip(by, key)), "mean": iv.estimate, "ci_low": iv.low, "ci_high": iv.high, "n": int(v.size)})
     return pd.DataFrame(rows, columns=[*by, "mean", "ci_low", "ci_high", "n"])
 
 
@@ -274,46 +236,13 @@ def seed_subject_means(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFr
     return values.groupby(keys, sort=True, dropna=False)[list(metrics)].mean().reset_index()
 
 
-def _seed_means(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(B, N) means over seeds of ``x`` (seeds x subjects, NaN = missing) weighted by ``counts`` (B, seeds)."""
-    finite = np.isfinite(x)
-    num = counts @ np.where(finite, x, 0.0)
-    den = counts @ finite.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
-def _hierarchical_bootstrap(xm: np.ndarray, xr: np.ndarray, n_boot: int, level: float,
-                            gen: np.random.Generator) -> tuple[float, float]:
-    """Percentile CI of mean_j(mean_s xm[s, j] - mean_s xr[s, j]): subjects j resampled once for
-    both models (they are paired), each model's seeds resampled on their own (independent runs)."""
-    n = xm.shape[1]
-
-    def draw(k: int, size: int) -> np.ndarray:
-        return gen.multinomial(k, np.full(k, 1.0 / k), size=size).astype(np.float64)
-
-    d = _seed_means(xm, draw(xm.shape[0], n_boot)) - _seed_means(xr, draw(xr.shape[0], n_boot))  # (B, N)
-    cj = draw(n, n_boot)
-    ok = np.isfinite(d)
-    num = (cj * np.where(ok, d, 0.0)).sum(1)
-    den = (cj * ok).sum(1)
-    means = num[den > 0] / den[den > 0]
-    if means.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
 def paired_difference_ci(
     seed_frame: pd.DataFrame,
     reference: str,
     by: Sequence[str],
     metric: str,
     *,
-    n_boot: int = 2000,
     level: float = 0.95,
-    seed: int = 0,
     model_col: str = "model",
 ) -> pd.DataFrame:
     """Confidence interval of the mean paired difference ``model - reference`` per group of ``by``.
@@ -321,19 +250,15 @@ def paired_difference_ci(
     Subjects are paired (both models scored on the same test subject); training seeds are a level
     of each model on its own (seed 3 of one model and seed 3 of another are unrelated runs). The
     point estimate is the mean over subjects of (the model's mean over its seeds minus the
-    reference's), i.e. the paired difference of seed-averaged subject means. The interval is a
-    hierarchical percentile bootstrap: subjects resampled with replacement (the same draw for both
-    models), and each model's seeds resampled with replacement, so disagreement between seeds
-    widens it as it should; with one seed each it is the usual paired bootstrap over subjects.
-    Columns: ``*by``, ``model``, ``mean_diff``, ``ci_low``, ``ci_high`` (metric units),
-    ``n_subjects``, ``n_seeds`` (the model's). One Generator seeded with ``seed`` is consumed in
-    sorted group order (reproducible).
+    reference's), i.e. the paired difference of seed-averaged subject means. The interval is
+    :func:`robustmri.analysis.intervals.interval` of the two (seeds, subjects) grids: the paired t
+    interval over subjects, widened by each model's seed-to-seed variance (Welch-Satterthwaite df),
+    so disagreement between seeds widens it as it should; with one seed each it is the paired t
+    interval. Columns: ``*by``, ``model``, ``mean_diff``, ``ci_low``, ``ci_high`` (metric units),
+    ``n_subjects``, ``n_seeds`` (the model's). Deterministic.
     """
-    if n_boot < 1:
-        raise ConfigError(f"n_boot={n_boot!r} must be >= 1; 2000 is the default")
     by = list(by)
     columns = [*by, model_col, "mean_diff", "ci_low", "ci_high", "n_subjects", "n_seeds"]
-    gen = np.random.default_rng(seed)
     rows: list[dict[str, object]] = []
     if reference not in set(seed_frame[model_col]):
         return pd.DataFrame(rows, columns=columns)
@@ -350,8 +275,8 @@ def paired_difference_ci(
                 diff = np.nanmean(xm, axis=0) - np.nanmean(xr, axis=0)
             if not np.isfinite(diff).any():
                 continue
-            low, high = _hierarchical_bootstrap(xm, xr, n_boot, level, gen)
-            rows.append({**dict(zip(by, key)), model_col: model, "mean_diff": float(np.nanmean(diff)), "ci_low": low,
-                         "ci_high": high, "n_subjects": int(np.isfinite(diff).sum()),
+            iv = interval(xm, xr, level=level)
+            rows.append({**dict(zip(by, key)), model_col: model, "mean_diff": iv.estimate, "ci_low": iv.low,
+                         "ci_high": iv.high, "n_subjects": int(np.isfinite(diff).sum()),
                          "n_seeds": int(np.isfinite(xm).any(axis=1).sum())})
     return pd.DataFrame(rows, columns=columns)

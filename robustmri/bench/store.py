@@ -97,10 +97,11 @@ def perturbation_params(names: set[str] | list[str]) -> dict[str, Any]:
     return {n: {str(k): v for k, v in sorted(PERTURBATIONS[n].severities.items())} for n in sorted(names)}
 
 
-THREAT_MODEL_VERSION = 3
+THREAT_MODEL_VERSION = 4
 """Bumped whenever what a perturbation does changes beyond its severity table (2: corruptions on
 the whole field of view in physical units; attacks on the reported error, APGD; 3: blur as the
-Gaussian transfer function, resolution loss as k-space truncation). Cells scored under
+Gaussian transfer function, resolution loss as k-space truncation; 4: APGD step for step as the
+reference implementation, equispaced undersampling lines as fastMRI's). Cells scored under
 another version are recomputed."""
 
 

@@ -13,14 +13,12 @@ from robustmri.cli import app
 def report_cmd(
     results_dir: Path = typer.Argument(..., help="RESULTS_DIR written by `robustmri bench` (holds results.csv)."),
     out: Path = typer.Option(None, "--out", help="Report folder (default RESULTS_DIR/report); replaced as a whole."),
-    n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples for the 95% confidence intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap's random generator."),
     error: str = typer.Option("ssim", "--error", help="Error of the mCE score: 'ssim' (1 - SSIM) or 'mae'."),
 ) -> None:
     """Write RESULTS_DIR/report/: tables (.md/.tex/.csv), figures (.png/.pdf), summary.csv and report.html."""
     from robustmri.report.build import build_report
 
-    page = build_report(results_dir, out_dir=out, n_boot=n_boot, seed=seed, error=error)  # type: ignore[arg-type]
+    page = build_report(results_dir, out_dir=out, error=error)  # type: ignore[arg-type]
     folder = page.parent
     n_tables = len(list((folder / "tables").glob("*.md")))
     n_figures = len(list((folder / "figures").glob("*.png")))

@@ -263,12 +263,19 @@ def gradient_attack(
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
-    """APGD's checkpoint iterations ``ceil(p_j * steps)``: p_0 = 0, p_1 = 0.22,
-    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06) (Croce & Hein 2020, section 3.2)."""
-    p = [0.0, 0.22]
-    while p[-1] < 1.0:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(v * steps) for v in p[1:] if 0 < math.ceil(v * steps) < steps})
+    """APGD's checkpoints: the numbers of steps after which the step size is checked, as the
+    reference implementation computes them (Croce & Hein's auto-attack ``apgd``, torchattacks'
+    ``APGD``): the first after ``max(int(0.22 * steps), 1)`` steps, then intervals shrinking by
+    ``max(int(0.03 * steps), 1)`` down to ``max(int(0.06 * steps), 1)`` (the paper's
+    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)`` in whole steps)."""
+    steps = int(steps)
+    length, shortest, shrink = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+    out, at = [], 0
+    while at + length <= steps:
+        at += length
+        out.append(at)
+        length = max(length - shrink, shortest)
+    return out
 
 
 def apgd_attack(
@@ -286,22 +293,30 @@ def apgd_attack(
 ) -> torch.Tensor:
     """White-box APGD (Croce & Hein 2020) on ``x`` (B, C, H, W); returns the adversarial input.
 
-    Each of ``restarts`` runs starts uniformly in the ball, takes ``steps`` gradient steps with
-    momentum ``momentum`` and a per-image step size that starts at 2 eps and halves at the
-    :func:`apgd_checkpoints` where fewer than ``rho`` of the steps since the last checkpoint
-    increased the loss, or where neither the step size nor the best loss changed (the iterate then
-    restarts from the best point). The per-image best point over all runs is returned. ``eps`` as
-    in :func:`gradient_attack`; ``mask`` (B, 1, H, W) confines ``delta`` (None: the whole image).
-    Cost: ``restarts * (steps + 1)`` loss gradients (each ``ctx.eot_samples`` model calls).
+    Step for step the reference implementation (auto-attack's ``apgd``, torchattacks' ``APGD``;
+    tested against torchattacks in tests/test_references.py), with our per-image distortion as the
+    loss. Each of ``restarts`` runs starts at a random point of the ball's surface (L-inf:
+    ``eps * t / max|t|`` for t uniform in [-1, 1]; L2: ``eps * t / ||t||`` for t normal), takes a
+    first step without momentum and then ``steps - 1`` steps with momentum ``momentum``, from a
+    per-image step size of 2 eps. At each of :func:`apgd_checkpoints` the step size halves (and
+    the iterate and its gradient go back to the best point) where at most ``rho`` of the steps in
+    the last interval increased the loss, or where it was not halved at the previous checkpoint
+    and the best loss did not improve since. As in the reference, the first interval's first
+    comparison is against 0 (its ``loss_steps[-1]``), the momentum term after a reset points from
+    the previous iterate to the best point, and the per-image best point over all runs is returned.
+    ``eps`` as in :func:`gradient_attack`; ``mask`` (B, 1, H, W) confines ``delta`` (None: the
+    whole image). Cost: ``restarts * (steps + 1)`` loss gradients (each ``ctx.eot_samples`` calls).
     """
     lo, hi = check_range(data_range)
     gen = make_generator(generator)
     x = x.detach()
     b = x.shape[0]
+    steps = int(steps)
     eps_a = eps * (hi - lo) * (math.sqrt(x[0].numel()) if norm == "l2" else 1.0)
     m = None if mask is None else mask.to(device=x.device, dtype=x.dtype)
     ref = reference_output(ctx, x, gen)
-    checkpoints = set(apgd_checkpoints(int(steps)))
+    first = max(int(0.22 * steps), 1)
+    shortest, shrink = max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
 
     def project(point: torch.Tensor) -> torch.Tensor:
         delta = point - x
@@ -318,42 +333,43 @@ def apgd_attack(
     overall, overall_loss = x.clone(), torch.full((b,), -math.inf, device=x.device)
     for _ in range(max(1, int(restarts))):
         if norm == "linf":
-            start = (2.0 * rand(tuple(x.shape), gen, x.device) - 1.0) * eps_a
+            t = 2.0 * rand(tuple(x.shape), gen, x.device) - 1.0
+            start = t / _bcast(t.flatten(1).abs().amax(dim=1), t) * eps_a
         else:
-            d = randn(tuple(x.shape), gen, x.device)
-            start = d / _bcast(_l2(d) + 1e-12, d) * _bcast(rand((b,), gen, x.device), d) * eps_a
+            t = randn(tuple(x.shape), gen, x.device)
+            start = t / _bcast(_l2(t) + 1e-12, t) * eps_a
         x_k = project(x + start.to(x.dtype))
         grad, loss = distortion_gradient(ctx, x_k, ref, gen)
         best, best_loss, best_grad = x_k.clone(), loss.clone(), grad.clone()
         eta = torch.full((b,), 2.0 * eps_a, device=x.device, dtype=x.dtype)
         x_prev = x_k
-        x_k = project(x_k + _bcast(eta, x) * direction(grad))
-        prev_loss = loss
-        successes = torch.zeros(b, device=x.device)
-        last, eta_last, best_last = 0, eta.clone(), best_loss.clone()
-        for k in range(1, int(steps) + 1):
+        loss_steps = torch.zeros(max(steps, 1), b, device=x.device, dtype=loss.dtype)
+        length, since = first, 0
+        reduced_last = torch.ones(b, dtype=torch.bool, device=x.device)
+        best_last = best_loss.clone()
+        for i in range(steps):
+            a = momentum if i > 0 else 1.0
+            z = project(x_k + _bcast(eta, x) * direction(grad))
+            x_next = project(x_k + a * (z - x_k) + (1.0 - a) * (x_k - x_prev))
+            x_prev, x_k = x_k, x_next
             grad, loss = distortion_gradient(ctx, x_k, ref, gen)
-            successes += (loss > prev_loss).float()
-            prev_loss = loss
+            loss_steps[i] = loss
             improved = loss > best_loss
             best = torch.where(_bcast(improved, x), x_k, best)
             best_grad = torch.where(_bcast(improved, x), grad, best_grad)
             best_loss = torch.where(improved, loss, best_loss)
-            if k == int(steps):
-                break
-            if k in checkpoints:
-                stalled = successes < rho * (k - last)
-                unchanged = (eta == eta_last) & (best_loss <= best_last)
-                reduce = stalled | unchanged
+            since += 1
+            if since == length:
+                rows = torch.arange(i, i - length, -1, device=x.device)
+                increases = (loss_steps[rows] > loss_steps[rows - 1]).sum(dim=0)  # rows - 1 = -1 reads the last row, as the reference
+                oscillating = increases <= length * rho
+                unchanged = ~reduced_last & (best_last >= best_loss)
+                reduce = oscillating | unchanged
+                reduced_last, best_last = reduce, best_loss.clone()
                 eta = torch.where(reduce, eta / 2.0, eta)
                 x_k = torch.where(_bcast(reduce, x), best, x_k)
-                x_prev = torch.where(_bcast(reduce, x), best, x_prev)
                 grad = torch.where(_bcast(reduce, x), best_grad, grad)
-                successes.zero_()
-                last, eta_last, best_last = k, eta.clone(), best_loss.clone()
-            z = project(x_k + _bcast(eta, x) * direction(grad))
-            x_next = project(x_k + momentum * (z - x_k) + (1.0 - momentum) * (x_k - x_prev))
-            x_prev, x_k = x_k, x_next
+                since, length = 0, max(length - shrink, shortest)
         better = best_loss > overall_loss
         overall = torch.where(_bcast(better, x), best, overall)
         overall_loss = torch.where(better, best_loss, overall_loss)

@@ -1,9 +1,10 @@
 """Calibration of the severity tables: mean PSNR / SSIM of each corruption against the clean image.
 
-PSNR uses ``data_range`` 1 and the mean squared error inside the brain mask of each image, then is
-averaged over images (dB). SSIM is scikit-image's ``structural_similarity`` map (data_range 1,
-default 7x7 window) averaged inside the mask. These are the library's own numbers for the severity
-tables; the benchmark's evaluation metrics live in ``robustmri.metrics``.
+The severity tables are calibrated in the metrics the benchmark reports: :func:`calibration_scores`
+scores each corrupted image against its clean one under a protocol (default ``robustmri``: masked,
+data range 1, Gaussian-window SSIM; :mod:`robustmri.protocol`), and the rows average images. The
+bisection of :func:`fit_severity` uses :func:`masked_psnr`, which equals that protocol's PSNR for
+images in [0, 1] (tested) and is faster (no SSIM).
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ def masked_psnr(ref: torch.Tensor, img: torch.Tensor, mask: torch.Tensor, data_r
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def masked_ssim(ref: torch.Tensor, img: torch.Tensor, mask: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Mean of scikit-image's SSIM map inside ``mask``, per image (B,)."""
-    from skimage.metrics import structural_similarity
+def calibration_scores(
+    ref: torch.Tensor, img: torch.Tensor, mask: torch.Tensor, protocol: str = "robustmri"
+) -> dict[str, torch.Tensor]:
+    """PSNR (dB) and SSIM per image (B,) of ``img`` against the clean ``ref`` (B, 1, H, W) in
+    [0, 1], inside the brain ``mask``, exactly as ``protocol`` scores a prediction against its
+    target in a bench (:meth:`robustmri.protocol.Protocol.score_unit`)."""
+    from robustmri.protocol import get_protocol
 
-    out = []
-    for r, i, m in zip(ref[:, 0].cpu().numpy(), img[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy(), strict=True):
-        _, smap = structural_similarity(r.astype(np.float64), i.astype(np.float64), data_range=data_range, full=True)
-        out.append(float(smap[m].mean()) if m.any() else float("nan"))
-    return torch.tensor(out, dtype=torch.float64)
+    scores = get_protocol(protocol).score_unit(img, ref, mask=mask.bool(), source=ref)
+    return {"psnr": scores["psnr"], "ssim": scores["ssim"]}
 
 
 @dataclass
@@ -60,15 +62,20 @@ def calibrate(
     seed: int = 0,
     with_ssim: bool = True,
     spacing_mm: float | torch.Tensor | None = None,
+    protocol: str = "robustmri",
 ) -> list[CalibrationRow]:
     """Measure every (non-adversarial) perturbation x severity 1..5 on ``x`` (B, 1, H, W) in [0, 1]
-    with pixel spacing ``spacing_mm`` (mm); ``mask`` scores and sets the SNR reference."""
+    with pixel spacing ``spacing_mm`` (mm); ``mask`` scores and sets the SNR reference. Scores are
+    ``protocol``'s (:func:`calibration_scores`); ``with_ssim=False`` skips the SSIM (NaN)."""
     rows = []
     grid = corruption_grid(x, names=names, severities=range(1, MAX_SEVERITY + 1), seed=seed, mask=mask,
                            spacing_mm=spacing_mm)
     for cell in grid:
-        psnr = float(masked_psnr(x, cell.images, mask).mean())
-        ssim = float(masked_ssim(x, cell.images, mask).mean()) if with_ssim else math.nan
+        if with_ssim:
+            scores = calibration_scores(x, cell.images, mask, protocol)
+            psnr, ssim = float(scores["psnr"].double().mean()), float(scores["ssim"].double().mean())
+        else:
+            psnr, ssim = float(masked_psnr(x, cell.images, mask).mean()), math.nan
         rows.append(CalibrationRow(cell.name, cell.family, cell.severity, cell.params, psnr, ssim))
     return rows
 

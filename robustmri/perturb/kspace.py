@@ -11,6 +11,8 @@ Output: scanners show magnitude images, so every core returns ``|ifft2(...)|`` b
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 import torch
@@ -338,8 +340,10 @@ def cartesian_mask(
     with the probability (or spacing) that acceleration gives at the reference matrix.
  ``pattern="random"``
     (fastMRI ``RandomMaskFunc``): every other line with probability
-    ``(W / R - n_low) / (W - n_low)``. ``pattern="equispaced"`` (``EquispacedMaskFunc``): every
-    ``round(R')``-th line from a random offset, with R' adjusted so that about W / R lines are kept.
+    ``(W / R - n_low) / (W - n_low)``. ``pattern="equispaced"`` (``EquispacedMaskFunc``): the lines ``round(offset + k R')``
+    below W - 1, with R' adjusted so that about W / R lines are kept (a fractional spacing) and
+    offset uniform in 0 .. round(R') - 1. Both equal MONAI's ``RandomKspaceMask`` /
+    ``EquispacedKspaceMask`` for the same draws (tests/test_references.py).
     """
     ref = width if reference_lines is None else int(reference_lines)
     n_low_ref = int(round(ref * center_fraction))
@@ -355,10 +359,14 @@ def cartesian_mask(
             adjusted = acceleration * (n_low_ref - ref) / (n_low_ref * acceleration - ref)
         else:
             adjusted = acceleration
+        # fastMRI / MONAI: lines round(offset + k * adjusted) below W - 1 (a fractional spacing,
+        # rounded half to even as numpy), offset uniform in 0 .. round(adjusted) - 1
         step = max(1, int(round(adjusted)))
-        offset = torch.floor(rand((batch, 1), generator, device) * step).long()
-        cols = torch.arange(width, device=device).view(1, width)
-        mask = (cols - offset) % step == 0
+        offset = torch.floor(rand((batch, 1), generator, device) * step).to(torch.float64)
+        k = torch.arange(int(math.ceil(width / adjusted)) + 1, device=device, dtype=torch.float64)
+        pos = offset + k.view(1, -1) * adjusted  # (B, K)
+        cols = torch.where(pos < width - 1, torch.round(pos).long(), torch.full_like(pos, width, dtype=torch.long))
+        mask = torch.zeros(batch, width + 1, dtype=torch.bool, device=device).scatter_(1, cols, True)[:, :width]
     else:
         raise ValueError(f"pattern must be 'random' or 'equispaced', got {pattern!r}")
     return mask | centre.view(1, width)

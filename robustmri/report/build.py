@@ -4,7 +4,7 @@ Layout of the report folder (replaced as a whole, atomically, on every build)::
 
     report/report.html                self-contained page (inline CSS, base64 figures)
     report/summary.csv                every model x direction x perturbation x severity x metric:
-                                      mean, std, median, n, bootstrap CI, Wilcoxon p and Holm p
+                                      mean, std, median, n, 95% CI, Wilcoxon p and Holm p
     report/tables/<name>.md|.tex|.csv clean_quality, robustness_psnr, robustness_ssim, auc_psnr,
                                       corruption_error, ablation (when the manifest says so),
                                       claims (paired differences behind the KD+attack claims, when
@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from robustmri.analysis.robustness import CLEAN
-from robustmri.analysis.stats import bootstrap_summary, compare_to_reference, summarize
+from robustmri.analysis.stats import compare_to_reference, interval_summary, summarize
 from robustmri.atomic import atomic_dir, write_text_atomic
 from robustmri.errors import ConfigError, DataError
 from robustmri.metrics import METRICS
@@ -175,20 +175,21 @@ def load_results(results_dir: str | Path) -> ReportInputs:
 
 
 def summary_frame(
-    subjects: pd.DataFrame, reference: str, *, n_boot: int = 2000, seed: int = 0,
+    subjects: pd.DataFrame, reference: str, *,
     metrics: Sequence[str] = METRICS, frame: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every (direction, model, perturbation, family, severity, metric): mean/std/median/n over
-    subjects, bootstrap 95% CI of the mean, Wilcoxon p vs ``reference``, Holm-adjusted p and, with
-    the slice-level ``frame``, the 95% CI of the paired difference to ``reference``
-    (``diff_ci_low``/``diff_ci_high``: seeds and subjects resampled, seeds kept as a level; see
-    :func:`robustmri.analysis.stats.paired_difference_ci`)."""
+    subjects, the 95% t interval of the mean, Wilcoxon p vs ``reference``, Holm-adjusted p and,
+    with the slice-level ``frame``, the 95% interval of the paired difference to ``reference``
+    (``diff_ci_low``/``diff_ci_high``: paired over subjects, seeds kept as a level; see
+    :func:`robustmri.analysis.stats.paired_difference_ci`). Every interval is
+    :func:`robustmri.analysis.intervals.interval`."""
     by = ["direction", "model", "perturbation", "family", "severity"]
     metrics = [m for m in metrics if m in subjects.columns]
     stats = summarize(subjects, by=by, metrics=metrics)
     cis = []
     for m in metrics:
-        ci = bootstrap_summary(subjects, by, m, n_boot=n_boot, seed=seed)
+        ci = interval_summary(subjects, by, m)
         cis.append(ci.assign(metric=m)[[*by, "metric", "ci_low", "ci_high"]])
     out = stats.merge(pd.concat(cis, ignore_index=True), on=[*by, "metric"], how="left")
     tests = compare_to_reference(subjects, reference, by=["direction", "perturbation", "family", "severity"],
@@ -198,8 +199,8 @@ def summary_frame(
         from robustmri.analysis.stats import paired_difference_ci, seed_subject_means
 
         seeds = seed_subject_means(frame, metrics)
-        diffs = [paired_difference_ci(seeds, reference, ["direction", "perturbation", "family", "severity"], m,
-                                      n_boot=n_boot, seed=seed).assign(metric=m) for m in metrics]
+        diffs = [paired_difference_ci(seeds, reference, ["direction", "perturbation", "family", "severity"], m)
+                 .assign(metric=m) for m in metrics]
         d = pd.concat(diffs, ignore_index=True).rename(columns={"ci_low": "diff_ci_low", "ci_high": "diff_ci_high"})
         out = out.merge(d[[*by, "metric", "diff_ci_low", "diff_ci_high"]], on=[*by, "metric"], how="left")
     return out
@@ -213,8 +214,6 @@ def build_report(
     results_dir: str | Path,
     *,
     out_dir: str | Path | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
     error: Literal["ssim", "mae"] = "ssim",
 ) -> Path:
     """Write the report folder for a benchmark's results; returns the path of ``report.html``.
@@ -222,8 +221,6 @@ def build_report(
     Args:
         results_dir: folder with ``results.csv`` (and optionally ``manifest.json``, ``samples/``).
         out_dir: report folder; default ``results_dir/report``. Replaced as a whole, atomically.
-        n_boot: bootstrap resamples for confidence intervals (bands of the curves, summary.csv).
-        seed: seed of the bootstrap's numpy Generator.
         error: corruption error of the mCE: ``"ssim"`` (1 - SSIM) or ``"mae"``.
     """
     from robustmri.report import figures as F
@@ -232,8 +229,6 @@ def build_report(
 
     if error not in ("ssim", "mae"):
         raise ConfigError(f"unknown mCE error {error!r}; use 'ssim' (1 - SSIM) or 'mae'")
-    if n_boot < 1:
-        raise ConfigError(f"n_boot={n_boot} must be >= 1 (default 2000)")
     out = Path(out_dir) if out_dir is not None else Path(results_dir) / "report"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"report folder {out} is a file: choose another --out (the report folder is replaced as a whole)")
@@ -261,7 +256,7 @@ def build_report(
         if ref is not None:
             from robustmri.analysis.robustness import summary_scores
 
-            scores = summary_scores(subjects, ref, error=error, n_boot=n_boot, seed=seed)
+            scores = summary_scores(subjects, ref, error=error)
             tables.insert(1, T.scores_table(scores, ref, subjects))
         from robustmri.analysis.sanity import sanity_checks
 
@@ -280,7 +275,7 @@ def build_report(
 
     pairs = [p for p in C.claim_pairs(inputs.models, ResultsStore(root).model_info(), ref)
              if p[0] not in inputs.oracles and p[1] not in inputs.oracles]
-    for extra in (C.claims_table(inputs.frame, pairs, n_boot=n_boot, seed=seed), C.teacher_table(root)):
+    for extra in (C.claims_table(inputs.frame, pairs), C.teacher_table(root)):
         if extra is not None:
             tables.append(extra)
     for t in tables:
@@ -292,7 +287,7 @@ def build_report(
                 write_text_atomic(tmp / "tables" / f"{t.name}{suffix}", text)
             table_items.append(H.TableItem(t.title, t.to_html(),
                                            [f"tables/{t.name}.{s}" for s in ("md", "tex", "csv")]))
-        summary = summary_frame(subjects, ref, n_boot=n_boot, seed=seed, frame=inputs.frame)
+        summary = summary_frame(subjects, ref, frame=inputs.frame)
         write_text_atomic(tmp / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
         if scores is not None:
             write_text_atomic(tmp / "scores.csv", scores.to_csv(index=False, float_format="%.6g"))
@@ -309,13 +304,13 @@ def build_report(
                                         & (subjects["perturbation"] != CLEAN)].empty:
                 continue
             name = f"degradation_psnr_{_slug(direction)}"
-            fig = F.degradation_curves(subjects, direction, metric="psnr", models=inputs.models, n_boot=n_boot,
-                                       seed=seed, oracles=inputs.oracles)
+            fig = F.degradation_curves(subjects, direction, metric="psnr", models=inputs.models,
+                                       oracles=inputs.oracles)
             png = F.save_figure(fig, fig_dir / name)
             figure_items.append(H.FigureItem(
                 f"PSNR vs severity, {direction}", png,
-                "Severity 0 is the clean input. Lines: mean over subjects; bands: 95% percentile-bootstrap CI "
-                f"of the mean ({n_boot} resamples).", [f"figures/{name}.png", f"figures/{name}.pdf"]))
+                "Severity 0 is the clean input. Lines: mean over subjects; bands: 95% t interval of the mean "
+                "over subjects.", [f"figures/{name}.png", f"figures/{name}.pdf"]))
         sample_files = sorted((root / "samples").glob("*.npz")) if (root / "samples").is_dir() else []
         # <direction>.npz only: the runner's <direction>.pair.npz (source/target/mask alone) are skipped
         for path in [p for p in sample_files if "." not in p.stem]:

@@ -10,8 +10,8 @@ registration teacher's warp share.
   clean inputs, averaged over the corruption cells, averaged over the attack cells (the random
   control excluded), and of the PSNR *lost* to corruptions and to attacks (clean minus perturbed:
   negative = the second model loses less, i.e. robustness beyond clean quality). Each difference is
-  the mean over test subjects with a 95 % hierarchical bootstrap interval (subjects paired, each
-  model's seeds resampled apart: :func:`robustmri.analysis.stats.paired_difference_ci`).
+  the mean over test subjects with a 95 % interval: the paired t interval over subjects, widened by
+  each model's seed-to-seed variance (:func:`robustmri.analysis.stats.paired_difference_ci`).
 - :func:`teacher_table`: from the training logs (``runs/*/log.jsonl``), L1 of G(x), of the teacher's
   warp of G(x) and of the teacher's output to the target, and the warp's share of the teacher's
   gain ``(L1_G - L1_warp) / (L1_G - L1_T)`` (100 % for a teacher that only registers), averaged over
@@ -96,7 +96,7 @@ def _summaries(seeds: pd.DataFrame) -> pd.DataFrame:
     return long.dropna(subset=["psnr"])
 
 
-def claims_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]], *, n_boot: int = 2000, seed: int = 0) -> Table | None:
+def claims_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> Table | None:
     """Paired differences (second minus first) behind each claim; None without pairs. ``frame``: the
     slice-level results table (seeds kept apart here)."""
     if not pairs:
@@ -113,7 +113,7 @@ def claims_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]], *, n_bo
         block = long[long["model"].isin([first, second])]
         if block.empty:
             continue
-        diffs = paired_difference_ci(block, first, ["direction", "summary"], "psnr", n_boot=n_boot, seed=seed)
+        diffs = paired_difference_ci(block, first, ["direction", "summary"], "psnr")
         clean = block[block["summary"] == "clean"]
         for direction in sorted(set(block["direction"])):
             row = f"{second} vs {first}"
@@ -131,8 +131,8 @@ def claims_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]], *, n_bo
         return None
     whats = "; ".join(f"{s} vs {f}: {w}" for f, s, w in pairs)
     note = ("Paired differences, second minus first (the row names them: 'second vs first'), PSNR in dB: mean over "
-            "test subjects of seed-averaged subject means, with a 95% hierarchical bootstrap interval (subjects "
-            "paired, each model's seeds resampled apart); per comparison, not simultaneous. corruptions / attacks: "
+            "test subjects of seed-averaged subject means, with a 95% interval (paired t over subjects, "
+            "widened by each model's seed-to-seed variance, Welch-Satterthwaite df); per comparison, not simultaneous. corruptions / attacks: "
             "PSNR averaged over every corruption cell / every attack cell but the random control; lost to ...: "
             "clean PSNR minus that average, so a negative difference means the second model loses less (robustness "
             f"beyond clean quality). Comparisons: {whats}.")

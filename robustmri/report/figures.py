@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from robustmri.analysis.robustness import CLEAN, with_clean_curves  # noqa: E402
-from robustmri.analysis.stats import bootstrap_summary  # noqa: E402
+from robustmri.analysis.stats import interval_summary  # noqa: E402
 from robustmri.atomic import write_bytes_atomic  # noqa: E402
 from robustmri.bench.store import SampleKey  # noqa: E402
 from robustmri.errors import DataError  # noqa: E402
@@ -63,16 +63,14 @@ def degradation_curves(
     *,
     metric: str = "psnr",
     models: Sequence[str] | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
     ncols: int = 4,
     oracles: Collection[str] = (),
 ) -> Figure:
     """``metric`` vs severity (0 = clean), one panel per perturbation, one line per model
     (``oracles`` are labelled as such).
 
-    Lines: mean over subjects; bands: percentile-bootstrap 95% CI of that mean over subjects
-    (``n_boot`` resamples, seeded). Panels share the y axis within a row for comparison.
+    Lines: mean over subjects; bands: the 95% t interval of that mean over subjects
+    (:func:`robustmri.analysis.intervals.interval`). Panels share the y axis within a row for comparison.
     """
     sub = subjects[subjects["direction"] == direction]
     curves = with_clean_curves(sub)
@@ -80,7 +78,7 @@ def degradation_curves(
         raise DataError(f"no perturbed rows for direction {direction!r}; nothing to plot")
     models = list(models) if models is not None else list(dict.fromkeys(curves["model"]))
     colors = model_colors(models)
-    summary = bootstrap_summary(curves, ["perturbation", "model", "severity"], metric, n_boot=n_boot, seed=seed)
+    summary = interval_summary(curves, ["perturbation", "model", "severity"], metric)
     perts = ordered_perturbations(curves)
     family = dict(zip(curves["perturbation"], curves["family"]))
     ncols = max(1, min(ncols, len(perts)))
@@ -109,7 +107,7 @@ def degradation_curves(
         handles = [plt.Line2D([], [], color=colors[m], marker="o", lw=1.6, label=shown(m, oracles)) for m in models]
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 6), frameon=False)
         fig.suptitle(f"{_LABEL.get(metric, metric)} vs severity, {_arrow(direction)} "
-                     "(mean over subjects, 95% bootstrap CI)", fontsize=12)
+                     "(mean over subjects, 95% CI)", fontsize=12)
     return fig
 
 

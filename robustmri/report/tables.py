@@ -656,7 +656,7 @@ def stability_table(subjects: pd.DataFrame, reference: str | None, metric: str =
 
 def scores_table(scores: pd.DataFrame, reference: str | None, subjects: pd.DataFrame | None = None) -> Table:
     """The headline scores of :func:`robustmri.analysis.robustness.summary_scores` with their
-    bootstrap confidence intervals: mCE (corruptions, % of the reference) and the adversarial score
+    confidence intervals (:func:`robustmri.analysis.intervals.interval`): mCE (corruptions, % of the reference) and the adversarial score
     (PSNR lost to the attacks, dB). ``subjects`` (the per-subject rows the scores came from) marks
     a score averaged over fewer attacks or corruptions than the other rows' (:func:`mark_partial`)."""
     columns = [
@@ -681,8 +681,9 @@ def scores_table(scores: pd.DataFrame, reference: str | None, subjects: pd.DataF
         table.cells[(rec.direction, rec.model, f"{rec.score}_high")] = Cell(float(rec.ci_high), n=n)
     table.note = ("mCE: corruption error summed over severities relative to the reference model (= 100), averaged over "
                   "the corruptions (attacks excluded). Adversarial: PSNR lost to the attacks (clean minus attacked, "
-                  "dB), averaged over every attack and severity except the random_linf control. 95% CI: percentile "
-                  "bootstrap over test subjects (the same resamples for every model).")
+                  "dB), averaged over every attack and severity except the random_linf control. 95% CI over test "
+                  "subjects: t interval of the mean loss; for the mCE, jackknife-t on the log scale (each left-out "
+                  "subject leaves the model and the reference together).")
     if subjects is not None:
         pert = subjects[(subjects["perturbation"] != CLEAN) & (subjects["severity"] > 0) & (subjects["perturbation"] != CONTROL)]
         mark_partial(table, pert[pert["family"] == "adversarial"], family_columns=False, summary_columns=("adversarial",))
