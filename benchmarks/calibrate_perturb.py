@@ -6,8 +6,9 @@ embedded dataset, and write the table into docs/perturbations.md (between marker
     .venv/bin/python benchmarks/calibrate_perturb.py --fit          # fit each severity to the PSNR targets
     .venv/bin/python benchmarks/calibrate_perturb.py --fit --only resolution  # fit one corruption
 
-PSNR: data_range 1, MSE inside the brain mask, averaged over slices. Slices: T1 and T2 of
-``embedded_slices(n_subjects, size, n_slices, seed)``.
+PSNR and SSIM: the ``robustmri`` protocol's, as the benchmark reports them (masked, data range 1,
+Gaussian-window SSIM; ``robustmri.perturb.calibration.calibration_scores``), averaged over slices.
+Slices: T1 and T2 of ``embedded_slices(n_subjects, size, n_slices, seed)``.
 """
 
 from __future__ import annotations

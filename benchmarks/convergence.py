@@ -9,8 +9,8 @@ last ones validate) at ``--image-size``, ``--slices`` axial slices each, T1w -> 
 scaled to its 99.5th brain percentile (as the suites' embedded data). The model trains at batch
 ``--batch-size`` with a *constant* learning rate (``lr_policy = "constant"`` where the model has
 one), so the run is extended from checkpoint to checkpoint and every point of the curve equals a
-run planned for that many steps (the engine refuses to extend a schedule that depends on the
-total). At each checkpoint the validation slices are scored under the ``robustmri`` protocol
+run planned for that many steps. A model whose training depends on its planned total (KD+attack's
+phases) trains one run per point instead. At each checkpoint the validation slices are scored under the ``robustmri`` protocol
 (masked, data range 1, subject means) and under ``selfrdb`` (whole image on [-1, 1], the field's
 IXI tables), next to ``lookup`` (E[T2 | T1 intensity] fitted on the training slices) and
 ``lookup_oracle`` (fitted on each validation slice itself; an oracle). Prints one line per
@@ -69,8 +69,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--checkpoints", default="500,1000,2000,4000", help="comma-separated step counts, increasing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="also write the curve as JSON here")
+    ap.add_argument("--plot", nargs="+", default=None, metavar="JSON",
+                    help="draw curves written by --out (validation PSNR against steps, each with its lookup floor) into --png; no training")
+    ap.add_argument("--png", default="convergence.png", help="with --plot: the figure's path")
     ap.add_argument("--quick", action="store_true", help="seconds: 64^2, 3+2 subjects, 2 slices, checkpoints 2,4 (the tests run it)")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot_curves([json.loads(Path(p).read_text()) for p in args.plot], Path(args.png))
+        print(f"wrote {args.png}")
+        return {}
     if args.quick:
         args.image_size, args.train_subjects, args.val_subjects, args.slices, args.checkpoints = 64, 3, 2, 2, "2,4"
         args.size = "tiny"
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from robustmri.data.embedded import embedded_slices
     from robustmri.data.paired import PairedTensors
     from robustmri.models.floors import build_lookup, build_lookup_oracle
-    from robustmri.train.engine import TrainConfig, load_trained, train
+    from robustmri.train.engine import TrainConfig, build_from_config, depends_on_total_steps, load_trained, train
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -120,15 +127,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     curve = []
     wall = 0.0
     floor = floors["lookup"]["robustmri"]["psnr"]
+    probe = build_from_config(TrainConfig(model=args.model, size=args.size, model_options=options, image_size=args.image_size,
+                                          in_channels=1))
+    fresh = depends_on_total_steps(probe, probe.optimizers())
+    if fresh:
+        print("this model's training depends on its planned total of steps (schedules or phases): every point is a "
+              "run of its own, planned for that many steps; train_s is that run's time")
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
         for i, steps in enumerate(checkpoints):
+            run = Path(tmp) / (f"run{steps}" if fresh else "run")
             cfg = TrainConfig(model=args.model, size=args.size, source="t1", target="t2", steps=steps, batch_size=args.batch_size,
                               seed=args.seed, checkpoint_every=max(checkpoints), log_every=max(1, steps // 10), device="cpu",
                               model_options=options)
             t1 = time.perf_counter()
-            train(cfg, train_data, run, resume=i > 0, progress=False)
-            wall += time.perf_counter() - t1
+            train(cfg, train_data, run, resume=i > 0 and not fresh, progress=False)
+            wall = (time.perf_counter() - t1) if fresh else wall + time.perf_counter() - t1
             model, _ = load_trained(run)
             model.eval()
             s = score(predict(model, val_data.source), val_data, val_subj)
@@ -143,6 +156,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out:
         Path(args.out).write_text(json.dumps(figs, indent=2))
     return figs
+
+
+def plot_curves(runs: list[dict[str, Any]], png: Path) -> None:
+    """Validation PSNR (robustmri protocol, dB) against training steps, one line per run, each
+    run's ``lookup`` floor dashed in the same colour, and floor + 3 dB dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    for i, run in enumerate(runs):
+        color = f"C{i}"
+        steps = [p["steps"] for p in run["curve"]]
+        ax.plot(steps, [p["robustmri"]["psnr"] for p in run["curve"]], marker="o", color=color,
+                label=f"{run['model']} {run['size']}, {run['image_size']}²")
+        floor = run["floors"]["lookup"]["robustmri"]["psnr"]
+        ax.axhline(floor, ls="--", lw=1, color=color, alpha=0.7)
+        ax.axhline(floor + 3.0, ls=":", lw=1, color=color, alpha=0.7)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training steps (batch 4)")
+    ax.set_ylabel("validation PSNR (dB, masked)")
+    ax.set_title("Convergence against the lookup floor (dashed) and floor + 3 dB (dotted)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
 
 
 def _cpu_name() -> str:

@@ -212,6 +212,20 @@ def test_bad_kd_configs():
         build_model("kd_attack", size="paper", image_size=128)
 
 
+def test_module_size_sizes_the_wrappers_networks_apart_from_the_generator():
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    small = build_model("kd_attack", size="small", image_size=64)
+    mixed = build_model("kd_attack", size="small", image_size=64, module_size="tiny")
+    tiny = build_model("kd_attack", size="tiny", image_size=64)
+    assert count(mixed.generator) == count(small.generator) > count(tiny.generator)
+    for part in ("student", "teacher", "attacker"):
+        assert count(getattr(mixed, part)) == count(getattr(tiny, part)) < count(getattr(small, part))
+    with pytest.raises(ConfigError, match="size"):
+        build_model("kd_attack", module_size="huge")
+
+
 def _cos(a, b):
     return float((a.flatten() @ b.flatten()) / (a.norm() * b.norm()))
 
