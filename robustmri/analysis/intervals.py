@@ -17,7 +17,8 @@ docs/report.md): a percentile bootstrap of a mean over 6 subjects covers about 8
   each model's mean over subjects is added (divided by its number of seeds), and the degrees of
   freedom are Welch-Satterthwaite's. With one seed per model this is the paired t interval over
   subjects. The added term also holds the seed-by-subject noise once more, so the interval errs on
-  the wide side (measured: about 97 % at nominal 95 % on the hierarchical design).
+  the wide side (measured on the hierarchical design at nominal 95 %: 97.2 % at 6 subjects, 95.3 %
+  at 10, 94.7 % at 40).
 
 Everything is deterministic: no resampling, no seed.
 """
@@ -139,7 +140,8 @@ def interval(
         log_scale: with ``statistic``, for a positive statistic (a ratio such as the mCE): the
             interval is built for its logarithm and mapped back, so it is asymmetric and never
             crosses 0; ``se`` is then the log's. Ratios are closer to normal on the log scale
-            (measured: mCE-like ratios at n = 6 cover 95 % on the log scale, 93-94 % without).
+            (measured on mCE-like ratios at n = 6: 93.0 % against 92.8 % without; a small gain,
+            and the interval stays positive).
         level: the two-sided confidence level in (0, 1).
 
     Returns:

@@ -381,7 +381,7 @@ def build(
 ) -> KDAttack:
     """Registry builder: KD+attack around the registered ``generator`` at the ``size`` preset.
     ``module_size`` (default: ``size``) sizes KD+attack's own networks (attacker, teacher, student)
-    apart from the generator's: a ``small`` generator with ``tiny`` modules trains at about 2.6x
+    apart from the generator's: a ``small`` generator with ``tiny`` modules trains at about 2.9x
     the generator's cost per step instead of 6x (128^2, 2 CPU cores; docs/kd_attack.md)."""
     if generator == "kd_attack":
         raise ConfigError("kd_attack cannot wrap itself: choose a generator such as pix2pix")
