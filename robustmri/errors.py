@@ -8,6 +8,8 @@ status 2; the Python API lets it propagate so callers can catch it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class RobustMRIError(Exception):
     """Base class for errors caused by user input or configuration (CLI exit code 2)."""
@@ -29,3 +31,18 @@ class ConfigError(RobustMRIError):
 
 class DependencyError(RobustMRIError):
     """An optional or required third-party package is missing or broken."""
+
+
+def did_you_mean(given: object, allowed: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the allowed names nearest to ``given`` (one name or several),
+    or ``""`` when none is close; appended to one-line errors about unknown names and keys."""
+    import difflib
+
+    names = [str(g) for g in (given if isinstance(given, (set, frozenset, list, tuple)) else [given])]
+    pool = [str(a) for a in allowed]
+    hints = []
+    for name in names:
+        match = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+        if match and match[0] != name:
+            hints.append(f"{name!r} -> {match[0]!r}" if len(names) > 1 else repr(match[0]))
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""

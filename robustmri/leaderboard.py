@@ -16,7 +16,8 @@ Scores (PSNR in dB, SSIM unitless; slices averaged within subjects, then subject
   None for a model some of whose attacks were not run (an external model without gradients);
 - ``worst_psnr``: the lowest cell mean over corruptions and attacks.
 
-Oracle models (which see the target at test time) are listed, never ranked.
+Oracle models (which see the target at test time) are listed, never ranked. The no-learning floor
+``lookup`` is ranked like any model, and listed once when several folders scored it alike.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ FOLDER = "leaderboard"
 COMPARED = ("protocol", "threat_model", "data", "direction")
 """Entries share these fields to be ranked together (direction: one board section per direction)."""
 CONTROL = "random_linf"
+FLOOR_MODELS = ("lookup", "lookup_oracle")
+"""Registry names of the no-learning floors: ranked like any model (a model below ``lookup`` should be
+seen below it), listed once when several folders scored the same floor alike."""
 
 
 def threat_model_hash(suite: Any) -> str:
@@ -120,6 +124,7 @@ def write_entries(out: Path, suite: Any, models: dict[str, dict[str, Any]], data
             "parameters": info.get("parameters"),
             "oracle": bool(info.get("oracle", False)),
             "gradients": bool(info.get("gradients", True)),
+            "floor": str((info.get("model") or {}).get("name", "")) in FLOOR_MODELS,
             "data": data,
             "protocol": protocol,
             "suite": suite.name,
@@ -180,6 +185,16 @@ def board_frame(entries: list[Entry]) -> pd.DataFrame:
     """One row per entry: rank (by corrupted PSNR within a direction; oracles unranked), label,
     direction, scores, parameters, architecture, suite, date."""
     _check_comparable(entries)
+    seen: set[str] = set()
+    kept = []
+    for e in entries:  # a no-learning floor scored alike in several folders is one entry, not one per folder
+        if e.data.get("floor"):
+            key = json.dumps([e.data.get(k) for k in ("label", "direction", "data", "threat_model", "scores")], sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(e)
+    entries = kept
     rows = []
     labels = [e.data["label"] for e in entries]
     for e in entries:

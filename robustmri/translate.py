@@ -38,7 +38,8 @@ import torch
 from robustmri.errors import ConfigError, DataError
 from robustmri.rng import KeyedStream
 
-__all__ = ["Preparation", "translate_volume", "translate_path", "load_translator", "DATA_FILE"]
+__all__ = ["DATA_FILE", "Preparation", "Selection", "load_translator", "name_contrast", "select_inputs",
+           "translate_path", "translate_volume"]
 
 DATA_FILE = "data.json"
 """In a run folder: how the data the model was trained on were prepared (see :func:`record_preparation`)."""
@@ -208,6 +209,98 @@ def load_translator(
     return predict, grid, run_dir, src
 
 
+LABEL_MAP_MAX_VALUES = 64
+"""An integer-valued volume with at most this many distinct values is a label map (``seg``, a
+mask), not an image: scans stored as integers (IXI's int16) hold thousands of values."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The NIfTI files ``translate`` will translate, and those it skips with the reason why."""
+
+    files: list[Path]
+    skipped: list[tuple[Path, str]]
+
+
+def name_contrast(path: Path) -> str | None:
+    """The contrast a file name states, from its tokens split on ``_ - .`` (case-insensitive,
+    aliases of :data:`robustmri.data.contrasts.ALIASES`): ``IXI002-Guys-0828-T1.nii.gz`` -> ``t1``,
+    ``sub-01_T2w.nii.gz`` -> ``t2``, ``BraTS-GLI-00000-000-t2f.nii.gz`` -> ``flair``; a label
+    volume's name (``seg``, ``mask``) -> ``"seg"`` / ``"mask"``; an nnU-Net channel (``case_0000``)
+    -> ``"0000"``; None when the name states none."""
+    import re
+
+    from robustmri.data.contrasts import ALIASES, LABEL_VOLUMES
+
+    stem = path.name
+    for suffix in NIFTI_SUFFIXES[::-1]:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    tokens = [t for t in re.split(r"[_\-. ]+", stem.lower()) if t]
+    for token in reversed(tokens):
+        if token in ALIASES:
+            return ALIASES[token]
+        if token in LABEL_VOLUMES:
+            return token
+    if tokens and re.fullmatch(r"\d{4}", tokens[-1]) and "_" in stem:
+        return tokens[-1]
+    return None
+
+
+def is_label_map(path: Path) -> bool:
+    """True for an integer-valued volume with at most :data:`LABEL_MAP_MAX_VALUES` distinct values."""
+    import nibabel as nib
+
+    try:
+        data = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception:  # noqa: BLE001 - unreadable files are reported when translated
+        return False
+    if data.dtype.kind == "f":
+        finite = data[np.isfinite(data)]
+        if finite.size == 0 or not np.array_equal(finite, np.round(finite)):
+            return False
+        data = finite
+    return np.unique(data).size <= LABEL_MAP_MAX_VALUES
+
+
+def select_inputs(path: Path, *, pattern: str | None = None, contrast: str | None = None) -> Selection:
+    """The files of ``path`` (a NIfTI file or a folder of them) to translate.
+
+    ``pattern``: a glob on the file name (``"*_0000.nii.gz"``). ``contrast``: keep only files whose
+    name states that contrast (:func:`name_contrast`; a canonical name or alias, or an nnU-Net
+    channel such as ``0000``); files that state another are skipped, and so are files that state
+    none. Label maps (:func:`is_label_map`) are always skipped. Raises DataError when nothing is left.
+    """
+    import fnmatch
+
+    from robustmri.data.contrasts import canonical_contrast
+
+    files = list_inputs(path)
+    want = None
+    if contrast is not None:
+        text = str(contrast).strip()
+        want = text if text.isdigit() and len(text) == 4 else canonical_contrast(text)
+    keep: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for f in files:
+        stated = name_contrast(f)
+        if pattern is not None and path.is_dir() and not fnmatch.fnmatch(f.name, pattern):
+            skipped.append((f, f"does not match --pattern {pattern}"))
+        elif stated in ("seg", "mask") or is_label_map(f):
+            skipped.append((f, "a label map (integer values, few distinct): not an image"))
+        elif want is not None and stated != want:
+            skipped.append((f, f"its name states {stated}, not {want}" if stated else
+                               f"its name states no contrast (--contrast {want} asks for one)"))
+        else:
+            keep.append(f)
+    if not keep:
+        why = "; ".join(f"{f.name}: {reason}" for f, reason in skipped[:3])
+        raise DataError(f"nothing to translate in {path} ({why}{'; ...' if len(skipped) > 3 else ''}): "
+                        "check --contrast / --pattern")
+    return Selection(keep, skipped)
+
+
 def list_inputs(path: Path) -> list[Path]:
     """The NIfTI files ``path`` names: itself, or every .nii / .nii.gz file in the folder (sorted)."""
     if path.is_file():
@@ -229,17 +322,19 @@ def translate_path(
     batch_size: int = 32,
     progress: Callable[[str], Any] | None = None,
     mask: str | os.PathLike[str] | None = None,
+    files: list[Path] | None = None,
 ) -> list[Path]:
     """Translate a NIfTI file (``out``: a file name, or a folder to hold it under its own name) or
-    every NIfTI file of a folder (``out``: a folder). Each output is written atomically, with the
-    input's shape, affine and header. Returns the written paths."""
+    the NIfTI files of a folder (``out``: a folder): ``files`` (from :func:`select_inputs`), by
+    default every one. Each output is written atomically, with the input's shape, affine and
+    header. Returns the written paths."""
     import nibabel as nib
 
     from robustmri.atomic import atomic_path
     from robustmri.data.readers import load_volume
 
     src = Path(inp)
-    files = list_inputs(src)
+    files = list_inputs(src) if files is None else list(files)
     dst = Path(out)
     single_file = src.is_file() and dst.name.endswith(NIFTI_SUFFIXES)
     if not single_file:

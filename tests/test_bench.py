@@ -146,7 +146,8 @@ def test_builtin_suites_are_valid():
     from robustmri.bench.suite import builtin_suites
 
     names = builtin_suites()
-    assert {"smoke", "quick", "full", "paper", "ablation", "ablation-misreg", "ablation-kdweights"} <= set(names)
+    assert {"smoke", "quick", "full", "paper", "ablation", "ablation-misreg", "ablation-kdweights", "paper-mini",
+            "paper-mini-misreg"} <= set(names)
     for name in names:
         suite = load_suite(name)
         assert suite.name == name and suite.models
@@ -303,3 +304,40 @@ def test_cli_bench_bad_suite(tmp_path, capsys):
     assert "unknown model 'nope'" in err and str(bad) in err
     assert main(["bench", "--suite", "no-such-suite"]) == 2
     assert "smoke" in capsys.readouterr().err
+
+
+def test_a_bench_ends_with_the_summary_table(baseline, cache_dir, tmp_path, capsys):
+    """`robustmri bench` prints, per model, clean PSNR/SSIM, the margin over `lookup`, PSNR lost per
+    family at the top severity and to the attacks, and the mCE, each equal to its value recomputed
+    from results.csv; then the report's path."""
+    import shutil
+
+    from robustmri.cli import main
+    from robustmri.report.summary import summary_rows
+    from robustmri.results import subject_means
+
+    work = tmp_path / "out"
+    shutil.copytree(baseline, work)  # the trained runs and cells are reused: only lookup is fitted and scored
+    suite = _write_suite(tmp_path / "floor.toml", TINY_SUITE.replace(
+        '[perturbations]', '[[models]]\nname = "lookup"\n\n[perturbations]'))
+    assert main(["bench", "--suite", str(suite), "--out", str(work), "--cache", str(cache_dir)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    assert lines[head].split() == ["model", "PSNR", "SSIM", "vs", "lookup", "noise", "image", "attacks", "mCE"]
+    rows, _ = summary_rows(work)
+    subjects = subject_means(_results(work))
+    for model in ("pix2pix", "pix2pix:b"):
+        mine = subjects[subjects["model"] == model]
+        clean = mine[mine["perturbation"] == "clean"]["psnr"].mean()
+        noise = mine[mine["perturbation"] == "gaussian_noise"]["psnr"].mean()
+        attack = mine[mine["perturbation"] == "fgsm_linf"]["psnr"].mean()
+        lookup = subjects[(subjects["model"] == "lookup") & (subjects["perturbation"] == "clean")]["psnr"].mean()
+        row = rows[rows["model"] == model].iloc[0]
+        assert row["clean_psnr"] == pytest.approx(clean) and row["over_lookup"] == pytest.approx(clean - lookup)
+        assert row["lost_noise"] == pytest.approx(clean - noise) and row["lost_attacks"] == pytest.approx(clean - attack)
+        printed = next(line for line in lines[head:] if line.split()[0] == model).split()
+        assert float(printed[1]) == pytest.approx(clean, abs=0.006)
+    assert rows.loc[rows["model"] == "pix2pix", "mce"].iloc[0] == pytest.approx(100.0)
+    assert rows.loc[rows["model"] == "lookup", "tag"].iloc[0] == "floor"
+    assert lines[-1] == f"report: {work / 'report' / 'report.html'}"

@@ -91,3 +91,40 @@ def test_missing_nilearn_is_one_line_error(tmp_path, capsys, monkeypatch):
     finally:
         anatomy._load_full_template.cache_clear()
         anatomy._template_tissues_cached.cache_clear()
+
+
+def test_help_lists_every_builtin_suite_and_reads_as_written(capsys):
+    """`bench --help` names every built-in suite, shows "[slurm]" literally (no markup eaten: it read
+    "the suite's , else"), no `<bool>` beside flags, and rejoins hard-wrapped help lines."""
+    from robustmri.bench.suite import builtin_suites
+
+    assert main(["bench", "--help"]) == 0
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())
+    for name in builtin_suites():
+        assert name in flat, name
+    assert "the suite's [slurm], else" in flat
+    assert "<bool>" not in out
+    assert main(["eval", "--help"]) == 0
+    eval_help = " ".join(capsys.readouterr().out.split())
+    assert "the same seed and batch size give the same numbers" in eval_help
+
+
+def test_unknown_names_suggest_the_nearest_allowed_one(capsys):
+    from robustmri.bench.suite import parse_suite
+    from robustmri.errors import ConfigError, did_you_mean
+
+    assert did_you_mean("perturbation", ["perturbations", "attacks"]) == " (did you mean 'perturbations'?)"
+    assert did_you_mean("zzz", ["perturbations", "attacks"]) == ""
+    assert did_you_mean({"modles", "seedz"}, ["models", "seeds"]).count("->") == 2
+    base = {"name": "x", "models": [{"name": "pix2pix"}]}
+    for raw, hint in [
+        ({**base, "perturbation": {}}, "did you mean 'perturbations'?"),
+        ({**base, "models": [{"name": "pix2pixx"}]}, "did you mean 'pix2pix'?"),
+        ({**base, "perturbations": {"names": ["gaussian_nois"]}}, "did you mean 'gaussian_noise'?"),
+        ({**base, "eval": {"batchsize": 4}}, "did you mean 'batch_size'?"),
+    ]:
+        with pytest.raises(ConfigError, match=hint.replace("?", r"\?")):
+            parse_suite(raw, "s.toml")
+    assert main(["bench", "--suite", "smok"]) == 2
+    assert "did you mean 'smoke'?" in capsys.readouterr().err

@@ -178,7 +178,7 @@ def test_the_python_api_scores_a_module_object_like_the_suite_does(bench, model_
     module = load_external_module(f"{model_dir}/mynet.py:build")
     frame = robustmri.benchmark(module, out=tmp_path / "api", suite=bench.parent / "suite.toml", label="mynet",
                                 io_range="symmetric", cache=cache_dir, report=False)
-    assert set(frame["model"]) == {"mynet"}
+    assert set(frame["model"]) == {"mynet", "lookup"}  # floors=True: the no-learning floor beside it
     suite_frame = pd.read_csv(bench / "results.csv", dtype={"subject": str})
     pd.testing.assert_frame_equal(_rows(frame, "mynet"), _rows(suite_frame, "mynet"))
 

@@ -342,3 +342,43 @@ def test_report_finds_oracles_in_model_json_and_refuses_an_oracle_reference(tmp_
 
     with pytest.raises(DataError, match="sees the target at test time"):
         build_report(root)
+
+
+def test_a_lone_model_is_never_ranked_against_itself(tmp_path: Path) -> None:
+    """One model in the results: no bold anywhere, no footnote comparing it with itself, and a first
+    line saying nothing is compared and how to score a baseline beside it."""
+    frame = synthetic_results(6, {"mymodel": (0, 0, 1)}, two_seed_model=None)
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "manifest.json").write_text(json.dumps({"reference_model": "mymodel"}))
+    page = build_report(tmp_path)
+    for table in (page.parent / "tables").glob("*.md"):
+        text = table.read_text()
+        assert not any("**" in line for line in text.splitlines() if line.startswith("|")), table.name
+        assert "vs mymodel" not in text and "Bold: best" not in text, table.name
+    html = page.read_text(encoding="utf-8")
+    assert "Only one model (mymodel) in these results: nothing is compared" in html
+    assert "floors=True" in html
+
+
+def test_the_degradation_figure_plots_losses_on_one_shared_axis(subjects: pd.DataFrame) -> None:
+    """Known losses of the synthetic results: pix2pix loses 2 dB per motion severity, robust 1 dB;
+    every line starts at 0; all panels share the y axis; the legend gives the clean PSNR. The heat
+    map holds the losses at the highest severity."""
+    import matplotlib.pyplot as plt
+
+    from robustmri.report import figures as F
+
+    fig = F.degradation_curves(subjects, "t1->t2", models=["pix2pix", "robust", "resvit"])
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert all(panels[0].get_shared_y_axes().joined(panels[0], ax) for ax in panels)
+    motion = next(ax for ax in panels if ax.get_title().startswith("motion"))
+    lines = [ln for ln in motion.get_lines() if len(ln.get_xdata()) == 6]
+    assert [round(float(ln.get_ydata()[0]), 6) for ln in lines] == [0.0, 0.0, 0.0]
+    assert [round(float(ln.get_ydata()[-1]), 4) for ln in lines] == [10.0, 5.0, 10.0]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0] == f"pix2pix (clean {REF_PSNR:.2f} dB)"
+    plt.close(fig)
+    fig = F.loss_heatmap(subjects, "t1->t2", models=["pix2pix", "robust", "resvit"])
+    grid = np.asarray(fig.axes[0].images[0].get_array())
+    np.testing.assert_allclose(grid, [[5.0, 10.0], [2.5, 5.0], [5.0, 10.0]], atol=1e-6)  # noise s5, motion s5
+    plt.close(fig)

@@ -144,3 +144,36 @@ def test_bad_translate_calls_are_one_line_errors(args, match, embedded, identity
     code = main(["translate", *[a.format(**fill) for a in args]])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and match in err[0], err
+
+
+def test_translate_picks_its_inputs_by_contrast_pattern_and_content(embedded, identity, tmp_path, capsys) -> None:
+    """A subject folder holds t1, t2, pd, flair and a label map: `--contrast t1` translates the T1 alone
+    and lists what it skipped; a label map under a neutral name is recognised by its values; nnU-Net
+    channels (`case_0000`) and globs select as well."""
+    import shutil
+
+    from robustmri.translate import name_contrast, select_inputs
+
+    assert [name_contrast(Path(n)) for n in ("IXI002-Guys-0828-T1.nii.gz", "sub-01_T2w.nii.gz",
+                                            "BraTS-GLI-00000-000-t2f.nii.gz", "BraTS-GLI-00000-000-seg.nii.gz",
+                                            "case_0001.nii.gz", "oblique.nii")] == ["t1", "t2", "flair", "seg", "0001", None]
+    folder = tmp_path / "in"
+    shutil.copytree(embedded / "sub-000", folder)
+    seg = nib.load(str(folder / "seg.nii.gz"))
+    nib.save(nib.Nifti1Image(np.asarray(seg.dataobj).astype(np.float32), seg.affine), str(folder / "labels.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["translate", "-i", str(folder), "-o", str(out), "--contrast", "T1w", "--external", identity,
+                 "--size", "64", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["t1.nii.gz"]
+    assert "skipped seg.nii.gz: a label map" in text and "skipped labels.nii.gz: a label map" in text
+    assert "skipped t2.nii.gz: its name states t2, not t1" in text and "skipped 5" in text
+    nnunet = tmp_path / "nnunet"
+    nnunet.mkdir()
+    shutil.copy(folder / "t1.nii.gz", nnunet / "case_0000.nii.gz")
+    shutil.copy(folder / "t2.nii.gz", nnunet / "case_0001.nii.gz")
+    assert [p.name for p in select_inputs(nnunet, contrast="0000").files] == ["case_0000.nii.gz"]
+    assert [p.name for p in select_inputs(nnunet, pattern="*_0001.nii.gz").files] == ["case_0001.nii.gz"]
+    assert main(["translate", "-i", str(nnunet), "-o", str(out), "--contrast", "flair", "--external", identity,
+                 "--size", "64"]) == 2
+    assert "nothing to translate" in capsys.readouterr().err

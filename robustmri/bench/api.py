@@ -29,9 +29,10 @@ def benchmark(
     io_range: str = "unit",
     direction: str | None = None,
     baselines: bool = False,
+    floors: bool = True,
     device: str | None = None,
     cache: str | os.PathLike[str] | None = None,
-    progress: bool = False,
+    progress: bool = True,
     report: bool = True,
 ) -> pd.DataFrame:
     """Score ``model`` on ``suite``'s grid and return the results table.
@@ -44,7 +45,12 @@ def benchmark(
     ``embedded:N``, a prepared folder or a raw IXI/BraTS folder). ``direction``: the one direction
     the model translates (``"t1->t2"``); needed when the suite has several. ``baselines``: also
     train and score the suite's own models (the first of them is then the reference for tests).
-    ``out``: results folder (resumable, as ``robustmri bench --out``).
+    ``floors``: also score the no-learning ``lookup`` floor (fitted in seconds on the suite's
+    training slices), so that a lone model is compared with something and the report says whether
+    it learned more than a mapping of intensities; the user's model stays the reference.
+    ``out``: results folder (resumable, as ``robustmri bench --out``). ``progress``: progress lines
+    while it runs and the summary table (:mod:`robustmri.report.summary`) when it ends, on stderr
+    and stdout as the CLI prints them; ``False`` keeps it silent.
 
     Returns the rows of ``out/results.csv`` (all models in it) as a DataFrame.
     """
@@ -73,12 +79,22 @@ def benchmark(
         raise ConfigError(f"suite {s.name} has {len(s.directions)} directions: pass direction='t1->t2' (the one your model translates)")
     entry = register_object(label, model) if isinstance(model, nn.Module) else str(model)
     spec = ModelSpec("external", "tiny", label, external=entry, io_range=io_range, direction=direction)
+    models = (*s.models, spec) if baselines else (spec,)
+    if floors and not any(m.name == "lookup" for m in models):
+        if label == "lookup":
+            raise ConfigError("label 'lookup' is the floor's name: pass another label=, or floors=False")
+        models = (*models, ModelSpec("lookup", "tiny", "lookup"))
     s = replace(
         s,
-        models=((*s.models, spec) if baselines else (spec,)),
+        models=models,
         directions=directions,
         reference_model=s.reference_model if baselines else label,
         data_source=data if data is not None else s.data_source,
     )
     path = run_suite(s, Path(out), device=device, progress=progress, cache=cache, report=report)
+    if progress:
+        from robustmri.report.summary import bench_summary
+
+        page = path / "report" / "report.html"
+        print(bench_summary(path, report=page if page.is_file() else None), flush=True)
     return read_table(path / "results.csv")

@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from robustmri.data.contrasts import canonical_contrast
-from robustmri.errors import ConfigError
+from robustmri.errors import ConfigError, did_you_mean
 
 SUITES_PACKAGE = "robustmri.suites"
 """Package holding the built-in suites."""
@@ -197,7 +197,7 @@ def _embedded_options(path: str, options: Any) -> dict[str, Any]:
     allowed = {f.name for f in dc_fields(SynthConfig)} - {"size", "seed", "sequences", "contrasts"}
     bad = set(options) - allowed
     if bad:
-        raise _err(path, f"unknown embedded option(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+        raise _err(path, f"unknown embedded option(s) {sorted(bad)}{did_you_mean(bad, allowed)}; allowed: {sorted(allowed)}")
     return dict(options)
 
 
@@ -280,14 +280,14 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
 
     unknown = set(raw) - _TOP_KEYS
     if unknown:
-        raise _err(path, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+        raise _err(path, f"unknown key(s) {sorted(unknown)}{did_you_mean(unknown, _TOP_KEYS)}; allowed: {sorted(_TOP_KEYS)}")
     for section, keys in _SECTIONS.items():
         if section in raw:
             if not isinstance(raw[section], dict):
                 raise _err(path, f"[{section}] must be a table")
             bad = set(raw[section]) - keys
             if bad:
-                raise _err(path, f"unknown key(s) {sorted(bad)} in [{section}]; allowed: {sorted(keys)}")
+                raise _err(path, f"unknown key(s) {sorted(bad)} in [{section}]{did_you_mean(bad, keys)}; allowed: {sorted(keys)}")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise _err(path, "needs a non-empty string `name`")
@@ -312,9 +312,11 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
             models.append(_external_spec(path, m, directions))
             continue
         if not isinstance(m, dict) or set(m) - _MODEL_KEYS:
-            raise _err(path, f"[[models]] entry {m!r} has unknown keys; allowed: {sorted(_MODEL_KEYS)}")
+            bad = set(m) - _MODEL_KEYS if isinstance(m, dict) else set()
+            raise _err(path, f"[[models]] entry {m!r} has unknown keys{did_you_mean(bad, _MODEL_KEYS)}; allowed: "
+                             f"{sorted(_MODEL_KEYS)}")
         if m.get("name") not in known:
-            raise _err(path, f"unknown model {m.get('name')!r}; registered: {', '.join(known)}")
+            raise _err(path, f"unknown model {m.get('name')!r}{did_you_mean(m.get('name'), known)}; registered: {', '.join(known)}")
         if m.get("size", "tiny") not in SIZES:
             raise _err(path, f"model {m['name']}: size must be one of {', '.join(SIZES)}")
         options = m.get("options", {})
@@ -341,12 +343,12 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         raise _err(path, "perturbations.names must be 'all' or a list")
     for n in names:
         if n not in corruptions:
-            raise _err(path, f"unknown corruption {n!r}; use one of {', '.join(corruptions)}")
+            raise _err(path, f"unknown corruption {n!r}{did_you_mean(n, corruptions)}; use one of {', '.join(corruptions)}")
     att = raw.get("attacks", {})
     attack_names = att.get("names", [])
     for n in attack_names:
         if n not in PERTURBATIONS or PERTURBATIONS[n].family != "adversarial":
-            raise _err(path, f"unknown attack {n!r}; use one of {', '.join(list_perturbations('adversarial'))}")
+            raise _err(path, f"unknown attack {n!r}{did_you_mean(n, list_perturbations('adversarial'))}; use one of {', '.join(list_perturbations('adversarial'))}")
     budget = att.get("budget", {})
     if not isinstance(budget, dict) or not all(isinstance(v, dict) for v in budget.values()):
         raise _err(path, "attacks.budget must be a table of tables, e.g. { square_linf = { queries = 100 } }")
@@ -361,7 +363,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
             raise _err(path, f"attacks.budget: {exc}") from None
     protocol = raw.get("protocol", {}).get("name", "robustmri")
     if protocol not in list_protocols():
-        raise _err(path, f"unknown protocol {protocol!r}; use one of {', '.join(list_protocols())}")
+        raise _err(path, f"unknown protocol {protocol!r}{did_you_mean(protocol, list_protocols())}; use one of {', '.join(list_protocols())}")
     if att.get("loss", "mse") not in ("mse", "l1"):
         raise _err(path, "attacks.loss must be mse or l1")
     if att.get("objective", "target") not in ("target", "stability"):
@@ -444,7 +446,7 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
 
         resource = files(SUITES_PACKAGE) / f"{name_or_path}.toml"
         if not resource.is_file():
-            raise ConfigError(f"suite {name_or_path!r} is not a built-in suite: use one of {', '.join(builtin_suites())} or a .toml path")
+            raise ConfigError(f"suite {name_or_path!r} is not a built-in suite{did_you_mean(str(name_or_path), builtin_suites())}: use one of {', '.join(builtin_suites())} or a .toml path")
         text, where = resource.read_text(encoding="utf-8"), f"{name_or_path} (built in)"
     else:
         if not p.is_file():

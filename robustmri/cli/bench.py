@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
+from robustmri.bench.suite import builtin_suites
 from robustmri.cli import app
 
 
 @app.command("bench")
 def bench_cmd(
-    suite: str = typer.Option("smoke", "--suite", help="Suite name (smoke, quick, full, paper, ablation) or a .toml path."),
+    suite: str = typer.Option("smoke", "--suite", help=f"A built-in suite ({', '.join(builtin_suites())}) or a .toml path."),
     out: Path = typer.Option(None, "--out", help="Results folder (default reports/<suite>)."),
     device: str = typer.Option(None, "--device", help="Override the suite's device: auto, cpu, cuda, cuda:N."),
     shard: str = typer.Option(None, "--shard", help="Run only part i/n of the (model, direction, seed) jobs."),
@@ -34,7 +35,7 @@ def bench_cmd(
     from robustmri.bench import load_suite, run_suite
     from robustmri.bench.plan import parse_shard
     from robustmri.bench.slurm import SlurmOptions, format_plan, plan_slurm, run_slurm
-    from robustmri.errors import ConfigError
+    from robustmri.errors import ConfigError, DataError
 
     if executor not in ("local", "slurm"):
         raise ConfigError(f"--executor {executor!r}: use local or slurm")
@@ -57,8 +58,13 @@ def bench_cmd(
     else:
         path = run_suite(s, target, device=device, shard=part, cache=cache, report=not no_report, compile=compile)
     typer.echo(f"suite {s.name}: results in {path / 'results.csv'} ({time.perf_counter() - start:.1f} s)")
-    if (path / "report" / "report.html").is_file():
-        typer.echo(f"report: {path / 'report' / 'report.html'}")
+    from robustmri.report.summary import bench_summary
+
+    page = path / "report" / "report.html"
+    try:
+        typer.echo(bench_summary(path, report=page if page.is_file() else None))
+    except DataError as exc:  # a shard without clean rows, say: the files are there, the summary is not
+        typer.echo(f"no summary ({exc})")
 
 
 @app.command("merge")

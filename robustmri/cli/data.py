@@ -9,7 +9,7 @@ import typer
 
 from robustmri.cli import app
 
-data_app = typer.Typer(help="Generate, inspect and prepare MRI data.", no_args_is_help=True)
+data_app = typer.Typer(help="Generate, inspect and prepare MRI data.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 

@@ -13,7 +13,7 @@ import typer
 from robustmri.cli import app
 from robustmri.errors import ConfigError, DataError
 
-perturb_app = typer.Typer(help="List perturbations and preview them on a slice.", no_args_is_help=True)
+perturb_app = typer.Typer(help="List perturbations and preview them on a slice.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(perturb_app, name="perturb")
 
 

@@ -12,6 +12,11 @@ from robustmri.cli import app
 @app.command("translate")
 def translate_cmd(
     inp: Path = typer.Option(..., "-i", "--input", help="A NIfTI file (.nii, .nii.gz) or a folder of them."),
+    contrast: str = typer.Option(
+        None, "--contrast", help="Translate only files whose name states this contrast (t1, T1w, t2, ...; an "
+        "nnU-Net channel such as 0000 for case_0000.nii.gz). Default: the run's source contrast; files naming no "
+        "contrast are kept then."),
+    pattern: str = typer.Option(None, "--pattern", help="Translate only file names matching this glob, e.g. '*_0000.nii.gz'."),
     out: Path = typer.Option(..., "-o", "--output", help="Output file (for one input file) or folder (same file names)."),
     run: Path = typer.Option(None, "--run", help="Run folder written by `robustmri train` (or a bench's runs/<name>)."),
     external: str = typer.Option(None, "--external", help="Your own model instead: 'module:callable', 'file.py:callable' or a TorchScript file."),
@@ -34,9 +39,11 @@ def translate_cmd(
     from robustmri.data.normalize import check_method
     from robustmri.data.slices import FITS, parse_axis
     from robustmri.errors import ConfigError
-    from robustmri.translate import Preparation, list_inputs, load_translator, translate_path
+    from robustmri.translate import Preparation, list_inputs, load_translator, select_inputs, translate_path
 
     list_inputs(inp)  # a wrong input is refused before a model is loaded
+    if contrast is not None:
+        select_inputs(inp, pattern=pattern, contrast=contrast)  # and a selection that leaves nothing
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if io_range not in ("unit", "symmetric"):
@@ -57,6 +64,19 @@ def translate_cmd(
         if fit not in FITS:
             raise ConfigError(f"--fit {fit!r}: use pad or crop")
         prep = replace(prep, fit=fit)
+    selection = select_inputs(inp, pattern=pattern, contrast=contrast)
+    if contrast is None and source is not None and inp.is_dir():  # the run knows its input contrast
+        from robustmri.translate import Selection, name_contrast
+
+        other = [(f, f"its name states {name_contrast(f)}, the run translates {source}") for f in selection.files
+                 if name_contrast(f) not in (None, source)]
+        kept = [f for f in selection.files if name_contrast(f) in (None, source)]
+        if not kept:
+            raise ConfigError(f"no file of {inp} states the run's source contrast {source}: pass --contrast or --pattern")
+        selection = Selection(kept, [*selection.skipped, *other])
     written = translate_path(inp, out, predict, prep, like=like, batch_size=batch_size, mask=mask,
-                             progress=lambda text: typer.echo(text))
-    typer.echo(f"translated {len(written)} volume(s) (norm {prep.norm}, axis {prep.axis}, fit {prep.fit}, {grid} px)")
+                             progress=lambda text: typer.echo(text), files=selection.files)
+    for f, reason in selection.skipped:
+        typer.echo(f"skipped {f.name}: {reason}")
+    typer.echo(f"translated {len(written)} volume(s), skipped {len(selection.skipped)} (norm {prep.norm}, axis "
+               f"{prep.axis}, fit {prep.fit}, {grid} px)")

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from baselines.layers import check_image_size
 from baselines.reggan import smoothness_loss
-from robustmri.errors import ConfigError
+from robustmri.errors import ConfigError, did_you_mean
 from robustmri.kd.attacker import GenerativeAttacker, per_image_l1, spsa_gradient
 from robustmri.kd.refine import Refinement, RefinementNet
 from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel
@@ -164,7 +164,7 @@ class KDAttack(TranslationModel):
     ) -> None:
         super().__init__(generator.in_channels, generator.image_size)
         if variant not in VARIANTS:
-            raise ConfigError(f"unknown kd_attack variant {variant!r}: use one of {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown kd_attack variant {variant!r}{did_you_mean(variant, VARIANTS)}: use one of {', '.join(VARIANTS)}")
         if attacker not in ("spsa", "square"):
             raise ConfigError(f"unknown attacker {attacker!r}: use spsa or square")
         if teacher not in TEACHERS:

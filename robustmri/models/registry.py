@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from robustmri.errors import ConfigError
+from robustmri.errors import ConfigError, did_you_mean
 from robustmri.models.base import TranslationModel
 from robustmri.plugins import load_plugins
 
@@ -54,7 +54,7 @@ def _resolve(name: str) -> Builder:
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in _BUILTIN:
-        raise ConfigError(f"unknown model {name!r}: use one of {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}{did_you_mean(name, list_models())}: use one of {', '.join(list_models())}")
     module_name, attr = _BUILTIN[name].split(":")
     return getattr(importlib.import_module(module_name), attr)
 

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from robustmri.errors import ConfigError, DataError
+from robustmri.errors import ConfigError, DataError, did_you_mean
 from robustmri import rng
 from robustmri.rng import KeyedStream, RandomSource
 
@@ -92,7 +92,7 @@ def get_perturbation(name: str, **options: Any) -> Perturbation:
         cls = PERTURBATIONS[name]
     except KeyError:
         raise ConfigError(
-            f"unknown perturbation {name!r}; use one of: {', '.join(list_perturbations())}"
+            f"unknown perturbation {name!r}{did_you_mean(name, list_perturbations())}; use one of: {', '.join(list_perturbations())}"
         ) from None
     return cls(**options)
 

@@ -9,12 +9,14 @@ Layout of the report folder (replaced as a whole, atomically, on every build)::
                                       corruption_error, ablation (when the manifest says so),
                                       claims (paired differences behind the KD+attack claims, when
                                       such pairs were run), teacher (when a run logged a teacher)
-    report/figures/<name>.png|.pdf    degradation_psnr_<direction>, clean_psnr_box,
+    report/figures/<name>.png|.pdf    degradation_psnr_<direction> (PSNR lost, shared axis),
+                                      heatmap_psnr_<direction>, clean_psnr_box,
                                       samples_<direction> (when RESULTS_DIR/samples/*.npz exist)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +167,11 @@ def load_results(results_dir: str | Path) -> ReportInputs:
     if oracles:
         warnings.append(f"{', '.join(sorted(oracles))} see(s) the real target at test time (oracle): shown for diagnosis, "
                         "marked (oracle), never bolded or ranked, and without mCE.")
+    compared = [m for m in models if m not in oracles]
+    if len(compared) < 2:
+        warnings.insert(0, f"Only one model ({', '.join(compared) or models[0]}) in these results: nothing is compared, "
+                           "ranked or tested. Score a baseline beside it: robustmri.benchmark(..., floors=True) (the "
+                           "default) adds the no-learning lookup floor, baselines=True the suite's trained models.")
     below_floor, floor_notes = floor_findings(root, frame, oracles)
     warnings += floor_notes
     if below_floor is not None:
@@ -278,8 +285,12 @@ def build_report(
     for extra in (C.claims_table(inputs.frame, pairs), C.teacher_table(root)):
         if extra is not None:
             tables.append(extra)
+    lone = len([m for m in inputs.models if m not in inputs.oracles]) < 2
     for t in tables:
         t.mark_oracles(inputs.oracles)
+        if lone:  # the footnotes' "Bold: best ..." and "test vs <model>" would compare a model with itself
+            kept = [x for x in re.split(r"(?<=\.)\s+", t.note) if not re.search(r"bold|wilcoxon", x, re.I)]
+            t.note = " ".join([*kept, "One model only: nothing is bold, ranked or tested."])
     with atomic_dir(out, overwrite=True) as tmp:
         table_items = []
         for t in tables:
@@ -308,9 +319,19 @@ def build_report(
                                        oracles=inputs.oracles)
             png = F.save_figure(fig, fig_dir / name)
             figure_items.append(H.FigureItem(
-                f"PSNR vs severity, {direction}", png,
-                "Severity 0 is the clean input. Lines: mean over subjects; bands: 95% t interval of the mean "
-                "over subjects.", [f"figures/{name}.png", f"figures/{name}.pdf"]))
+                f"PSNR lost vs severity, {direction}", png,
+                "PSNR lost from clean (dB; higher = worse) on one y axis shared by every panel; severity 0 is the "
+                "clean input, where every line starts at 0, and the legend gives each model's clean PSNR. Lines: "
+                "mean over subjects of each subject's loss; bands: 95% t interval of that mean.",
+                [f"figures/{name}.png", f"figures/{name}.pdf"]))
+            name = f"heatmap_psnr_{_slug(direction)}"
+            png = F.save_figure(F.loss_heatmap(subjects, direction, metric="psnr", models=inputs.models,
+                                               oracles=inputs.oracles), fig_dir / name)
+            figure_items.append(H.FigureItem(
+                f"PSNR lost at a glance, {direction}", png,
+                "Model x perturbation at each perturbation's highest severity: PSNR lost from clean (dB, mean over "
+                "subjects); red loses, blue gains; blank: not scored (white-box attacks on a model without "
+                "gradients).", [f"figures/{name}.png", f"figures/{name}.pdf"]))
         sample_files = sorted((root / "samples").glob("*.npz")) if (root / "samples").is_dir() else []
         # <direction>.npz only: the runner's <direction>.pair.npz (source/target/mask alone) are skipped
         for path in [p for p in sample_files if "." not in p.stem]:
@@ -381,7 +402,7 @@ def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figur
     if "robustness_psnr" in tables:
         sections.append(H.Section("Robustness", [tables[k] for k in ("robustness_psnr", "robustness_ssim", "auc_psnr",
                                                                    "corruption_error")]
-                                  + [f for f in figure_items if f.title.startswith("PSNR vs")],
+                                  + [f for f in figure_items if f.title.startswith("PSNR lost")],
                                   "Family columns average the family's perturbations at each severity."))
     if "stability_psnr" in tables:
         sections.append(H.Section("Output stability", [tables["stability_psnr"]],

@@ -31,10 +31,12 @@ __all__ = [
     "clean_boxplot",
     "degradation_curves",
     "figure_png",
+    "loss_heatmap",
     "model_colors",
     "qualitative_grid",
     "sample_rows",
     "save_figure",
+    "with_losses",
 ]
 
 _LABEL = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE", "nmse": "NMSE"}
@@ -57,6 +59,24 @@ def model_colors(models: Sequence[str]) -> dict[str, tuple[float, float, float]]
     return {m: tuple(palette[i % len(palette)][:3]) for i, m in enumerate(models)}
 
 
+_HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "mae": False, "nmse": False}
+_UNIT = {"psnr": " dB"}
+
+
+def with_losses(subjects: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
+    """:func:`with_clean_curves` plus a column ``lost``: how much worse ``metric`` is than the same
+    model's clean value on the same subject (clean minus perturbed for PSNR/SSIM, perturbed minus
+    clean for MAE/NMSE; 0 at severity 0; positive = worse)."""
+    curves = with_clean_curves(subjects)
+    if curves.empty:
+        return curves.assign(lost=pd.Series(dtype=float))
+    keys = ["model", "direction", "subject"]
+    clean = curves[curves["severity"] == 0].drop_duplicates(keys)[[*keys, metric]].rename(columns={metric: "_clean"})
+    out = curves.merge(clean, on=keys, how="left")
+    sign = 1.0 if _HIGHER_IS_BETTER.get(metric, True) else -1.0
+    return out.assign(lost=sign * (out["_clean"] - out[metric])).drop(columns="_clean")
+
+
 def degradation_curves(
     subjects: pd.DataFrame,
     direction: str,
@@ -66,48 +86,108 @@ def degradation_curves(
     ncols: int = 4,
     oracles: Collection[str] = (),
 ) -> Figure:
-    """``metric`` vs severity (0 = clean), one panel per perturbation, one line per model
-    (``oracles`` are labelled as such).
+    """``metric`` lost from clean vs severity (0 = clean, where every line starts at 0), one panel
+    per perturbation, one line per model (``oracles`` are labelled as such); the legend gives each
+    model's clean value.
 
-    Lines: mean over subjects; bands: the 95% t interval of that mean over subjects
-    (:func:`robustmri.analysis.intervals.interval`). Panels share the y axis within a row for comparison.
+    Lines: mean over subjects of the per-subject loss; bands: the 95% t interval of that mean over
+    subjects (:func:`robustmri.analysis.intervals.interval`). All panels share one y axis, so a
+    0.1 dB wiggle looks as small as it is and panels compare by eye.
     """
     sub = subjects[subjects["direction"] == direction]
-    curves = with_clean_curves(sub)
+    curves = with_losses(sub, metric)
     if curves.empty:
         raise DataError(f"no perturbed rows for direction {direction!r}; nothing to plot")
     models = list(models) if models is not None else list(dict.fromkeys(curves["model"]))
     colors = model_colors(models)
-    summary = interval_summary(curves, ["perturbation", "model", "severity"], metric)
+    summary = interval_summary(curves, ["perturbation", "model", "severity"], "lost")
+    clean = curves[curves["severity"] == 0].groupby("model")[metric].mean()
     perts = ordered_perturbations(curves)
     family = dict(zip(curves["perturbation"], curves["family"]))
     ncols = max(1, min(ncols, len(perts)))
     nrows = math.ceil(len(perts) / ncols)
+    name = _LABEL.get(metric, metric).split(" (")[0]
+    unit = _UNIT.get(metric, "")
+    decimals = 2 if metric == "psnr" else 3
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.7 * nrows + 0.9), squeeze=False,
-                                 sharex=True, layout="constrained")
+                                 sharex=True, sharey=True, layout="constrained")
         for ax, pert in zip(axes.flat, perts):
             block = summary[summary["perturbation"] == pert]
             for model in models:
                 line = block[block["model"] == model].sort_values("severity")
                 if line.empty:
                     continue
-                ax.plot(line["severity"], line["mean"], marker="o", ms=3.5, lw=1.6, color=colors[model], label=shown(model, oracles))
+                ax.plot(line["severity"], line["mean"], marker="o", ms=3.5, lw=1.6, color=colors[model])
                 ax.fill_between(line["severity"], line["ci_low"], line["ci_high"], color=colors[model], alpha=0.14,
                                 lw=0)
+            ax.axhline(0.0, color="0.4", lw=0.8, zorder=0)
             ax.set_title(f"{pert} ({family[pert]})")
             ax.grid(True, alpha=0.3)
             ax.set_xticks(range(0, 6))
         for ax in axes[:, 0]:
-            ax.set_ylabel(_LABEL.get(metric, metric))
+            ax.set_ylabel(f"{name} lost{f' ({unit.strip()})' if unit else ''}")
         for ax in axes[-1, :]:
             ax.set_xlabel("severity (0 = clean)")
         for ax in list(axes.flat)[len(perts):]:
             ax.set_visible(False)
-        handles = [plt.Line2D([], [], color=colors[m], marker="o", lw=1.6, label=shown(m, oracles)) for m in models]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 6), frameon=False)
-        fig.suptitle(f"{_LABEL.get(metric, metric)} vs severity, {_arrow(direction)} "
-                     "(mean over subjects, 95% CI)", fontsize=12)
+        handles = [plt.Line2D([], [], color=colors[m], marker="o", lw=1.6,
+                              label=f"{shown(m, oracles)} (clean {clean[m]:.{decimals}f}{unit})" if m in clean.index
+                              else shown(m, oracles)) for m in models]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(models), 4), frameon=False)
+        fig.suptitle(f"{name} lost from clean vs severity, {_arrow(direction)} "
+                     "(mean over subjects, 95% CI; higher = worse)", fontsize=12)
+    return fig
+
+
+def loss_heatmap(
+    subjects: pd.DataFrame,
+    direction: str,
+    *,
+    metric: str = "psnr",
+    models: Sequence[str] | None = None,
+    oracles: Collection[str] = (),
+) -> Figure:
+    """Model x perturbation: ``metric`` lost from clean (mean over subjects) at each perturbation's
+    highest severity, one colour scale for the whole map and the value written in each cell; a
+    cell a model was not scored on (a white-box attack on a model without gradients) is blank."""
+    sub = subjects[subjects["direction"] == direction]
+    curves = with_losses(sub, metric)
+    curves = curves[curves["severity"] > 0]
+    if curves.empty:
+        raise DataError(f"no perturbed rows for direction {direction!r}; nothing to plot")
+    top = curves.groupby("perturbation")["severity"].transform("max")
+    cells = curves[curves["severity"] == top].groupby(["model", "perturbation"])["lost"].mean()
+    perts = ordered_perturbations(curves)
+    severity = curves.groupby("perturbation")["severity"].max()
+    models = [m for m in (models if models is not None else dict.fromkeys(curves["model"]))
+              if m in set(curves["model"])]
+    grid = np.full((len(models), len(perts)), np.nan)
+    for i, m in enumerate(models):
+        for j, p in enumerate(perts):
+            if (m, p) in cells.index:
+                grid[i, j] = float(cells[(m, p)])
+    finite = grid[np.isfinite(grid)]
+    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    name = _LABEL.get(metric, metric).split(" (")[0]
+    unit = _UNIT.get(metric, "").strip()
+    decimals = 2 if metric == "psnr" else 3
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(1.0 * len(perts) + 3.2, 0.45 * len(models) + 1.9), layout="constrained")
+        im = ax.imshow(grid, cmap=plt.get_cmap("RdBu_r").with_extremes(bad="white"), vmin=-vmax, vmax=vmax,
+                       aspect="auto")
+        for i in range(len(models)):
+            for j in range(len(perts)):
+                if np.isfinite(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.{decimals}f}", ha="center", va="center", fontsize=8,
+                            color="white" if abs(grid[i, j]) > 0.6 * vmax else "black")
+        ax.set_xticks(range(len(perts)), [f"{p} (s{int(severity[p])})" for p in perts], rotation=45, ha="right",
+                      rotation_mode="anchor")
+        ax.set_yticks(range(len(models)), [shown(m, oracles) for m in models])
+        cbar = fig.colorbar(im, ax=ax, pad=0.02)
+        cbar.set_label(f"{name} lost{f' ({unit})' if unit else ''}")
+        ax.set_title(f"{name} lost at the highest severity, {_arrow(direction)} (mean over subjects)", fontsize=11)
     return fig
 
 
@@ -248,7 +328,7 @@ def qualitative_grid(
                     ax.set_title(label, fontsize=9)
             axes[r, 0].set_ylabel(row_label, fontsize=9)
         if err_im is not None:
-            cbar = fig.colorbar(err_im, ax=axes[:, -1], shrink=0.8, pad=0.02)
+            cbar = fig.colorbar(err_im, ax=axes[:, -1], shrink=0.8, pad=0.08)  # clear of the last column
             cbar.set_label("absolute error (intensity units)")
         if title:
             fig.suptitle(title, fontsize=12)

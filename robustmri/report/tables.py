@@ -153,7 +153,9 @@ class Table:
                 found = [(r, c) for g, r in self.rows if g == group and (c := self.cell(g, r, col)) is not None]
                 vals = {r: round(c.mean, col.decimals) for r, c in found
                         if np.isfinite(c.mean) and r not in self.oracles and not c.partial}
-                if not vals:
+                if len(vals) < 2:  # one model alone is never ranked against itself
+                    for _, c in found:
+                        c.bold = False
                     continue
                 best = max(vals.values()) if col.better == "higher" else min(vals.values())
                 for r, c in found:
