@@ -84,8 +84,11 @@ def test_ctrl_c_prints_one_line_and_marks_the_manifest_interrupted(tmp_path, cac
     suite = _suite(tmp_path, steps=5000)  # minutes of training: the signal lands inside it
     env = {**os.environ, "ROBUSTMRI_CACHE": str(cache_dir)}
     out = tmp_path / "out"
+    # the child gets Ctrl-C's default action, as in a terminal: a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python keeps it ignored (the bench then never stops)
     proc = subprocess.Popen([sys.executable, "-m", "robustmri", "bench", "--suite", str(suite), "--out", str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not list(out.glob("runs/*/log.jsonl")) and time.time() < deadline:  # training has logged a step
         time.sleep(0.2)
