@@ -70,14 +70,20 @@ FLOOR_MARGIN_DB = 1.0
 """A model whose clean PSNR is not this far above the lookup floor's is flagged at the report's top."""
 
 
+def floor_labels(info: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """label -> registry name of every no-learning floor among ``info`` (label -> model.json)."""
+    names = {label: str((i.get("model") or {}).get("name", "")) for label, i in info.items()}
+    return {label: n for label, n in names.items() if n in FLOOR_MODELS}
+
+
 def floor_findings(root: Path, frame: pd.DataFrame, oracles: set[str]) -> tuple[str | None, list[str]]:
     """(one warning line naming every model whose clean PSNR is not :data:`FLOOR_MARGIN_DB` above
     the ``lookup`` floor's in its direction, or None; a note per floor on the attacks it skipped)."""
     from robustmri.bench.store import ResultsStore
 
     info = ResultsStore(root).model_info()
-    name = {label: str((i.get("model") or {}).get("name", "")) for label, i in info.items()}
-    floors = {label for label, n in name.items() if n in FLOOR_MODELS}
+    name = floor_labels(info)
+    floors = set(name)
     notes = [f"{label} is a no-learning floor without gradients: the white-box attacks {', '.join(info[label].get('skipped_attacks', []))} "
              "were not run on it (black-box attacks and corruptions only)." for label in sorted(floors) if not info[label].get("gradients", True)]
     lookups = [label for label in floors if name[label] == "lookup"]

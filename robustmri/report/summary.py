@@ -39,14 +39,15 @@ def summary_rows(results_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, lis
     """
     from robustmri.analysis.robustness import summary_scores
     from robustmri.bench.store import ResultsStore
-    from robustmri.report.build import FLOOR_MODELS, load_results
+    from robustmri.report.build import floor_labels, load_results
     from robustmri.results import subject_means
 
     inputs = load_results(results_dir)
     subjects = subject_means(inputs.frame)
     info = ResultsStore(Path(results_dir)).model_info()
-    floors = {label for label, i in info.items() if str((i.get("model") or {}).get("name", "")) in FLOOR_MODELS}
-    lookups = {label for label in floors if str((info[label].get("model") or {}).get("name")) == "lookup"}
+    floor_names = floor_labels(info)
+    floors = set(floor_names)
+    lookups = {label for label, n in floor_names.items() if n == "lookup"}
     scores = None
     perturbed = subjects[subjects["perturbation"] != CLEAN]
     if not perturbed.empty:
