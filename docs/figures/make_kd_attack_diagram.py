@@ -149,8 +149,8 @@ def draw(out_dir: Path) -> list[Path]:
     ]
     ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.0, 0.225), fontsize=10, frameon=False, ncol=2)
     losses = (
-        r"$L_A$ (attacker, maximised) = mean|G(clamp(x+$\delta$, 0, 1)) $-$ y|; $\partial L_A/\partial\delta$ by SPSA, "
-        r"2 $\times$ spsa_samples (2) G forward passes per step, no backward pass through G" "\n"
+        r"$L_A$ (attacker, maximised) = mean|G(clamp(x+$\delta$, 0, 1)) $-$ y|; $\partial L_A/\partial\delta$ from G's outputs "
+        r"(smoothed diag(J) $\cdot$ v), 1 + spsa_samples (3) G forward passes per step, no backward pass through G" "\n"
         r"$L_G$ = G's own training loss on [x ; $x_{adv}$]  (pix2pix: GAN + 100 $\cdot$ L1)" "\n"
         r"$L_T$ = 20 $\cdot$ L1(T, y) + 10 $\cdot$ smooth($\varphi_T$) + 1 $\cdot$ mean|$r_T$|" "\n"
         r"$L_{KD}$ = 10 $\cdot$ L1(S, T) + 1 $\cdot$ L1($\varphi_S$, $\varphi_T$) + 1 $\cdot$ MSE($f_S$, $f_T$) / mean($f_T^2$)"

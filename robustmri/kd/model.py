@@ -14,8 +14,17 @@ examples throughout training so G learns to resist them; inference is student(G(
 Inferred (defaults, all options of :class:`KDAttack`):
 
 - Attacker: :class:`robustmri.kd.attacker.GenerativeAttacker`, ``delta = eps * tanh(A(x))`` inside
-  the brain mask, eps 0.03; trained by SPSA from generator loss queries only (``attacker="spsa"``),
-  or no learned attacker but a query-only Square attack per batch (``attacker="square"``).
+  the brain mask, eps 0.03; trained from queries of G only, never its gradients (``attacker="spsa"``):
+  by default from G's output images (``spsa_estimate="local"``: ``spsa_samples`` = 3 random
+  directions + 1 base query, the diagonal of G's Jacobian smoothed by ``spsa_sigma_px`` = 1 pixel;
+  cosine 0.33-0.41 with the true gradient), or from G's loss alone (``spsa_estimate="loss"``:
+  ``2 * spsa_samples`` queries, cosine 0.03 at the same 4 queries); or no learned attacker but a
+  query-only Square attack per batch (``attacker="square"``). With ``attacker_update="step"``
+  (default, Adam lr 1e-3) the adversarial example G trains on is A's output refined by one projected
+  sign-ascent step of ``attack_step`` x eps along the estimate (the same queries: no extra cost),
+  and A learns by regression onto that refined perturbation; ``"linear"`` (A's output as the
+  example, the estimate as the gradient of ``-sum g * delta``, lr 1e-4: the former default)
+  saturates tanh and stops learning (:func:`robustmri.kd.attacker.attacker_loss`).
 - G is trained by its *own* training step (its own losses and optimisers, e.g. pix2pix's GAN +
   100 L1) on the concatenation of the clean and the attacked batch.
 - Teacher ``T(G(x), [y, x])`` and student ``S(G(x), x)``: Reg-GAN registration networks
@@ -40,8 +49,8 @@ Inferred (defaults, all options of :class:`KDAttack`):
   ``teacher_oracle`` (the teacher used at test time WITH the target: an upper bound for diagnosis only);
   the controls ``g_noise`` (noise augmentation) and ``g_pgd`` (PGD adversarial training, ``pgd_steps``
   steps of size ``2.5 eps / pgd_steps`` from a random start, G in eval mode) with the same 2B images
-  per G step as ``g_attack``. Per step the learned attacker costs ``2 * spsa_samples + 1`` forward
-  passes of G, PGD ``pgd_steps`` forward and backward passes, noise none.
+  per G step as ``g_attack``. Per step the learned attacker costs ``spsa_samples + 2`` forward passes of G
+  (``2 * spsa_samples + 1`` with ``spsa_estimate="loss"``), PGD ``pgd_steps`` forward and backward passes, noise none.
 """
 
 from __future__ import annotations
@@ -55,7 +64,15 @@ from torch import Tensor, nn
 from baselines.layers import check_image_size
 from baselines.reggan import smoothness_loss
 from robustmri.errors import ConfigError, did_you_mean
-from robustmri.kd.attacker import GenerativeAttacker, per_image_l1, spsa_gradient
+from robustmri.kd.attacker import (
+    ATTACKER_UPDATES,
+    GenerativeAttacker,
+    ascent_step,
+    attacker_loss,
+    local_gradient,
+    per_image_l1,
+    spsa_gradient,
+)
 from robustmri.kd.refine import Refinement, RefinementNet
 from robustmri.models.base import Batch, OptimizerSpec, StepContext, TranslationModel
 from robustmri.models.registry import build_model
@@ -152,14 +169,18 @@ class KDAttack(TranslationModel):
         size: str = "tiny",
         eps: float = 0.03,
         attacker: str = "spsa",
-        spsa_samples: int = 2,
+        spsa_samples: int = 3,
         spsa_basis: int = 0,
+        spsa_estimate: str = "local",
+        spsa_sigma_px: float = 1.0,
+        attacker_update: str = "step",
+        attack_step: float = 1.0,
         square_queries: int = 20,
         pgd_steps: int = 3,
         teacher: str = "register",
         schedule: tuple[float, float, float] = (0.1, 0.3, 0.5),
         lr: float = 1e-4,
-        attacker_lr: float = 1e-4,
+        attacker_lr: float = 1e-3,
         loss_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__(generator.in_channels, generator.image_size)
@@ -181,6 +202,14 @@ class KDAttack(TranslationModel):
         unknown = sorted(set(loss_weights or {}) - set(LOSS_WEIGHTS))
         if unknown:
             raise ConfigError(f"unknown kd_attack loss weight(s) {unknown}: use {', '.join(LOSS_WEIGHTS)}")
+        if spsa_estimate not in ("local", "loss"):
+            raise ConfigError(f"unknown spsa_estimate {spsa_estimate!r}: use local (from G's outputs) or loss (from G's loss alone)")
+        if attacker_update not in ATTACKER_UPDATES:
+            raise ConfigError(f"unknown attacker_update {attacker_update!r}: use one of {', '.join(ATTACKER_UPDATES)}")
+        if not 0 < float(attack_step) <= 2:
+            raise ConfigError(f"attack_step must be in (0, 2] (a fraction of eps), got {attack_step}")
+        if not float(spsa_sigma_px) >= 0:
+            raise ConfigError(f"spsa_sigma_px must be >= 0 (pixels), got {spsa_sigma_px}")
         if int(spsa_basis) < 0:
             raise ConfigError(f"spsa_basis must be 0 (per pixel) or a grid size k > 0, got {spsa_basis}")
         if int(spsa_samples) < 1 or int(square_queries) < 1:
@@ -198,6 +227,10 @@ class KDAttack(TranslationModel):
         self.attacker_kind = attacker
         self.spsa_samples = int(spsa_samples)
         self.spsa_basis = int(spsa_basis)
+        self.spsa_estimate = spsa_estimate
+        self.spsa_sigma_px = float(spsa_sigma_px)
+        self.attacker_update = attacker_update
+        self.attack_step = float(attack_step)
         self.square_queries = int(square_queries)
         self.pgd_steps = int(pgd_steps)
         self.teacher_kind = teacher
@@ -266,14 +299,18 @@ class KDAttack(TranslationModel):
         return attack, teacher, student
 
     @torch.no_grad()
-    def _query_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """Generator L1 error per image, by forward queries only (generator in eval mode)."""
+    def _query_output(self, x: Tensor) -> Tensor:
+        """G's output for ``x``, by a forward query only (generator in eval mode)."""
         was_training = self.generator.training
         self.generator.eval()
         try:
-            return per_image_l1(self._g(x), y)
+            return self._g(x)
         finally:
             self.generator.train(was_training)
+
+    def _query_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """Generator L1 error per image, by forward queries only (generator in eval mode)."""
+        return per_image_l1(self._query_output(x), y)
 
     def _attack(self, batch: Batch, ctx: StepContext) -> tuple[Tensor, dict[str, Tensor]]:
         x, y, m = batch["source"], batch["target"], batch["mask"]
@@ -309,12 +346,19 @@ class KDAttack(TranslationModel):
         assert self.attacker is not None
         with ctx.autocast():
             delta = self.attacker(x, m)
-        grad = spsa_gradient(lambda q: self._query_loss(q, y), x, delta.detach().float(), c=0.5 * self.eps, samples=self.spsa_samples, mask=m,
-                             basis=self.spsa_basis)
-        surrogate = -(grad * delta.float()).flatten(1).sum(1).mean()
-        ctx.optimize("A", surrogate)
-        x_adv = (x + delta.detach()).clamp(0.0, 1.0)
-        return x_adv, {"attack_linf": delta.detach().abs().amax()}
+        if self.spsa_estimate == "local":
+            grad = local_gradient(self._query_output, lambda out: per_image_l1(out, y), x, delta.detach().float(), c=0.5 * self.eps,
+                                  samples=self.spsa_samples, mask=m, sigma_px=self.spsa_sigma_px)
+        else:
+            grad = spsa_gradient(lambda q: self._query_loss(q, y), x, delta.detach().float(), c=0.5 * self.eps,
+                                 samples=self.spsa_samples, mask=m, basis=self.spsa_basis)
+        ctx.optimize("A", attacker_loss(delta.float(), grad, self.eps, m, self.attacker_update, self.attack_step))
+        if self.attacker_update == "step":  # the adversarial example: A's output refined by the step it learns
+            used = ascent_step(delta.detach().float(), grad, self.eps, self.attack_step, m).to(x.dtype)
+        else:
+            used = delta.detach()
+        x_adv = (x + used).clamp(0.0, 1.0)
+        return x_adv, {"attack_linf": used.abs().amax()}
 
     def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Tensor]:
         attack_on, teacher_on, student_on = self._phase(ctx.step)
@@ -387,3 +431,11 @@ def build(
         raise ConfigError("kd_attack cannot wrap itself: choose a generator such as pix2pix")
     g = build_model(generator, size=size, in_channels=in_channels, image_size=image_size, **(generator_options or {}))
     return KDAttack(g, variant=variant, size=size if module_size is None else str(module_size), **options)
+
+
+# Versions of KD+attack's defaults (robustmri.models.registry.model_version; a run trained under
+# another version is another training): 1 until 2026-12; 2: the attacker learns from G's outputs
+# (spsa_estimate="local", 3 samples, sigma 1 px), G trains on A's output refined by one ascent
+# step of eps, and A regresses onto it at lr 1e-3 ("step" update), instead of loss-only SPSA
+# (2 samples), A's output as the example, and the linear surrogate at lr 1e-4.
+build.version = 2  # type: ignore[attr-defined]

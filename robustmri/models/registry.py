@@ -65,6 +65,15 @@ def is_differentiable(name: str) -> bool:
     return bool(getattr(_resolve(name), "differentiable", True))
 
 
+def model_version(name: str) -> int | None:
+    """The version of model ``name``'s defaults, or None for a model that declares none. A builder
+    declares one (``build.version = 2``) when a change of its defaults changes what a training with
+    the same options computes; :class:`robustmri.train.engine.TrainConfig` records it, so a run
+    trained under other defaults is another training, refused rather than reused."""
+    version = getattr(_resolve(name), "version", None)
+    return None if version is None else int(version)
+
+
 def build_model(name: str, size: str = "tiny", in_channels: int = 1, image_size: int = 64, **options: Any) -> TranslationModel:
     """Build model ``name`` at preset ``size`` for ``in_channels`` source channels and square ``image_size``."""
     if size not in SIZES:

@@ -103,7 +103,18 @@ class TrainConfig:
             raise ConfigError(f"source and target are the same contrast ({self.source}): choose two different contrasts")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as saved in ``config.json``, with ``model_version`` (the version of the model's
+        defaults, :func:`robustmri.models.registry.model_version`) where the model declares one."""
+        out = asdict(self)
+        from robustmri.models.registry import model_version
+
+        try:
+            version = model_version(self.model)
+        except ConfigError:  # an unknown model fails where it is built, with its own message
+            version = None
+        if version is not None:
+            out["model_version"] = version
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
