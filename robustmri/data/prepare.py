@@ -81,7 +81,19 @@ class PrepareResult:
         ]
         if m.get("resampled"):
             lines.append(f"resampled onto the {m['reference']} grid: {len(m['resampled'])} subject(s)")
+        for subject, contrasts in sorted((m.get("registered") or {}).items()):
+            for contrast, r in sorted(contrasts.items()):
+                lines.append(registration_line(subject, contrast, m["reference"], r))
         return "\n".join(lines)
+
+
+def registration_line(subject: str, contrast: str, reference: str, saved: dict[str, Any]) -> str:
+    """One line per registered contrast of a subject, from its saved registration (``to_json``):
+    the transform, the metric before and after, and the head masks' Dice."""
+    t = ", ".join(f"{v:+.1f}" for v in saved["translation_mm"])
+    dice = (f"; head Dice {saved['head_dice_start']:.3f} -> {saved['head_dice']:.3f}" if "head_dice" in saved else "")
+    return (f"registered {subject} {contrast} -> {reference}: {saved['kind']}, {saved['rotation_deg']:.2f} deg, ({t}) mm; "
+            f"MI {saved['metric_before']:.3f} -> {saved['metric_after']:.3f}{dice}")
 
 
 def _options(

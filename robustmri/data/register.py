@@ -35,11 +35,21 @@ __all__ = [
 
 REGISTRATIONS = ("rigid", "affine")
 MAX_ROTATION_DEG = 30.0
-"""A larger recovered rotation is refused as a failed registration (contrasts of one session or
-of two sessions of one subject are never that far apart)."""
+"""A larger rotation away from the start (the head centres aligned) is refused: contrasts of one
+session, or of two sessions of one subject, are never that far apart."""
 MAX_TRANSLATION_MM = 40.0
+"""A larger move of the reference head's centre away from the start is refused. Measured from the
+start, not from the headers: two volumes of one subject may have origins tens of millimetres
+apart (IXI), and the start already undoes that."""
 SCALE_RANGE = (0.8, 1.25)
 """Allowed singular values of an affine transform's linear part."""
+MIN_HEAD_DICE = 0.8
+"""The head (foreground) masks of the reference and of the registered volume must overlap at
+least this much (Dice, inside both fields of view) after the warp."""
+LEVELS_MM: tuple[tuple[float, float], ...] = ((6.0, 3.0), (3.0, 1.5), (0.0, 0.0))
+"""Multi-resolution schedule in physical units: per level, the voxel size the reference is shrunk
+to (mm; 0 = its own) and the Gaussian smoothing sigma (mm). The shrink factor of a level is that
+size over the reference's finest spacing, rounded, at least 1 (1.64 mm voxels: 4, 2, 1)."""
 LPS = np.diag([-1.0, -1.0, 1.0])
 """RAS <-> LPS (ITK's physical space) flip."""
 
@@ -60,8 +70,8 @@ class Registration:
 
     ``matrix``: 4x4 RAS world transform, fixed point -> moving point (mm); ``data``: the moving
     volume resampled on the fixed grid (linear interpolation, 0 outside); ``metric_before`` /
-    ``metric_after``: Mattes mutual information (lower is better, ITK's sign) at identity and at the
-    solution; ``iterations`` and ``stop``: the optimiser's last level; ``seconds``: wall time."""
+    ``metric_after``: Mattes mutual information (lower is better, ITK's sign) at the start (head
+    centres aligned) and at the solution; ``iterations`` and ``stop``: the optimiser's last level; ``seconds``: wall time."""
 
     kind: str
     matrix: np.ndarray
@@ -113,12 +123,42 @@ def _from_sitk(img: Any) -> np.ndarray:
     return np.transpose(_sitk().GetArrayFromImage(img), (2, 1, 0)).astype(np.float32)
 
 
-def _matrix_ras(transform: Any) -> np.ndarray:
-    """4x4 RAS matrix of a SimpleITK (LPS) Euler or affine transform, fixed -> moving."""
-    a = np.array(transform.GetMatrix(), dtype=np.float64).reshape(3, 3)
+def _planar(data: np.ndarray, affine: np.ndarray) -> bool:
+    """One slice whose plane is the world's x-y plane (a 2-D image stored as a volume)."""
+    lin = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return data.shape[2] == 1 and bool(np.allclose(lin[2, :2], 0.0, atol=1e-6) and np.allclose(lin[:2, 2], 0.0, atol=1e-6))
+
+
+def _to_sitk_2d(data: np.ndarray, affine: np.ndarray) -> Any:
+    """(X, Y, 1) array + RAS affine of an x-y plane -> 2-D SimpleITK image in LPS physical space."""
+    sitk = _sitk()
+    img = sitk.GetImageFromArray(np.ascontiguousarray(data[:, :, 0].T, dtype=np.float32))
+    lin = affine[:2, :2]
+    spacing = np.linalg.norm(lin, axis=0)
+    img.SetSpacing([float(v) for v in spacing])
+    img.SetDirection([float(v) for v in (LPS[:2, :2] @ (lin / spacing)).ravel()])
+    img.SetOrigin([float(v) for v in LPS[:2, :2] @ affine[:2, 3]])
+    return img
+
+
+def _from_sitk_2d(img: Any) -> np.ndarray:
+    return _sitk().GetArrayFromImage(img).T[:, :, None].astype(np.float32)
+
+
+def _matrix_ras(transform: Any, dz: float = 0.0) -> np.ndarray:
+    """4x4 RAS matrix of a SimpleITK (LPS) Euler or affine transform, fixed -> moving. A 2-D
+    transform acts in the x-y plane and moves z by ``dz`` mm (the moving slice's z minus the fixed
+    one's)."""
+    a = np.array(transform.GetMatrix(), dtype=np.float64)
+    n = int(round(math.sqrt(a.size)))
+    a = a.reshape(n, n)
     c = np.array(transform.GetCenter(), dtype=np.float64)
     tr = np.array(transform.GetTranslation(), dtype=np.float64)
     offset = tr + c - a @ c  # y = A x + offset in LPS
+    if n == 2:
+        a3 = np.eye(3)
+        a3[:2, :2] = a
+        a, offset = a3, np.r_[offset, dz]
     m = np.eye(4)
     m[:3, :3] = LPS @ a @ LPS
     m[:3, 3] = LPS @ offset
@@ -144,14 +184,20 @@ def register_volume(
     iterations: int = 200,
     sampling: float = 0.25,
 ) -> Registration:
-    """Register ``moving`` to ``fixed`` (each (X, Y, Z) with its RAS affine) by Mattes mutual
-    information, 50 bins, ``sampling`` of the voxels drawn with ``seed``; regular-step gradient
-    descent over three levels (shrink 4, 2, 1; smoothing 2, 1, 0 voxels), initialised by aligning
-    the intensity centres of mass. ``kind``: ``rigid`` (6 parameters) or ``affine`` (12).
+    """Register ``moving`` to ``fixed`` (each (X, Y, Z) with its RAS affine, any grids: other
+    orientations, matrices, voxel sizes and origins) by Mattes mutual information, 50 bins,
+    ``sampling`` of the voxels drawn with ``seed``; regular-step gradient descent over the levels of
+    :data:`LEVELS_MM` (voxel sizes and smoothing in mm), started from the intensity centres of mass
+    aligned (SimpleITK's MOMENTS initialiser), so the headers' origins need not agree. ``kind``:
+    ``rigid`` (6 parameters) or ``affine`` (12, started from the rigid solution). Two single slices
+    in the x-y plane (a 2-D pair) are registered in plane (3 or 6 parameters). The moving volume is resampled once onto the
+    fixed grid (linear; recorded in the result).
 
-    Refused (one-line :class:`DataError` naming ``subject``): a solution that does not lower the
-    metric, a rotation above :data:`MAX_ROTATION_DEG`, a translation above
-    :data:`MAX_TRANSLATION_MM`, or an affine scale outside :data:`SCALE_RANGE`."""
+    Success is judged by what the warp does, not by the transform's size alone. Refused (one-line
+    :class:`DataError` naming ``subject``, what failed and the numbers): no lower metric than at
+    the start; head masks overlapping by less than :data:`MIN_HEAD_DICE` after the warp; a rotation
+    above :data:`MAX_ROTATION_DEG` or a move of the head centre above :data:`MAX_TRANSLATION_MM`
+    away from the start; an affine scale outside :data:`SCALE_RANGE`."""
     import time
 
     sitk = _sitk()
@@ -176,14 +222,38 @@ def _register(*args: Any) -> Registration:
                         "same head, or prepare without --register") from None
 
 
-def _register_core(sitk: Any, fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarray, moving_affine: np.ndarray,
-              kind: str, seed: int, subject: str, iterations: int, sampling: float, t0: float) -> Registration:
-    import time
+def _head_mask(data: np.ndarray) -> np.ndarray:
+    from robustmri.data.brainmask import threshold_mask
 
-    f_img = _to_sitk(fixed, fixed_affine)
-    m_img = _to_sitk(moving, moving_affine)
-    base = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
-    initial = sitk.CenteredTransformInitializer(f_img, m_img, base, sitk.CenteredTransformInitializerFilter.MOMENTS)
+    return threshold_mask([data]) if np.any(data > 0) else np.zeros(data.shape, dtype=bool)
+
+
+def _metric(sitk: Any, f_img: Any, m_img: Any, transform: Any) -> float:
+    """Mattes mutual information (50 bins, every voxel, linear interpolation) of ``transform``."""
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
+    reg.SetMetricSamplingStrategy(reg.NONE)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetInitialTransform(transform)
+    return float(reg.MetricEvaluate(f_img, m_img))
+
+
+def _head_dice(sitk: Any, f_img: Any, fixed_head: np.ndarray, moving_head: np.ndarray, affine: np.ndarray,
+               transform: Any, planar: bool) -> float:
+    """Dice of the reference's head mask and the moving one warped onto its grid by ``transform``,
+    counted where the moving field of view covers the reference's."""
+    to_img, from_img = (_to_sitk_2d, _from_sitk_2d) if planar else (_to_sitk, _from_sitk)
+    warped = sitk.Resample(to_img(moving_head.astype(np.float32), affine), f_img, transform, sitk.sitkNearestNeighbor, 0.0)
+    ones = np.ones(moving_head.shape, dtype=np.float32)
+    cover = from_img(sitk.Resample(to_img(ones, affine), f_img, transform, sitk.sitkNearestNeighbor, 0.0)) > 0.5
+    a, b = fixed_head & cover, (from_img(warped) > 0.5) & cover
+    total = int(a.sum() + b.sum())
+    return 2.0 * float((a & b).sum()) / total if total else 0.0
+
+
+def _optimise(sitk: Any, f_img: Any, m_img: Any, initial: Any, shrink: list[int], seed: int, iterations: int,
+              sampling: float) -> tuple[Any, Any]:
+    """Run the multi-resolution optimisation from ``initial`` -> (final transform, the method)."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
     if sampling >= 1.0:
@@ -198,52 +268,84 @@ def _register_core(sitk: Any, fixed: np.ndarray, fixed_affine: np.ndarray, movin
         gradientMagnitudeTolerance=1e-8,
     )
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([2, 1, 0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetShrinkFactorsPerLevel(shrink)
+    reg.SetSmoothingSigmasPerLevel([sigma for _, sigma in LEVELS_MM])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
-    identity = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
-    before_reg = sitk.ImageRegistrationMethod()
-    before_reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
-    before_reg.SetMetricSamplingStrategy(before_reg.NONE)
-    before_reg.SetInterpolator(sitk.sitkLinear)
-    before_reg.SetInitialTransform(identity)
-    metric_before = float(before_reg.MetricEvaluate(f_img, m_img))
-    final = reg.Execute(f_img, m_img)
-    after_reg = sitk.ImageRegistrationMethod()
-    after_reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
-    after_reg.SetMetricSamplingStrategy(after_reg.NONE)
-    after_reg.SetInterpolator(sitk.sitkLinear)
-    after_reg.SetInitialTransform(final)
-    metric_after = float(after_reg.MetricEvaluate(f_img, m_img))
+    return reg.Execute(f_img, m_img), reg
+
+
+def _register_core(sitk: Any, fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarray, moving_affine: np.ndarray,
+              kind: str, seed: int, subject: str, iterations: int, sampling: float, t0: float) -> Registration:
+    import time
+
+    planar = _planar(fixed, fixed_affine) and _planar(moving, moving_affine)  # a 2-D pair: registered in plane
+    to_img, from_img = (_to_sitk_2d, _from_sitk_2d) if planar else (_to_sitk, _from_sitk)
+    f_img, m_img = to_img(fixed, fixed_affine), to_img(moving, moving_affine)
+    dim = 2 if planar else 3
+    if planar:  # a slice has few pixels: a sampled metric is too noisy to converge (10 degrees found as 3.7); use all
+        sampling = 1.0
+    # the start: the intensity centres of mass aligned (header origins may lie tens of mm apart)
+    euler = sitk.Euler2DTransform() if planar else sitk.Euler3DTransform()
+    initial = sitk.CenteredTransformInitializer(f_img, m_img, euler, sitk.CenteredTransformInitializerFilter.MOMENTS)
+    finest = float(min(f_img.GetSpacing()))
+    shrink = [max(1, int(round(mm / finest))) if mm > 0 else 1 for mm, _ in LEVELS_MM]
+    metric_start = _metric(sitk, f_img, m_img, initial)
+    final, reg = _optimise(sitk, f_img, m_img, initial, shrink, seed, iterations, sampling)
+    if kind == "affine":  # rigid first, then the 12 (2-D: 6) parameters from there, as ANTs and elastix do
+        rigid = final.GetNthTransform(0) if hasattr(final, "GetNthTransform") else final
+        affine = sitk.AffineTransform(dim)
+        affine.SetCenter(rigid.GetCenter())
+        affine.SetMatrix(rigid.GetMatrix())
+        affine.SetTranslation(rigid.GetTranslation())
+        final, reg = _optimise(sitk, f_img, m_img, affine, shrink, seed, iterations, sampling)
+    metric_after = _metric(sitk, f_img, m_img, final)
+    dz = float(moving_affine[2, 3] - fixed_affine[2, 3]) if planar else 0.0
     inner = final.GetNthTransform(0) if hasattr(final, "GetNthTransform") else final
-    matrix = _matrix_ras(inner)
-    angle, shift = rotation_angle_deg(matrix), float(np.linalg.norm(matrix[:3, 3] - _centre_shift(matrix, fixed, fixed_affine)))
-    if not metric_after < metric_before:
-        raise DataError(f"subject {subject}: registration did not improve mutual information ({metric_before:.4f} -> "
-                        f"{metric_after:.4f}); check the contrasts or prepare without --register")
+    matrix = _matrix_ras(inner, dz)
+    start = _matrix_ras(initial, dz)
+    fixed_head, moving_head = _head_mask(fixed), _head_mask(moving)
+    centre = _centre(fixed_head, fixed_affine)
+    angle = rotation_angle_deg(np.linalg.inv(start[:3, :3]) @ matrix[:3, :3])
+    shift = float(np.linalg.norm((matrix[:3, :3] @ centre + matrix[:3, 3]) - (start[:3, :3] @ centre + start[:3, 3])))
+    dice_start = _head_dice(sitk, f_img, fixed_head, moving_head, moving_affine, initial, planar)
+    dice = _head_dice(sitk, f_img, fixed_head, moving_head, moving_affine, final, planar)
+    numbers = (f"MI {metric_start:.4f} -> {metric_after:.4f}, head Dice {dice_start:.3f} -> {dice:.3f}, "
+               f"{angle:.1f} deg and {shift:.1f} mm from the start (head centres aligned)")
+    fix = "check that the contrasts show the same head, or prepare without --register"
+    if not metric_after < metric_start:
+        raise DataError(f"subject {subject}: registration did not improve mutual information ({numbers}); {fix}")
+    if dice < MIN_HEAD_DICE:
+        raise DataError(f"subject {subject}: after registration the head masks overlap by Dice {dice:.3f} < {MIN_HEAD_DICE:g} "
+                        f"({numbers}); {fix}")
     if angle > MAX_ROTATION_DEG or shift > MAX_TRANSLATION_MM:
-        raise DataError(f"subject {subject}: registration gave a {angle:.1f} degree rotation and a {shift:.1f} mm shift, "
-                        f"beyond {MAX_ROTATION_DEG:g} degrees / {MAX_TRANSLATION_MM:g} mm: it did not converge; check the "
-                        "volumes' headers or prepare without --register")
+        raise DataError(f"subject {subject}: registration moved {angle:.1f} degrees / {shift:.1f} mm from the start, beyond "
+                        f"{MAX_ROTATION_DEG:g} degrees / {MAX_TRANSLATION_MM:g} mm: it did not converge ({numbers}); {fix}")
     if kind == "affine":
         sv = np.linalg.svd(matrix[:3, :3], compute_uv=False)
         if sv.min() < SCALE_RANGE[0] or sv.max() > SCALE_RANGE[1]:
             raise DataError(f"subject {subject}: affine registration scaled by {sv.min():.2f}-{sv.max():.2f}, outside "
-                            f"{SCALE_RANGE[0]}-{SCALE_RANGE[1]}: it did not converge; try --register rigid")
+                            f"{SCALE_RANGE[0]}-{SCALE_RANGE[1]}: it did not converge ({numbers}); try --register rigid")
     resampled = sitk.Resample(m_img, f_img, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return Registration(
-        kind=kind, matrix=matrix, data=_from_sitk(resampled), metric_before=metric_before, metric_after=metric_after,
+        kind=kind, matrix=matrix, data=from_img(resampled), metric_before=metric_start, metric_after=metric_after,
         iterations=int(reg.GetOptimizerIteration()), stop=str(reg.GetOptimizerStopConditionDescription())[:200],
-        seconds=time.perf_counter() - t0, parameters={"sampling": sampling, "seed": seed, "bins": 50},
+        seconds=time.perf_counter() - t0,
+        parameters={
+            "sampling": sampling, "seed": seed, "bins": 50, "start": "moments", "in_plane": planar,
+            "levels_mm": [list(level) for level in LEVELS_MM], "shrink": shrink,
+            "head_dice_start": round(dice_start, 4), "head_dice": round(dice, 4),
+            "rotation_from_start_deg": round(angle, 4), "shift_from_start_mm": round(shift, 4),
+            "resampled_onto": {"grid": "reference", "interpolation": "linear",
+                               "spacing_mm": [round(float(v), 4) for v in np.linalg.norm(fixed_affine[:3, :3], axis=0)]},
+        },
     )
 
 
-def _centre_shift(matrix: np.ndarray, fixed: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """The translation part a rotation about the volume's centre contributes (so the refusal
-    threshold measures how far the centre moves, not where the world origin lies)."""
-    centre = affine @ np.array([(fixed.shape[0] - 1) / 2, (fixed.shape[1] - 1) / 2, (fixed.shape[2] - 1) / 2, 1.0])
-    return centre[:3] - matrix[:3, :3] @ centre[:3]
+def _centre(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """World (RAS, mm) centroid of a voxel mask (the volume's centre when it is empty)."""
+    idx = np.argwhere(mask).mean(0) if mask.any() else (np.array(mask.shape, dtype=np.float64) - 1) / 2
+    return (affine @ np.r_[idx, 1.0])[:3]
 
 
 def save_registration(folder: Path, contrast: str, result: Registration, fixed: np.ndarray, axis: int = 2) -> None:
