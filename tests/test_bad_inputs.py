@@ -328,3 +328,103 @@ def test_the_world_is_valid_input(world) -> None:
     """The corpus means something only if the good inputs it damages are good."""
     assert json.loads((world["run"] / "config.json").read_text())["model"] == "pix2pix"
     assert (world["res"] / "results.csv").is_file()
+
+
+def _toml_value(v) -> str:  # type: ignore[no-untyped-def]
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+
+
+def _toml(doc: dict) -> str:  # type: ignore[type-arg]
+    """A suite dict as TOML: scalars first, then one [section] per table, then [[models]]."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict) and k != "models"]
+    if isinstance(doc.get("models"), list) and all(isinstance(m, dict) for m in doc["models"]):
+        for m in doc["models"]:
+            lines += ["", "[[models]]"] + [f"{k} = {_toml_value(v)}" for k, v in m.items()]
+    elif "models" in doc:
+        lines.append(f"models = {_toml_value(doc['models'])}")
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _wrong_type(value):  # type: ignore[no-untyped-def]
+    """A value of a type the field never takes: a table for a scalar or a list, a number for a
+    string or a table."""
+    return 7 if isinstance(value, (dict, str)) else {"wrong": 1}
+
+
+def test_every_field_of_the_suite_schema_refuses_a_wrong_type(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every key the suite parser knows (top level, each section, a model entry, an external model
+    entry), given a value of
+    a type it never takes, is refused up front with one line naming the suite file: the corpus
+    covers the whole schema by construction, so a new field cannot be left unchecked."""
+    import tomllib
+
+    from robustmri.bench.suite import _EXTERNAL_KEYS, _MODEL_KEYS, _SECTIONS, _TOP_KEYS, load_suite
+    from robustmri.errors import ConfigError
+
+    base = tomllib.loads(SUITE_OK)
+    example = {  # a valid value for every key SUITE_OK leaves out, so each can be made wrong
+        "description": "d", "seeds": [0], "reference_model": "pix2pix", "ablation": False, "protocol": {"name": "robustmri"},
+        "slurm": {"partition": "p", "gpus": 1, "cpus": 2, "mem_gb": 8, "time_min": 10, "eval_tasks": 1, "train_processes": 1},
+    }
+    section_example = {
+        ("data", "embedded"): {"n_slices": 4}, ("attacks", "objective"): "target", ("attacks", "loss"): "mse",
+        ("attacks", "eot_samples"): 2, ("attacks", "budget"): {"pgd_linf": {"steps": 5}}, ("eval", "seed"): 0,
+        ("eval", "split"): "test",
+    }
+    model_example = {"label": "pix2pix", "options": {}, "steps": 2, "batch_size": 2}
+    cases: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    for key in sorted(_TOP_KEYS):
+        doc = json.loads(json.dumps({**base, **{k: v for k, v in example.items() if k == key}}))
+        doc[key] = _wrong_type(doc.get(key, example.get(key)))
+        cases.append((key, doc))
+    for section, keys in sorted(_SECTIONS.items()):
+        for key in sorted(keys):
+            doc = json.loads(json.dumps({**base, **({section: example[section]} if section in example and section not in base else {})}))
+            table = doc.setdefault(section, {})
+            value = table.get(key, section_example.get((section, key), (example.get(section) or {}).get(key)))
+            table[key] = _wrong_type(value)
+            cases.append((f"{section}.{key}", doc))
+    for key in sorted(_MODEL_KEYS):
+        doc = json.loads(json.dumps(base))
+        model = doc["models"][0]
+        model[key] = _wrong_type(model.get(key, model_example.get(key)))
+        cases.append((f"models.{key}", doc))
+    external = {"external": "mine.py:build", "label": "mine", "io_range": "unit", "direction": "t1->t2"}
+    for key in sorted(_EXTERNAL_KEYS):
+        doc = json.loads(json.dumps(base))
+        doc["models"].append({**external, key: _wrong_type(external[key])})
+        cases.append((f"models.external.{key}", doc))
+    valid = json.loads(json.dumps({**base, **example}))
+    valid["models"].append(external)
+    for (section, key), value in section_example.items():
+        valid[section][key] = value
+    for key, value in model_example.items():
+        valid["models"][0][key] = value
+    (tmp_path / "valid.toml").write_text(_toml(valid))
+    load_suite(tmp_path / "valid.toml")  # every example value is valid: each case below fails for its own field
+    escaped = []
+    for name, doc in cases:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(_toml(doc))
+        try:
+            load_suite(path)
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc), (name, str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - the point: nothing else may escape
+            escaped.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        escaped.append(f"{name}: accepted")
+    assert not escaped, escaped
+    assert len(cases) == len(_TOP_KEYS) + sum(len(k) for k in _SECTIONS.values()) + len(_MODEL_KEYS) + len(_EXTERNAL_KEYS)

@@ -291,6 +291,17 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise _err(path, "needs a non-empty string `name`")
+    for where, value, kind, what in (
+        ("description", raw.get("description", ""), str, "a string"),
+        ("ablation", raw.get("ablation", False), bool, "true or false"),
+        ("device", raw.get("device", "auto"), str, 'a string: "auto", "cpu", "cuda" or "cuda:N"'),
+        ("data.source", (raw.get("data") or {}).get("source", "embedded"), str, 'a string: "embedded[:N]", a prepared folder or a NIfTI root'),
+    ):
+        if not isinstance(value, kind):
+            raise _err(path, f"`{where}` must be {what}, got {value!r}")
+    device = raw.get("device", "auto")
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise _err(path, f'`device` must be "auto", "cpu", "cuda" or "cuda:N", got {device!r}')
     directions = []
     for d in raw.get("directions", ["t1->t2"]):
         if not isinstance(d, str) or "->" not in d:
@@ -326,6 +337,8 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
             value = m.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise _err(path, f"model {m['name']}: {key} must be a positive integer, got {value!r}")
+        if "label" in m and (not isinstance(m["label"], str) or not m["label"]):
+            raise _err(path, f"model {m['name']}: `label` must be a non-empty string, got {m['label']!r}")
         label = m.get("label") or (f"{m['name']}:{options['variant']}" if "variant" in options else m["name"])
         models.append(ModelSpec(m["name"], m.get("size", "tiny"), label, dict(options), m.get("steps"), m.get("batch_size")))
     labels = [m.label for m in models]
