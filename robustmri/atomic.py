@@ -2,12 +2,15 @@
 
 A file is written to a temporary sibling and moved into place with :func:`os.replace`, which is
 atomic on POSIX file systems. A folder is built under a temporary sibling name and renamed at the
-end; on error the temporary folder is removed.
+end; on error the temporary folder is removed. A write that fails for want of space leaves as an
+``OSError(ENOSPC)`` naming the final path, whoever wrote it (torch's serializer says only
+"unexpected pos"), so the command line turns it into one line and exit status 2.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -15,6 +18,32 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+_WRITER_FAILURES = ("unexpected pos", "iostream error", "PytorchStreamWriter failed", "file write failed")
+"""What torch's serializer says when a write fails part-way (a full disk, in practice): it raises a
+RuntimeError that does not carry the operating system's error."""
+
+
+def free_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Free bytes on the file system holding ``path`` (its nearest existing parent); None if unknown."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def as_disk_full(exc: BaseException, path: str | os.PathLike[str]) -> OSError | None:
+    """``exc`` as an ``OSError(ENOSPC)`` naming ``path`` when it is a write that failed for want of
+    space: an OSError with ENOSPC or EDQUOT, or torch's serializer failing part-way; None otherwise."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return exc if exc.filename is not None else OSError(exc.errno, exc.strerror or "No space left on device", str(path))
+    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _WRITER_FAILURES):
+        return OSError(errno.ENOSPC, "No space left on device (the write stopped part-way)", str(path))
+    return None
 
 
 @contextlib.contextmanager
@@ -34,9 +63,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         _settle(tmp, directory=False)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        full = as_disk_full(exc, final)
+        if full is not None and full is not exc:
+            raise full from None
         raise
 
 
@@ -138,6 +170,9 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
         os.replace(tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = as_disk_full(exc, final)
+        if full is not None and full is not exc:
+            raise full from None
         raise

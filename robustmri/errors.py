@@ -8,6 +8,7 @@ status 2; the Python API lets it propagate so callers can catch it.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
 
@@ -46,3 +47,31 @@ def did_you_mean(given: object, allowed: Iterable[str]) -> str:
         if match and match[0] != name:
             hints.append(f"{name!r} -> {match[0]!r}" if len(names) > 1 else repr(match[0]))
     return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
+_OS_FIXES: dict[int, str] = {
+    errno.ENOSPC: "free some space or write to another folder (--out, --cache)",
+    errno.EDQUOT: "free some space or write to another folder (--out, --cache)",
+    errno.EROFS: "the file system is read-only: write to another folder (--out, --cache)",
+    errno.EACCES: "you may not write there: choose a folder you own (--out, --cache) or fix its permissions",
+    errno.EPERM: "you may not write there: choose a folder you own (--out, --cache) or fix its permissions",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another --out or move the file",
+    errno.EEXIST: "a file stands where a folder is needed: choose another --out or move the file",
+    errno.EISDIR: "a folder stands where a file is needed: choose another path",
+    errno.ENOENT: "the path does not exist: check it",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and the fix (for a full
+    disk, with the free space left and the promise that the same command resumes)."""
+    where = exc.filename if exc.filename is not None else "a file"
+    fix = _OS_FIXES.get(exc.errno or -1, "check the path and the disk, then run the command again")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        from robustmri.atomic import free_bytes
+
+        free = free_bytes(where) if exc.filename is not None else None
+        left = f" ({free / 2**20:.1f} MiB free there)" if free is not None else ""
+        return (f"{where}: no space left on the device{left}: {fix}, then run the same command again: every finished "
+                "checkpoint, cell and prepared file is kept and it continues where it stopped")
+    return f"{where}: {exc.strerror or exc}: {fix}"

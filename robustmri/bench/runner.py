@@ -223,6 +223,11 @@ def run_suite(
     except KeyboardInterrupt:
         mark_interrupted(out)
         raise
+    except OSError as exc:  # a full disk, a read-only folder, ...: the manifest says why it stopped
+        from robustmri.errors import os_error_message
+
+        mark_interrupted(out, "failed", os_error_message(exc))
+        raise
 
 
 def _run_suite(

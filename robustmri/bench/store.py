@@ -17,6 +17,8 @@ matches what it would be computed from now (:meth:`ResultsStore.check_provenance
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import platform
@@ -348,15 +350,18 @@ class ResultsStore:
         write_json_atomic(self.out / "manifest.json", manifest)
 
 
-def mark_interrupted(out: str | os.PathLike[str]) -> None:
-    """Set ``status: "interrupted"`` in ``out/manifest.json`` (a run stopped by Ctrl-C or SIGTERM)."""
+def mark_interrupted(out: str | os.PathLike[str], status: str = "interrupted", reason: str | None = None) -> None:
+    """Set ``status`` in ``out/manifest.json``: ``"interrupted"`` (a run stopped by Ctrl-C or
+    SIGTERM) or ``"failed"`` with the ``reason`` (e.g. a full disk). Best effort: on a full disk the
+    manifest itself may not be writable, and then it is left as it was."""
     path = Path(out) / "manifest.json"
     try:
         manifest = read_manifest(path)
     except DataError:
         return
     if manifest:
-        write_json_atomic(path, {**manifest, "status": "interrupted"})
+        with contextlib.suppress(OSError):
+            write_json_atomic(path, {**manifest, "status": status, **({"reason": reason} if reason else {})})
 
 
 def merge_results(out: str | os.PathLike[str], shards: list[str | os.PathLike[str]]) -> Path:

@@ -7,13 +7,12 @@ process with exit status 2.
 
 from __future__ import annotations
 
-import errno
 import sys
 
 import typer
 
 from robustmri import __version__
-from robustmri.errors import RobustMRIError
+from robustmri.errors import RobustMRIError, os_error_message
 
 app = typer.Typer(
     name="robustmri",
@@ -106,26 +105,6 @@ INTERRUPTED = (
     "interrupted: every finished checkpoint, cell and prepared file is kept; run the same command again to "
     "continue where it stopped"
 )
-
-_OS_FIXES: dict[int, str] = {
-    errno.ENOSPC: "free some space or write to another folder (--out, --cache)",
-    errno.EDQUOT: "free some space or write to another folder (--out, --cache)",
-    errno.EROFS: "the file system is read-only: write to another folder (--out, --cache)",
-    errno.EACCES: "you may not write there: choose a folder you own (--out, --cache) or fix its permissions",
-    errno.EPERM: "you may not write there: choose a folder you own (--out, --cache) or fix its permissions",
-    errno.ENOTDIR: "a file stands where a folder is needed: choose another --out or move the file",
-    errno.EEXIST: "a file stands where a folder is needed: choose another --out or move the file",
-    errno.EISDIR: "a folder stands where a file is needed: choose another path",
-    errno.ENOENT: "the path does not exist: check it",
-}
-
-
-def os_error_message(exc: OSError) -> str:
-    """One line for an operating-system error: what failed, on which path, and the fix."""
-    where = exc.filename if exc.filename is not None else "a file"
-    fix = _OS_FIXES.get(exc.errno or -1, "check the path and the disk, then run the command again")
-    return f"{where}: {exc.strerror or exc}: {fix}"
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
