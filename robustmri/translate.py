@@ -38,7 +38,7 @@ import torch
 from robustmri.errors import ConfigError, DataError
 from robustmri.rng import KeyedStream
 
-__all__ = ["DATA_FILE", "Preparation", "Selection", "load_translator", "name_contrast", "select_inputs",
+__all__ = ["DATA_FILE", "Preparation", "Selection", "load_translator", "name_contrast", "run_data_identity", "select_inputs",
            "translate_path", "translate_volume"]
 
 DATA_FILE = "data.json"
@@ -76,22 +76,56 @@ class Preparation:
             raise DataError(f"{path} is unreadable: delete it to use the defaults, or restore it") from None
 
 
-def record_preparation(run_dir: str | os.PathLike[str], prepared: str | os.PathLike[str], description: str) -> None:
-    """Write ``run_dir/data.json``: the preparation options of the prepared folder the run was
-    trained on (normalisation, axis, fit, size, reorientation, mean scale) and its description.
-    Written only when its content changes."""
+def record_preparation(
+    run_dir: str | os.PathLike[str],
+    prepared: str | os.PathLike[str],
+    description: str,
+    source: str | None = None,
+    split: tuple[float, float, float] | list[float] | None = None,
+    embedded_options: dict[str, Any] | None = None,
+) -> None:
+    """Write ``run_dir/data.json``: how the data the run was trained on were prepared
+    (normalisation, axis, fit, size, reorientation, mean scale: what ``translate`` repeats), and
+    which data they were: ``source`` (the ``--data`` / ``data.source`` given), the ``split`` and
+    ``embedded_options`` it was prepared with, the prepared folder, its cache key, and the exact
+    subjects of its train, val and test splits (what ``eval`` defaults to, and the subjects it
+    refuses to score as unseen). Written only when its content changes."""
     from robustmri.atomic import write_json_if_changed
-    from robustmri.data.prepare import read_pointer
+    from robustmri.data.prepare import POINTER_NAME, read_pointer
 
-    entry, _ = read_pointer(prepared)
+    entry, split_path = read_pointer(prepared)
     try:
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return  # an entry without metadata: translate falls back to its defaults and says so
     opts = meta.get("options", {})
     keep = {k: opts[k] for k in ("norm", "percentiles", "axis", "fit", "size", "reorient", "slices") if k in opts}
-    write_json_if_changed(Path(run_dir) / DATA_FILE,
-                          {"options": keep, "mean_scale": meta.get("mean_scale", {}), "data": description})
+    record: dict[str, Any] = {"options": keep, "mean_scale": meta.get("mean_scale", {}), "data": description}
+    try:
+        pointer = json.loads((Path(prepared) / POINTER_NAME).read_text(encoding="utf-8"))
+        manifest = json.loads(split_path.read_text(encoding="utf-8"))
+        record["identity"] = {
+            "source": source, "split": list(split) if split is not None else None,
+            "embedded_options": dict(embedded_options or {}), "prepared": str(Path(prepared).resolve()),
+            "entry": entry.name, "key": pointer.get("key"),
+            "subjects": {name: list(manifest.get(name, [])) for name in ("train", "val", "test")},
+        }
+    except (OSError, ValueError, AttributeError):
+        pass  # a prepared folder without a readable split: eval then needs --data
+    write_json_if_changed(Path(run_dir) / DATA_FILE, record)
+
+
+def run_data_identity(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``identity`` block of ``run_dir/data.json`` (see :func:`record_preparation`), or None for
+    a run that recorded none (trained by an older robustmri)."""
+    path = Path(run_dir) / DATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        identity = json.loads(path.read_text(encoding="utf-8")).get("identity")
+    except (OSError, ValueError, AttributeError):
+        raise DataError(f"{path} is unreadable: restore it, or pass --data to say which data to score") from None
+    return identity if isinstance(identity, dict) else None
 
 
 def _inverse_fit(stack: np.ndarray, shape: tuple[int, int], fit: str) -> np.ndarray:

@@ -59,6 +59,11 @@ def resolve_suite_data(suite: Suite, cache: str | os.PathLike[str] | None = None
     )
 
 
+def _data_identity(suite: Suite) -> dict[str, Any]:
+    """How the suite's data were asked for, recorded in each run (``eval`` repeats it)."""
+    return {"source": suite.data_source, "split": suite.split, "embedded_options": suite.embedded_options}
+
+
 class ExternalHandle:
     """An external model's stand-in for a trained run (see :mod:`robustmri.models.external`):
     what its cells depend on (:meth:`identity`) and the model itself (:meth:`load`). The module
@@ -165,11 +170,11 @@ def _train_job(
     if (run_dir / "summary.json").is_file():  # finished: reuse it if it is this training, else say so
         handle = open_run(run_dir)
         _check_same_training(handle, config, suite.image_size, processes)
-        record_preparation(run_dir, data_spec.prepared, data_spec.description)
+        record_preparation(run_dir, data_spec.prepared, data_spec.description, **_data_identity(suite))
         return handle
     data = load_split_tensors(data_spec, "train", job.source, job.target)
     train(config, data, run_dir, resume=True, progress=progress)
-    record_preparation(run_dir, data_spec.prepared, data_spec.description)  # what `translate` must repeat
+    record_preparation(run_dir, data_spec.prepared, data_spec.description, **_data_identity(suite))  # what `translate` must repeat
     return open_run(run_dir)
 
 

@@ -82,7 +82,7 @@ def train_cmd(
     if main_process:
         from robustmri.translate import record_preparation
 
-        record_preparation(out, spec.prepared, spec.description)  # what `robustmri translate` must repeat
+        record_preparation(out, spec.prepared, spec.description, source=data)  # what `translate` and `eval` repeat
         typer.echo(
             f"trained {config.model} ({config.size}) {config.source}->{config.target} on {spec.description}: "
             f"step {result.step}/{config.steps}, {result.seconds:.1f} s this run; run folder {out}"
