@@ -82,6 +82,9 @@ class Registration:
     stop: str
     seconds: float
     parameters: dict[str, Any] = field(default_factory=dict)
+    data_start: np.ndarray | None = None
+    """The moving volume resampled on the fixed grid at the start (head centres aligned), for the
+    QC montage's "before" panel; not saved."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -327,6 +330,7 @@ def _register_core(sitk: Any, fixed: np.ndarray, fixed_affine: np.ndarray, movin
             raise DataError(f"subject {subject}: affine registration scaled by {sv.min():.2f}-{sv.max():.2f}, outside "
                             f"{SCALE_RANGE[0]}-{SCALE_RANGE[1]}: it did not converge ({numbers}); try --register rigid")
     resampled = sitk.Resample(m_img, f_img, final, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    at_start = from_img(sitk.Resample(m_img, f_img, initial, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
     return Registration(
         kind=kind, matrix=matrix, data=from_img(resampled), metric_before=metric_start, metric_after=metric_after,
         iterations=int(reg.GetOptimizerIteration()), stop=str(reg.GetOptimizerStopConditionDescription())[:200],
@@ -339,6 +343,7 @@ def _register_core(sitk: Any, fixed: np.ndarray, fixed_affine: np.ndarray, movin
             "resampled_onto": {"grid": "reference", "interpolation": "linear",
                                "spacing_mm": [round(float(v), 4) for v in np.linalg.norm(fixed_affine[:3, :3], axis=0)]},
         },
+        data_start=at_start,
     )
 
 
@@ -350,8 +355,9 @@ def _centre(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def save_registration(folder: Path, contrast: str, result: Registration, fixed: np.ndarray, axis: int = 2) -> None:
     """Write ``folder/<contrast>.json`` (the transform and its diagnostics) and
-    ``folder/<contrast>-qc.png``: a checkerboard of the fixed and the registered moving mid slice
-    along ``axis`` (16 squares a side), each scaled to its 99th percentile, beside an edge overlay."""
+    ``folder/<contrast>-qc.png``: the registered moving mid slice's edges on the reference at the
+    start (head centres aligned) and after the registration, beside a checkerboard of the reference
+    and the registered slice (16 squares a side), each scaled to its 99th percentile."""
     import json
 
     import matplotlib
@@ -365,25 +371,32 @@ def save_registration(folder: Path, contrast: str, result: Registration, fixed: 
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / f"{contrast}.json", json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
     mid = fixed.shape[axis] // 2
-    a = np.take(fixed, mid, axis=axis).T[::-1]
-    b = np.take(result.data, mid, axis=axis).T[::-1]
-    a = a / max(float(np.percentile(a, 99)), 1e-6)
-    b = b / max(float(np.percentile(b, 99)), 1e-6)
+
+    def mid_slice(volume: np.ndarray) -> np.ndarray:
+        img = np.take(volume, mid, axis=axis).T[::-1]
+        return img / max(float(np.percentile(img, 99)), 1e-6)
+
+    a, b = mid_slice(fixed), mid_slice(result.data)
     h, w = a.shape
     yy, xx = np.mgrid[0:h, 0:w]
     board = ((yy * 16 // h + xx * 16 // w) % 2).astype(bool)
-    checker = np.where(board, a, b)
-    edges = np.hypot(sobel(b, 0), sobel(b, 1))
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
-    axes[0].imshow(np.clip(checker, 0, 1), cmap="gray")
-    axes[0].set_title(f"checkerboard: reference / {contrast}", fontsize=9)
-    axes[1].imshow(np.clip(a, 0, 1), cmap="gray")
-    axes[1].contour(edges > np.percentile(edges, 90), levels=[0.5], colors="r", linewidths=0.5)
-    axes[1].set_title(f"{contrast} edges on the reference", fontsize=9)
+    panels = [("before: edges at the start", result.data_start), ("after: edges of the registered", result.data)]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), dpi=100)
+    for ax, (title, volume) in zip(axes[:2], panels):
+        ax.imshow(np.clip(a, 0, 1), cmap="gray")
+        if volume is not None:
+            m = mid_slice(volume)
+            edges = np.hypot(sobel(m, 0), sobel(m, 1))
+            ax.contour(edges > np.percentile(edges, 90), levels=[0.5], colors="r", linewidths=0.5)
+        ax.set_title(f"{title} {contrast} on the reference", fontsize=9)
+    axes[2].imshow(np.clip(np.where(board, a, b), 0, 1), cmap="gray")
+    axes[2].set_title(f"checkerboard: reference / registered {contrast}", fontsize=9)
     for ax in axes:
         ax.axis("off")
+    saved = result.to_json()
+    dice = f", head Dice {saved['head_dice_start']:.3f} -> {saved['head_dice']:.3f}" if "head_dice" in saved else ""
     fig.suptitle(f"{result.kind}: {rotation_angle_deg(result.matrix):.2f} deg, MI {result.metric_before:.3f} -> "
-                 f"{result.metric_after:.3f}", fontsize=9)
+                 f"{result.metric_after:.3f}{dice}", fontsize=9)
     with atomic_path(folder / f"{contrast}-qc.png") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
