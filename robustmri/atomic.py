@@ -173,6 +173,10 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         full = as_disk_full(exc, final)
-        if full is not None and full is not exc:
-            raise full from None
+        if full is not None:  # name the file as it would have been, not inside the removed temporary folder
+            name = str(full.filename) if full.filename is not None else str(final)
+            if name.startswith(str(tmp)):
+                name = str(final) + name[len(str(tmp)):]
+            if full is not exc or name != full.filename:
+                raise OSError(full.errno, full.strerror, name) from None
         raise

@@ -72,6 +72,6 @@ def os_error_message(exc: OSError) -> str:
 
         free = free_bytes(where) if exc.filename is not None else None
         left = f" ({free / 2**20:.1f} MiB free there)" if free is not None else ""
-        return (f"{where}: no space left on the device{left}: {fix}, then run the same command again: every finished "
-                "checkpoint, cell and prepared file is kept and it continues where it stopped")
+        return (f"{where}: {exc.strerror or 'No space left on device'}{left}: {fix}, then run the same command again: "
+                "every finished checkpoint, cell and prepared file is kept and it continues where it stopped")
     return f"{where}: {exc.strerror or exc}: {fix}"

@@ -107,7 +107,7 @@ def test_help_lists_every_builtin_suite_and_reads_as_written(capsys):
     assert "<bool>" not in out
     assert main(["eval", "--help"]) == 0
     eval_help = " ".join(capsys.readouterr().out.split())
-    assert "the same seed and batch size give the same numbers" in eval_help
+    assert "with no options, a bench run gives the bench's clean numbers" in eval_help
 
 
 def test_unknown_names_suggest_the_nearest_allowed_one(capsys):

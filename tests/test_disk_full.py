@@ -1,4 +1,5 @@
-"""A full disk at any write: one line naming the path, the free space and what to do, exit status 2,
+"""A full disk at any write: one error line naming the path, the free space and what to do (after
+whatever progress was printed), exit status 2,
 the manifest saying why the run stopped, and the same command resuming once there is room.
 
 The disk is filled by injection, where each writer meets it: torch's serializer at a checkpoint
@@ -63,7 +64,7 @@ def test_a_write_that_fails_for_want_of_space_names_its_final_path(tmp_path) -> 
     assert as_disk_full(RuntimeError("shape mismatch"), target) is None
     assert list(tmp_path.iterdir()) == []
     line = os_error_message(OSError(errno.ENOSPC, "No space left on device", str(target)))
-    assert str(target) in line and "no space left" in line and "MiB free" in line and "run the same command again" in line
+    assert str(target) in line and "No space left on device" in line and "MiB free" in line and "run the same command again" in line
     assert "\n" not in line
 
 
@@ -108,13 +109,15 @@ def test_a_full_disk_stops_the_bench_with_one_line_and_the_same_command_resumes(
                 m.setattr(atomic, "_settle", fake)
             capsys.readouterr()
             status = _bench(out, suite)
-            err = capsys.readouterr().err.strip()
-        assert status == 2, (where, err)
-        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-        assert err.startswith("error: ") and "no space left" in err and "run the same command again" in err, err
+            stderr = capsys.readouterr().err
+        errors = [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
+        assert status == 2, (where, stderr[-2000:])
+        assert len(errors) == 1 and "Traceback" not in stderr and stderr.strip().endswith(errors[0]), stderr[-2000:]
+        err = errors[0]
+        assert "No space left on device" in err and "MiB free" in err and "run the same command again" in err, err
         assert f"{out}/{where}" in err or f"{out / where}" in err, (where, err)
         manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["status"] == "failed" and "no space left" in manifest["reason"]
+        assert manifest["status"] == "failed" and "No space left on device" in manifest["reason"]
         stops.append(where)
     assert torch.save is real_save
     assert _bench(out, suite) == 0  # room again: the same command finishes

@@ -17,7 +17,7 @@ Inferred (defaults, all options of :class:`KDAttack`):
   the brain mask, eps 0.03; trained from queries of G only, never its gradients (``attacker="spsa"``):
   by default from G's output images (``spsa_estimate="local"``: ``spsa_samples`` = 3 random
   directions + 1 base query, the diagonal of G's Jacobian smoothed by ``spsa_sigma_px`` = 1 pixel;
-  cosine 0.33-0.41 with the true gradient), or from G's loss alone (``spsa_estimate="loss"``:
+  cosine 0.32-0.44 with the true gradient), or from G's loss alone (``spsa_estimate="loss"``:
   ``2 * spsa_samples`` queries, cosine 0.03 at the same 4 queries); or no learned attacker but a
   query-only Square attack per batch (``attacker="square"``). With ``attacker_update="step"``
   (default, Adam lr 1e-3) the adversarial example G trains on is A's output refined by one projected
