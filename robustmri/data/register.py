@@ -43,9 +43,12 @@ start, not from the headers: two volumes of one subject may have origins tens of
 apart (IXI), and the start already undoes that."""
 SCALE_RANGE = (0.8, 1.25)
 """Allowed singular values of an affine transform's linear part."""
-MIN_HEAD_DICE = 0.8
+MIN_HEAD_DICE = 0.7
 """The head (foreground) masks of the reference and of the registered volume must overlap at
-least this much (Dice, inside both fields of view) after the warp."""
+least this much (Dice, inside both fields of view) after the warp. The masks come from each
+contrast's own intensity threshold, so they differ at the head's edge even when aligned: correct
+registrations of embedded T1/T2 pairs measured 0.83-0.90; a volume showing another object
+(the tests' ball of noise) falls far below."""
 LEVELS_MM: tuple[tuple[float, float], ...] = ((6.0, 3.0), (3.0, 1.5), (0.0, 0.0))
 """Multi-resolution schedule in physical units: per level, the voxel size the reference is shrunk
 to (mm; 0 = its own) and the Gaussian smoothing sigma (mm). The shrink factor of a level is that
