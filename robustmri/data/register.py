@@ -383,7 +383,7 @@ def save_registration(folder: Path, contrast: str, result: Registration, fixed: 
     h, w = a.shape
     yy, xx = np.mgrid[0:h, 0:w]
     board = ((yy * 16 // h + xx * 16 // w) % 2).astype(bool)
-    panels = [("before: edges at the start", result.data_start), ("after: edges of the registered", result.data)]
+    panels = [("before (head centres aligned)", result.data_start), ("after registration", result.data)]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), dpi=100)
     for ax, (title, volume) in zip(axes[:2], panels):
         ax.imshow(np.clip(a, 0, 1), cmap="gray")
@@ -391,7 +391,7 @@ def save_registration(folder: Path, contrast: str, result: Registration, fixed: 
             m = mid_slice(volume)
             edges = np.hypot(sobel(m, 0), sobel(m, 1))
             ax.contour(edges > np.percentile(edges, 90), levels=[0.5], colors="r", linewidths=0.5)
-        ax.set_title(f"{title} {contrast} on the reference", fontsize=9)
+        ax.set_title(f"{title}: {contrast} edges on the reference", fontsize=9)
     axes[2].imshow(np.clip(np.where(board, a, b), 0, 1), cmap="gray")
     axes[2].set_title(f"checkerboard: reference / registered {contrast}", fontsize=9)
     for ax in axes:
