@@ -275,6 +275,12 @@ def build_report(
 
         for flag in sanity_checks(subjects):
             inputs.warnings.append(f"Threat-model check '{flag.check}' failed: {flag.message}.")
+    from robustmri.analysis.tuning import choose, selection_scores
+
+    selection = selection_scores(subjects[~subjects["model"].isin(inputs.oracles)], order=inputs.models)
+    tuning = T.tuning_table(selection)
+    if tuning is not None:
+        tables.insert(1, tuning)
     if inputs.ablation:
         abl = T.ablation_table(subjects, ref)
         if abl is not None:
@@ -308,6 +314,12 @@ def build_report(
         write_text_atomic(tmp / "summary.csv", summary.to_csv(index=False, float_format="%.6g"))
         if scores is not None:
             write_text_atomic(tmp / "scores.csv", scores.to_csv(index=False, float_format="%.6g"))
+        if tuning is not None:
+            chosen = choose(selection)
+            write_text_atomic(tmp / "tuning.csv", selection.assign(
+                chosen=[(d, m) in set(zip(chosen["direction"], chosen["model"]))
+                        for d, m in zip(selection["direction"], selection["model"])]
+            ).to_csv(index=False, float_format="%.6g"))
 
         figure_items = []
         fig_dir = tmp / "figures"
@@ -402,6 +414,11 @@ def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figur
     tables = {t.files[0].split("/")[-1].rsplit(".", 1)[0]: t for t in table_items}
     sections = [H.Section("Clean quality", [tables["clean_quality"]]
                           + [f for f in figure_items if f.title.startswith("Clean")])]
+    if "tuning" in tables:
+        sections.append(H.Section("Tuning", [tables["tuning"]],
+                                  "Each method's trials (models labelled <method>@<trial>) on the validation "
+                                  "subjects, and the one its criterion chooses: tables/tuning.csv and tuning.csv "
+                                  "list every trial with `chosen`."))
     if "scores" in tables:
         sections.append(H.Section("Robustness scores", [tables["scores"]],
                                   "The two headline scores, kept apart: corruptions (mCE) and attacks (PSNR lost)."))

@@ -54,6 +54,7 @@ __all__ = [
     "scores_table",
     "significance_mark",
     "stability_table",
+    "tuning_table",
 ]
 
 Better = Literal["higher", "lower"]
@@ -691,4 +692,37 @@ def scores_table(scores: pd.DataFrame, reference: str | None, subjects: pd.DataF
         mark_partial(table, pert[pert["family"] == "adversarial"], family_columns=False, summary_columns=("adversarial",))
         mark_partial(table, pert[pert["family"] != "adversarial"], family_columns=False, summary_columns=("mce",))
     table.mark_best()
+    return table
+
+
+def tuning_table(scores: pd.DataFrame) -> Table | None:
+    """Trials of each tuned method on the validation subjects
+    (:func:`robustmri.analysis.tuning.selection_scores`): the criterion's parts and the criterion,
+    one block per direction and method; the bold criterion is the trial chosen. None when no method
+    has two or more trials."""
+    from robustmri.analysis.tuning import PARTS, choose
+
+    tuned = scores.groupby(["direction", "method"], sort=False)["model"].transform("count") >= 2
+    if not tuned.any():
+        return None
+    shown = scores[tuned]
+    labels = {"clean": "clean", "corruptions": "corruptions", "attacks": "attacks"}
+    columns = [Column(p, labels[p], group="PSNR (dB)", decimals=2) for p in PARTS]
+    columns.append(Column("criterion", "criterion", decimals=2))
+    chosen = set(zip(choose(shown)["direction"], choose(shown)["model"]))
+    rows, cells = [], {}
+    for rec in shown.itertuples(index=False):
+        group = rec.method if shown["direction"].nunique() == 1 else f"{rec.direction} {rec.method}"
+        row = rec.trial
+        rows.append((group, row))
+        for key in (*PARTS, "criterion"):
+            value = float(getattr(rec, key))
+            if np.isfinite(value):
+                cells[(group, row, key)] = Cell(value, n=int(rec.n_subjects),
+                                                bold=key == "criterion" and (rec.direction, rec.model) in chosen)
+    table = Table("tuning", "Tuning on the validation subjects: the trials of each method", columns, rows, cells,
+                  None, group_label="Method", row_label="Trial")
+    table.note = ("Mean over validation subjects. Criterion: the mean of clean PSNR, PSNR under the corruptions "
+                  "(every cell, severity >= 1) and PSNR under the attacks (every cell but the random_linf control), "
+                  "per subject, then over subjects. Bold: the trial chosen per method (ties to the one listed first).")
     return table
