@@ -95,6 +95,10 @@ def test_suite_validation_errors():
         ({**base, "eval": {"split": "train"}}, "eval.split"),
         ({**base, "eval": {"split": "val"}}, "validation subjects"),  # the default split has no fixed val count
         ({**base, "data": {"split": [3, 0, 1]}, "eval": {"split": "val"}}, "val > 0"),
+        ({**base, "data": {"embedded": {"misregistration_mm": 6.0, "misregistration_splits": ["training"]}}},
+         "misregistration_splits must be"),
+        ({**base, "data": {"embedded": {"misregistration_splits": ["train"]}}}, "needs misregistration_mm"),
+        ({**base, "data": {"embedded": {"misregistered_subjects": [0]}}}, "unknown embedded option"),
     ]
     for raw, fragment in cases:
         with pytest.raises(ConfigError, match=fragment):
@@ -113,6 +117,24 @@ def test_suite_split_gives_its_own_prepared_folder(cache_dir):
     assert len(set(test.subject.tolist())) == 2
     with pytest.raises(ConfigError, match="already prepared"):
         resolve_data(str(spec.prepared), 64, ("t1", "t2"), cache=cache_dir, split=(1, 0, 1))
+
+
+def test_misregistration_splits_moves_the_training_subjects_of_the_prepared_split_only(cache_dir):
+    """Reg-GAN's setting: misaligned training pairs, aligned test targets, the same split as scored."""
+    import json
+
+    from robustmri.data.resolve import resolve_data
+
+    options = {"n_slices": 4, "misregistration_mm": 6.0, "misregistration_splits": ["train"]}
+    spec = resolve_data("embedded:6", 32, ("t1", "t2"), cache=cache_dir, split=(4, 0, 2), embedded_options=options)
+    split = json.loads((spec.prepared / "split.json").read_text())
+    roots = [p for p in Path(cache_dir).glob("embedded-*") if "misregistered_subjects" in (p / "dataset.json").read_text()]
+    assert len(roots) == 1
+    for sid in split["train"] + split["test"]:
+        params = json.loads((roots[0] / sid / "params.json").read_text())
+        applied = params["misregistration"]["t2"].get("applied", True)
+        assert applied == (sid in split["train"]), sid
+    assert "misregistration_splits=['train']" in spec.description
 
 
 def test_a_tuning_suite_scores_the_validation_subjects_and_the_report_says_so(cache_dir, tmp_path):

@@ -123,6 +123,44 @@ def test_misregistration_moves_contrasts_against_t1():
     assert np.array_equal(aligned.seg, subj.seg)
 
 
+def test_misregistered_subjects_moves_only_those_and_keeps_every_draw():
+    moved_all = SynthConfig(size=64, n_slices=12, seed=3, misregistration_mm=3.0)
+    only_0 = SynthConfig(size=64, n_slices=12, seed=3, misregistration_mm=3.0, misregistered_subjects=(0,))
+    # subject 0 is listed: the same volumes as when every subject is misregistered
+    a, b = synth_subject(0, moved_all), synth_subject(0, only_0)
+    for c in a.images:
+        assert np.array_equal(a.images[c], b.images[c]), c
+    # subject 1 is not: its contrasts stay aligned (labels equal the reference's voxel for voxel) ...
+    moved, kept = synth_subject(1, moved_all), synth_subject(1, only_0)
+    for c, lab in kept.labels.items():
+        assert np.array_equal(lab, kept.seg), c
+    assert (moved.labels["t2"] != moved.seg).mean() > 0.01
+    # ... and it is the same subject: same anatomy, same T1, same acquisition draws; only T2 moved back
+    assert np.array_equal(kept.seg, moved.seg)
+    assert np.array_equal(kept.images["t1"], moved.images["t1"])
+    assert not np.array_equal(kept.images["t2"], moved.images["t2"])
+    assert kept.params["misregistration"]["t2"]["applied"] is False
+    assert kept.params["misregistration"]["t2"]["translation_mm"] == moved.params["misregistration"]["t2"]["translation_mm"]
+    with pytest.raises(ConfigError, match="misregistered_subjects"):
+        SynthConfig(size=64, misregistered_subjects=(-1,))
+
+
+def test_misregistration_splits_names_the_training_subjects():
+    from robustmri.data.resolve import synth_options
+    from robustmri.data.split import make_split
+
+    opts = synth_options({"misregistration_mm": 6.0, "misregistration_splits": ["train"], "n_slices": 8}, 12, (8, 2, 2), 0)
+    manifest = make_split([f"sub-{i:03d}" for i in range(12)], (8, 2, 2), 0)
+    assert opts["misregistered_subjects"] == tuple(sorted(int(s[4:]) for s in manifest["train"]))
+    assert "misregistration_splits" not in opts and opts["n_slices"] == 8
+    assert synth_options({"misregistration_mm": 6.0}, 12, None, 0) == {"misregistration_mm": 6.0}
+    for bad in (["training"], [], "train", ["train", "train"]):
+        with pytest.raises(ConfigError, match="misregistration_splits must be"):
+            synth_options({"misregistration_mm": 6.0, "misregistration_splits": bad}, 12, None, 0)
+    with pytest.raises(ConfigError, match="needs misregistration_mm"):
+        synth_options({"misregistration_splits": ["train"]}, 12, None, 0)
+
+
 def test_same_seed_identical_other_seed_differs():
     a = synth_subject(2, SMALL)
     b = synth_subject(2, SMALL)

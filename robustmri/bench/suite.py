@@ -15,7 +15,8 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     [data]
     source = "embedded:8"            # embedded[:N] | prepared folder | NIfTI root
     image_size = 64
-    embedded = { misregistration_mm = 2.0 }   # optional SynthConfig fields of the embedded data
+    embedded = { misregistration_mm = 2.0 }   # optional SynthConfig fields of the embedded data;
+                                     # misregistration_splits = ["train"]: only training subjects misregistered
     split = [6, 0, 6]                # optional subject counts or fractions (train, val, test);
                                      # default 25:5:10 (not for an already prepared folder)
 
@@ -194,10 +195,20 @@ def _embedded_options(path: str, options: Any) -> dict[str, Any]:
 
     if not isinstance(options, dict):
         raise _err(path, "[data] embedded must be a table of SynthConfig fields, e.g. { misregistration_mm = 2.0 }")
-    allowed = {f.name for f in dc_fields(SynthConfig)} - {"size", "seed", "sequences", "contrasts"}
+    from robustmri.data.resolve import MISREGISTRATION_SPLITS_KEY, check_misregistration_splits
+
+    allowed = ({f.name for f in dc_fields(SynthConfig)} - {"size", "seed", "sequences", "contrasts", "misregistered_subjects"}
+               | {MISREGISTRATION_SPLITS_KEY})
     bad = set(options) - allowed
     if bad:
         raise _err(path, f"unknown embedded option(s) {sorted(bad)}{did_you_mean(bad, allowed)}; allowed: {sorted(allowed)}")
+    if MISREGISTRATION_SPLITS_KEY in options:
+        try:
+            check_misregistration_splits(options[MISREGISTRATION_SPLITS_KEY])
+        except ConfigError as exc:
+            raise _err(path, str(exc)) from None
+        if not float(options.get("misregistration_mm", 0) or 0) > 0:
+            raise _err(path, f"{MISREGISTRATION_SPLITS_KEY} needs misregistration_mm > 0 in [data] embedded")
     return dict(options)
 
 

@@ -90,6 +90,11 @@ class SynthConfig:
     lesion_rate: probability that a subject has a lesion (0 to 1).
     misregistration_mm: maximum rigid shift (mm, per axis) of contrasts 2.. against the first;
         the in-plane rotation maximum is ``misregistration_deg`` (defaults to the same number).
+    misregistered_subjects: indices of the subjects whose contrasts are misregistered (None: every
+        subject). The others keep their contrasts aligned but draw the same random numbers, so a
+        subject is the same anatomy and acquisition either way (misaligned training pairs with
+        aligned test targets: Reg-GAN's setting; suites name splits with
+        ``misregistration_splits``, see :func:`robustmri.data.resolve.resolve_data`).
     deformation_mm, deformation_levels: standard deviation of the coarsest elastic displacement and
         the number of scales (each finer one has twice the control points and half the amplitude).
     rotation_deg, scale_fraction, translation_mm: ranges of the subject affine.
@@ -119,6 +124,7 @@ class SynthConfig:
     lesion_rate: float = 0.0
     misregistration_mm: float = 0.0
     misregistration_deg: float | None = None
+    misregistered_subjects: tuple[int, ...] | None = None
     deformation_mm: float = 3.0
     deformation_levels: int = 3
     rotation_deg: float = 12.0
@@ -172,6 +178,12 @@ class SynthConfig:
                      "slab_jitter_mm"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.misregistered_subjects is not None:
+            chosen = self.misregistered_subjects
+            if isinstance(chosen, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                            for i in chosen):
+                raise ConfigError(f"misregistered_subjects must be subject indices >= 0, got {chosen!r}")
+            object.__setattr__(self, "misregistered_subjects", tuple(sorted(set(chosen))))
         if not isinstance(self.deformation_levels, int) or self.deformation_levels < 1:
             raise ConfigError(f"deformation_levels must be an integer >= 1, got {self.deformation_levels!r}")
         if not 0 <= self.ventricle_expansion < 0.9 or not 0 <= self.sulcal_widening <= 1 or not 0 <= self.cortical_change <= 1:
@@ -228,6 +240,10 @@ class SynthConfig:
         out["site_profiles"] = list(self.site_profiles)
         out["snr_range"] = list(self.snr_range)
         out["kspace_fraction"] = list(self.kspace_fraction)
+        if self.misregistered_subjects is None:  # datasets made before the field keep their cache key
+            del out["misregistered_subjects"]
+        else:
+            out["misregistered_subjects"] = list(self.misregistered_subjects)
         out["sequences"] = {c: asdict(self.sequence(c)) for c in self.contrasts}
         return out
 
@@ -344,9 +360,13 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
     motions: dict[str, AffineMotion | None] = {config.contrasts[0]: None}
     motion_params: dict[str, Any] = {}
     max_deg = config.misregistration_deg if config.misregistration_deg is not None else config.misregistration_mm
+    misregistered = config.misregistered_subjects is None or index in config.misregistered_subjects
     for c in config.contrasts[1:]:
         if config.misregistration_mm > 0 or max_deg > 0:
             motions[c], motion_params[c] = random_rigid_inplane(rng, centre, config.misregistration_mm, max_deg)
+            if not misregistered:  # drawn (the random stream stays the same), not applied
+                motions[c] = None
+                motion_params[c] = {"applied": False, **motion_params[c]}
         else:
             motions[c] = None
 

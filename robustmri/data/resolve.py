@@ -17,6 +17,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from robustmri.data.contrasts import canonical_contrast
 from robustmri.errors import ConfigError, DataError
@@ -70,6 +71,45 @@ def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress:
     return root
 
 
+MISREGISTRATION_SPLITS_KEY = "misregistration_splits"
+"""Embedded option naming the splits whose subjects are misregistered (``["train"]``: misaligned
+training pairs, aligned validation and test targets); the others are simulated aligned."""
+
+
+def synth_options(
+    options: dict[str, Any] | None, n_subjects: int, split: tuple[float, float, float] | None, seed: int,
+) -> dict[str, Any]:
+    """:class:`robustmri.data.embedded.SynthConfig` fields for ``options``: ``misregistration_splits``
+    (a list of ``train`` / ``val`` / ``test``) becomes ``misregistered_subjects``, the indices of the
+    subjects :func:`robustmri.data.split.make_split` puts in those splits with the same ``split``
+    and ``seed`` that preparation uses. Other options pass through unchanged."""
+    from robustmri.data.split import make_split
+
+    out = dict(options or {})
+    splits = out.pop(MISREGISTRATION_SPLITS_KEY, None)
+    if splits is None:
+        return out
+    check_misregistration_splits(splits)
+    if not float(out.get("misregistration_mm", 0.0)) > 0 and not float(out.get("misregistration_deg") or 0.0) > 0:
+        raise ConfigError(f"{MISREGISTRATION_SPLITS_KEY} needs misregistration_mm > 0: set it, or drop "
+                          f"{MISREGISTRATION_SPLITS_KEY}")
+    ids = [f"sub-{i:03d}" for i in range(n_subjects)]  # the embedded dataset's names (write_dataset)
+    manifest = make_split(ids, split, seed)
+    chosen = {sid for name in splits for sid in manifest[name]}
+    out["misregistered_subjects"] = tuple(i for i, sid in enumerate(ids) if sid in chosen)
+    return out
+
+
+def check_misregistration_splits(splits: Any) -> None:
+    """Raise ConfigError unless ``splits`` is a non-empty list of distinct split names."""
+    from robustmri.data.split import SPLITS
+
+    if (not isinstance(splits, list) or not splits or len(set(map(str, splits))) != len(splits)
+            or not all(isinstance(s, str) and s in SPLITS for s in splits)):
+        raise ConfigError(f"{MISREGISTRATION_SPLITS_KEY} must be a list of distinct split names among "
+                          f"{', '.join(SPLITS)}, e.g. [\"train\"]; got {splits!r}")
+
+
 def resolve_data(
     data: str,
     size: int | None,
@@ -91,7 +131,8 @@ def resolve_data(
     folder normalised otherwise is a one-line error naming the fix (None: accept the folder's).
 
     ``embedded_options`` are :class:`robustmri.data.embedded.SynthConfig` fields for the embedded
-    dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``). ``split``: subject counts or
+    dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``), plus ``misregistration_splits``
+    (see :func:`synth_options`). ``split``: subject counts or
     fractions (train, val, test); None is the 25:5:10 default. A prepared folder keeps its own split.
     """
     from robustmri.data.prepare import POINTER_NAME, prepare_dataset
@@ -111,7 +152,7 @@ def resolve_data(
                 n = int(data.split(":", 1)[1])
             except ValueError:
                 raise DataError(f"bad --data {data!r}: use embedded or embedded:N with N subjects") from None
-        root = _embedded_root(n, size, seed, cache_dir, progress, embedded_options)
+        root = _embedded_root(n, size, seed, cache_dir, progress, synth_options(embedded_options, n, split, seed))
         out = cache_dir / f"prepared-{root.name}-{size}{_split_tag(split)}{_norm_tag(norm)}"
         prepare_dataset(root, out, size=size, norm=norm, seed=seed, contrasts=list(contrasts), progress=progress,
                         split=split)
