@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import torch
 
@@ -42,10 +44,7 @@ def test_configure_threads_sets_torch_unless_omp_num_threads_decides(monkeypatch
     assert os.environ.get("OMP_NUM_THREADS") == str(before)  # the test's own setting, undone by monkeypatch
 
 
-def _sleeper() -> "subprocess.Popen[bytes]":
-    import subprocess
-    import sys
-
+def _sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
 
