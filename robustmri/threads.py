@@ -14,7 +14,9 @@ CPU sets overlap split those CPUs between them, and each re-reads the folder eve
 while it works (:func:`rebalance`, called by the training loop and the scoring loop): a bench
 started beside another one takes half the cores, and the first gives them back when it ends.
 Measured with ``benchmarks/parallel_benches.py --unpinned`` (README). ``ROBUSTMRI_CPU_SHARE=0``
-turns the sharing off.
+turns the sharing off. A thread count changes the order of float sums, not what is computed: a
+run that shared its CPUs agrees with one alone within the drift check's training tolerances,
+which are measured with one thread among their float-order variants (:mod:`robustmri.bench.drift`).
 """
 
 from __future__ import annotations
