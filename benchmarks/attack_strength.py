@@ -55,7 +55,7 @@ def _quick_run(tmp: Path) -> tuple[str, str]:
     from _quick_suite import write_quick_suite
 
     suite = write_quick_suite(tmp, "attack-strength-quick")
-    out = run_suite(load_suite(suite), tmp / "out", cache=tmp / "cache", progress=False, report=False)
+    out = run_suite(load_suite(suite), tmp / "out", cache=tmp / "cache", progress=False)
     return str(out / "runs" / "pix2pix__t1_to_t2__s0"), str(suite)
 
 

@@ -53,7 +53,7 @@ def _quick_reference(tmp: Path) -> tuple[Path, Path]:
     from _quick_suite import write_quick_suite
 
     suite = write_quick_suite(tmp, "drift-spread-quick", ("gaussian_noise",), severity=2)
-    out = run_suite(load_suite(suite), tmp / "out", progress=False, report=False)
+    out = run_suite(load_suite(suite), tmp / "out", progress=False)
     ref = tmp / "ref" / "quick.json"
     update_reference(out, ref, variants=("threads1",), log=lambda _: None)
     return out, ref

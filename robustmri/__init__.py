@@ -7,10 +7,10 @@ Sub-packages
 - :mod:`robustmri.perturb`  noise, blur, MRI artifacts, adversarial attacks
 
 ``robustmri.benchmark(model, out=...)`` scores your own ``torch.nn.Module`` on a suite in one call
-(:mod:`robustmri.bench.api`).
+(:mod:`robustmri.api`).
 """
 
-__version__ = "0.1.0"
+from robustmri._version import __version__
 
 __all__ = ["__version__", "benchmark"]
 
@@ -18,7 +18,7 @@ __all__ = ["__version__", "benchmark"]
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
     """``robustmri.benchmark`` is imported on first use (so ``import robustmri`` stays light)."""
     if name == "benchmark":
-        from robustmri.bench.api import benchmark
+        from robustmri.api import benchmark
 
         return benchmark
     raise AttributeError(f"module 'robustmri' has no attribute {name!r}")

@@ -35,7 +35,7 @@ import pandas as pd
 
 from robustmri.errors import ConfigError, DataError
 
-__all__ = ["ENTRY_FORMAT", "threat_model_hash", "model_scores", "write_entries", "read_entries", "build_board"]
+__all__ = ["ENTRY_FORMAT", "threat_model_hash", "model_scores", "write_entries", "write_run_entries", "read_entries", "build_board"]
 
 ENTRY_FORMAT = "robustmri-leaderboard-entry/1"
 FOLDER = "leaderboard"
@@ -94,11 +94,28 @@ def model_scores(frame: pd.DataFrame, model: str, direction: str, expected_attac
     }
 
 
+def write_run_entries(out: str | os.PathLike[str]) -> list[Path]:
+    """The leaderboard entries of a finished results folder (``results.csv`` and ``manifest.json``
+    with its suite definition): :func:`write_entries` with the models' ``model.json`` records.
+    Returns the paths written; none for a folder whose manifest holds no suite definition."""
+    from robustmri.bench.store import ResultsStore
+    from robustmri.bench.suite import suite_from_dict
+    from robustmri.results import read_manifest
+
+    root = Path(out)
+    manifest = read_manifest(root / "manifest.json") if (root / "manifest.json").is_file() else {}
+    if "suite_definition" not in manifest:
+        return []
+    suite = suite_from_dict(manifest["suite_definition"])
+    return write_entries(root, suite, ResultsStore(root).model_info(), str(manifest.get("data", "")),
+                         str(manifest.get("protocol", "")))
+
+
 def write_entries(out: Path, suite: Any, models: dict[str, dict[str, Any]], data: str, protocol: str) -> list[Path]:
     """Write ``out/leaderboard/<label>__<direction>.json`` for every model label and direction of
     ``out/results.csv``. ``models``: label -> {"architecture": ..., "parameters": int, "oracle": bool,
     optional "gradients": bool}. Returns the paths written."""
-    from robustmri import __version__
+    from robustmri._version import __version__
     from robustmri.atomic import write_json_atomic
     from robustmri.bench.plan import direction_tag
     from robustmri.results import read_table

@@ -395,17 +395,6 @@ class Protocol:
             frame[name] = values
         return tag_results(frame, self)
 
-    def aggregate(self, frame: pd.DataFrame, by: Sequence[str] = (), ddof: int = 0) -> pd.DataFrame:
-        """Summarise a results table of this protocol at its aggregation level (see robustmri.results.aggregate)."""
-        if "protocol" in frame.columns:
-            found = check_same_protocol(frame)
-            if found != self.id:
-                raise ConfigError(f"results were scored with protocol {found!r}, not {self.id!r}; aggregate them with {found!r}")
-        names = [n for n in self.metrics if n in frame.columns]
-        from robustmri.results import aggregate
-
-        return aggregate(frame, names, level=self.aggregation, by=by, ddof=ddof)
-
 
 # -------------------------------------------------------------------- results tagging
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from robustmri.errors import ConfigError, DataError
 from robustmri.metrics import METRICS
+from robustmri.protocol import Protocol, check_same_protocol
 
 CLEAN = "clean"
 """Perturbation name of the unperturbed cell (severity 0)."""
@@ -94,13 +95,22 @@ def cell_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.
     return long.sort_values(list(CELL_KEY), kind="stable").reset_index(drop=True)
 
 
+def aggregate_protocol(frame: pd.DataFrame, protocol: Protocol, by: Sequence[str] = (), ddof: int = 0) -> pd.DataFrame:
+    """:func:`aggregate` at ``protocol``'s aggregation level, over its metrics present in ``frame``.
+    A frame tagged with another protocol's id is a ConfigError naming the one to use."""
+    if "protocol" in frame.columns:
+        found = check_same_protocol(frame)
+        if found != protocol.id:
+            raise ConfigError(f"results were scored with protocol {found!r}, not {protocol.id!r}; aggregate them with {found!r}")
+    names = [n for n in protocol.metrics if n in frame.columns]
+    return aggregate(frame, names, level=protocol.aggregation, by=by, ddof=ddof)
+
+
 def read_table(path: str | os.PathLike[str], require_clean: bool = False) -> pd.DataFrame:
     """A results CSV (``results.csv`` or one cell CSV), validated: every column of
     :data:`RESULT_COLUMNS`, numeric seed/severity/slice/metrics, no empty ids, one protocol; subject
     ids stay text. ``require_clean``: the table must hold clean rows (severity 0). Each problem is a
     one-line :class:`DataError` naming the file and the fix."""
-    from robustmri.protocol import check_same_protocol
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist; run `robustmri bench` first or pass the folder that holds results.csv")

@@ -26,6 +26,7 @@ makes child streams (an EOT model call, a restart) whose keys are drawn from the
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 
 import torch
@@ -69,6 +70,18 @@ def splitmix64_reference(key: int, j: int) -> int:
     return z ^ (z >> 31)
 
 
+def derive_seed(seed: int, *keys: object) -> int:
+    """A stable 63-bit seed from ``seed`` and any keys (names, severities, indices).
+
+    Uses CRC32 of the keys' text, not Python's salted ``hash``, so the result is the same in every
+    process and Python version.
+    """
+    text = "|".join([str(int(seed))] + [str(k) for k in keys])
+    lo = zlib.crc32(text.encode("utf-8"))
+    hi = zlib.crc32(text[::-1].encode("utf-8"))
+    return ((hi << 32) | lo) & 0x7FFF_FFFF_FFFF_FFFF
+
+
 class KeyedStream:
     """Counter-based random numbers for a batch, one stream per row.
 
@@ -91,8 +104,6 @@ class KeyedStream:
     @classmethod
     def for_rows(cls, seed: int, tag: object, rows: Sequence[tuple[object, ...]]) -> KeyedStream:
         """One stream per row, keyed by ``(seed, tag, *row)`` (e.g. ``row = (subject, slice)``)."""
-        from robustmri.perturb.base import derive_seed
-
         return cls([derive_seed(seed, tag, *row) for row in rows])
 
     def __len__(self) -> int:

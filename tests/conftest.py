@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+# The tests size torch's pool alone: the node-local CPU sharing of robustmri.threads would let
+# another robustmri process on the machine change the tests' thread counts (tests/test_threads.py
+# turns it on where it is under test). Subprocesses the tests start inherit this.
+os.environ["ROBUSTMRI_CPU_SHARE"] = "0"
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def baseline(tmp_path_factory, cache_dir) -> Path:
     """One uninterrupted run of the tiny suite."""
     root = tmp_path_factory.mktemp("bench")
     suite = load_suite(_write_suite(root / "tiny.toml"))
-    return run_suite(suite, root / "out", cache=cache_dir, progress=False, report=False)
+    return run_suite(suite, root / "out", cache=cache_dir, progress=False)
 
 
 def _results(path: Path) -> pd.DataFrame:
@@ -150,7 +150,7 @@ def test_a_tuning_suite_scores_the_validation_subjects_and_the_report_says_so(ca
     plain = load_suite(_write_suite(tmp_path / "t.toml"))
     explicit = load_suite(_write_suite(tmp_path / "e.toml", TINY_SUITE.replace("batch_size = 8", 'batch_size = 8\nsplit = "test"')))
     assert plain.hash == explicit.hash  # the default keeps every suite's hash (and its drift reference)
-    out = run_suite(suite, tmp_path / "out", cache=cache_dir, progress=False, report=False)
+    out = run_suite(suite, tmp_path / "out", cache=cache_dir, progress=False)
     spec = resolve_data(suite.data_source, 64, ("t1", "t2"), cache=cache_dir, split=suite.split)
     def names(split: str) -> set[str]:
         t = load_split_tensors(spec, split, "t1", "t2")
@@ -208,14 +208,14 @@ def test_second_run_computes_nothing_and_added_severity_only_new_cells(baseline,
     suite = load_suite(baseline.parent / "tiny.toml")
     before = {p: p.stat().st_mtime_ns for p in (work / "cells").rglob("*.csv")}
     start = time.perf_counter()
-    run_suite(suite, work, cache=cache_dir, progress=False, report=False)
+    run_suite(suite, work, cache=cache_dir, progress=False)
     assert time.perf_counter() - start < 30
     manifest = json.loads((work / "manifest.json").read_text())
     assert manifest["cells_computed_this_run"] == 0
     assert before == {p: p.stat().st_mtime_ns for p in (work / "cells").rglob("*.csv")}
     # add one severity: only its cells (2 models x 2 corruptions) are computed
     more = _write_suite(tmp_path / "more.toml", TINY_SUITE.replace("severities = [2]", "severities = [2, 4]"))
-    run_suite(load_suite(more), work, cache=cache_dir, progress=False, report=False)
+    run_suite(load_suite(more), work, cache=cache_dir, progress=False)
     manifest = json.loads((work / "manifest.json").read_text())
     assert manifest["cells_computed_this_run"] == 4
     assert before == {p: p.stat().st_mtime_ns for p in before}  # old cells untouched
@@ -233,25 +233,25 @@ def test_stale_cells_and_runs_are_refused_not_reused(baseline, cache_dir, tmp_pa
     # another evaluation seed would change every corrupted input: the cached cells are stale
     reseeded = _write_suite(tmp_path / "seed.toml", TINY_SUITE.replace("[eval]\nbatch_size = 8", "[eval]\nbatch_size = 8\nseed = 7"))
     with pytest.raises(ConfigError, match="computed with a different eval"):
-        run_suite(load_suite(reseeded), work, cache=cache_dir, progress=False, report=False)
+        run_suite(load_suite(reseeded), work, cache=cache_dir, progress=False)
     # a changed severity table (e.g. a recalibration in the code) makes that perturbation's cells stale
     from robustmri.perturb import PERTURBATIONS
 
     table = {**PERTURBATIONS["gaussian_noise"].severities, 2: {"sigma": 0.5}}
     monkeypatch.setattr(PERTURBATIONS["gaussian_noise"], "severities", table)
     with pytest.raises(ConfigError, match="severity table of gaussian_noise"):
-        run_suite(load_suite(baseline.parent / "tiny.toml"), work, cache=cache_dir, progress=False, report=False)
+        run_suite(load_suite(baseline.parent / "tiny.toml"), work, cache=cache_dir, progress=False)
     monkeypatch.undo()
     # a finished run trained with another batch size is not silently reused
     rebatched = _write_suite(tmp_path / "batch.toml", TINY_SUITE.replace("batch_size = 2", "batch_size = 3"))
     with pytest.raises(ConfigError, match="trained with other settings.*batch_size"):
-        run_suite(load_suite(rebatched), work, cache=cache_dir, progress=False, report=False)
+        run_suite(load_suite(rebatched), work, cache=cache_dir, progress=False)
     # nor is one planned for fewer steps continued to the suite's new total
     longer = _write_suite(tmp_path / "longer.toml", TINY_SUITE.replace("steps = 40", "steps = 50"))
     with pytest.raises(ConfigError, match="trained with other settings.*steps=40"):
-        run_suite(load_suite(longer), work, cache=cache_dir, progress=False, report=False)
+        run_suite(load_suite(longer), work, cache=cache_dir, progress=False)
     # unchanged: still valid, nothing recomputed
-    run_suite(load_suite(baseline.parent / "tiny.toml"), work, cache=cache_dir, progress=False, report=False)
+    run_suite(load_suite(baseline.parent / "tiny.toml"), work, cache=cache_dir, progress=False)
     assert json.loads((work / "manifest.json").read_text())["cells_computed_this_run"] == 0
 
 
@@ -270,7 +270,7 @@ def test_a_run_trained_with_other_ddp_processes_is_not_reused(baseline, cache_di
     assert summary["processes"] == 1
     summary_path.write_text(json.dumps({**summary, "processes": 2}))
     with pytest.raises(ConfigError, match="trained with 2 DDP process.*--train-processes 2"):
-        run_suite(suite, work, cache=cache_dir, progress=False, report=False)
+        run_suite(suite, work, cache=cache_dir, progress=False)
     with pytest.raises(ConfigError, match="trained with 2 DDP process"):
         plan_slurm(suite, work, SlurmOptions())
     # asked with 2, the other job's run (one process) is the one refused
@@ -288,8 +288,8 @@ def test_shards_merge_to_the_single_run(baseline, cache_dir, tmp_path):
     assert parse_shard("1/2") == (1, 2) and len(jobs(suite)) == 2
     with pytest.raises(ConfigError):
         parse_shard("2/2")
-    a = run_suite(suite, tmp_path / "a", shard=(0, 2), cache=cache_dir, progress=False, report=False)
-    b = run_suite(suite, tmp_path / "b", shard=(1, 2), cache=cache_dir, progress=False, report=False)
+    a = run_suite(suite, tmp_path / "a", shard=(0, 2), cache=cache_dir, progress=False)
+    b = run_suite(suite, tmp_path / "b", shard=(1, 2), cache=cache_dir, progress=False)
     assert set(_results(a)["model"]) == {"pix2pix"} and set(_results(b)["model"]) == {"pix2pix:b"}
     merged = merge_results(tmp_path / "m", [a, b])
     pd.testing.assert_frame_equal(_results(merged), _results(baseline))

@@ -13,6 +13,7 @@ import pytest
 
 from robustmri.bench import load_suite, run_suite
 from robustmri.models.registry import list_models
+from robustmri.publish import publish
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,8 @@ def test_every_registered_model_runs_through_the_bench(tmp_path: Path) -> None:
     (tmp_path / "all.toml").write_text(ALL_MODELS_SUITE)
     suite = load_suite(tmp_path / "all.toml")
     assert {m.name for m in suite.models} == set(list_models())  # a newly registered model must join here
-    out = run_suite(suite, tmp_path / "out", cache=tmp_path / "cache", progress=False, report=True)
+    out = run_suite(suite, tmp_path / "out", cache=tmp_path / "cache", progress=False)
+    publish(out)
     res = pd.read_csv(out / "results.csv", dtype={"subject": str})
     cells = res.groupby(["model", "direction", "perturbation", "severity"]).size()
     # 5 models x 2 directions x (clean + 3 corruptions x 2 severities + 3 attacks x 1), and the two

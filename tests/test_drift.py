@@ -57,7 +57,7 @@ def referenced(tmp_path_factory, cache_dir) -> tuple[Path, Path]:
     """A bench folder of the test suite and a reference written from it (one float-order replicate)."""
     root = tmp_path_factory.mktemp("drift")
     (root / "suite.toml").write_text(SUITE)
-    out = run_suite(load_suite(root / "suite.toml"), root / "out", cache=cache_dir, progress=False, report=False)
+    out = run_suite(load_suite(root / "suite.toml"), root / "out", cache=cache_dir, progress=False)
     ref = root / "ref" / "drift.json"
     update_reference(out, ref, variants=("threads1", "aten-default"), cache=cache_dir, log=lambda _: None)
     return out, ref
@@ -131,7 +131,7 @@ def test_model_default_change_is_training_drift(referenced, cache_dir, tmp_path,
     names = Pix2Pix.__init__.__code__.co_varnames[1 : Pix2Pix.__init__.__code__.co_argcount]
     defaults[names[-len(defaults):].index("lr")] = 1e-4  # the published default is 2e-4
     monkeypatch.setattr(Pix2Pix.__init__, "__defaults__", tuple(defaults))
-    changed = run_suite(load_suite(out.parent / "suite.toml"), tmp_path / "changed", cache=cache_dir, progress=False, report=False)
+    changed = run_suite(load_suite(out.parent / "suite.toml"), tmp_path / "changed", cache=cache_dir, progress=False)
     report = check_drift(changed, ref, cache=cache_dir)
     assert report.training and not report.evaluation
     assert any(d.perturbation == "clean" and d.metric == "psnr" for d in report.training)

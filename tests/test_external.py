@@ -135,7 +135,7 @@ def bench(tmp_path_factory, model_dir, cache_dir) -> Path:
     root = tmp_path_factory.mktemp("external_bench")
     (root / "suite.toml").write_text(SUITE.format(model_dir=model_dir))
     (root / "mynet.pt").write_bytes((model_dir / "mynet.pt").read_bytes())  # relative to the suite file
-    return run_suite(load_suite(root / "suite.toml"), root / "out", cache=cache_dir, progress=False, report=False)
+    return run_suite(load_suite(root / "suite.toml"), root / "out", cache=cache_dir, progress=False)
 
 
 def _rows(frame: pd.DataFrame, label: str) -> pd.DataFrame:

@@ -116,8 +116,8 @@ def test_os_errors_are_one_line(tmp_path, cache_dir, capsys):
 
 
 def test_refused_merge_leaves_the_target_untouched(tmp_path, cache_dir):
-    a = run_suite(load_suite(_suite(tmp_path, steps=6)), tmp_path / "a", cache=cache_dir, progress=False, report=False)
-    b = run_suite(load_suite(_suite(tmp_path, steps=8)), tmp_path / "b", cache=cache_dir, progress=False, report=False)
+    a = run_suite(load_suite(_suite(tmp_path, steps=6)), tmp_path / "a", cache=cache_dir, progress=False)
+    b = run_suite(load_suite(_suite(tmp_path, steps=8)), tmp_path / "b", cache=cache_dir, progress=False)
     out = tmp_path / "merged"
     with pytest.raises(ConfigError, match="different suite definitions"):
         merge_results(out, [a, b])
@@ -140,7 +140,7 @@ def test_stale_temporaries_are_cleaned_and_files_follow_the_umask(tmp_path, cach
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
     old = os.umask(0o022)
     try:
-        run_suite(suite, out, cache=cache_dir, progress=False, report=False)
+        run_suite(suite, out, cache=cache_dir, progress=False)
     finally:
         os.umask(old)
     assert not stale.exists() and fresh.exists()

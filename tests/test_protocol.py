@@ -15,6 +15,7 @@ from skimage.metrics import structural_similarity as sk_ssim
 
 from robustmri import metrics as M
 from robustmri.errors import ConfigError, DataError
+from robustmri.results import aggregate_protocol
 from robustmri.protocol import (
     PRESETS,
     Protocol,
@@ -99,7 +100,7 @@ def test_resvit_per_image_max_and_empty_slices_count_as_zero():
     # slice-level mean that counts the skipped slice's zero, like np.mean over the array
     proto = get_protocol("resvit")
     frame = proto.results_frame({"psnr": out["psnr"].clamp(max=50), "mae": out["mae"]}, [0, 0, 1], [0, 1, 0])
-    summary = proto.aggregate(frame).set_index("metric")
+    summary = aggregate_protocol(frame, proto).set_index("metric")
     assert summary.loc["mae", "mean"] == pytest.approx(np.mean(ref_mae))
     assert summary.loc["mae", "n"] == 3
 
@@ -176,7 +177,7 @@ def test_selfrdb_zero_mask_mean_norm_and_subject_aggregation():
     np.testing.assert_allclose(out["psnr"].numpy(), ref_psnr, atol=1e-4)
     np.testing.assert_allclose(out["ssim"].numpy(), ref_ssim, atol=1e-5)
     frame = proto.results_frame(out, subject=[0, 0, 1, 1], slice_index=[0, 1, 0, 1])
-    summary = proto.aggregate(frame).set_index("metric")
+    summary = aggregate_protocol(frame, proto).set_index("metric")
     subject_means = np.array([ref_psnr[:2].mean(), ref_psnr[2:].mean()])
     assert summary.loc["psnr", "mean"] == pytest.approx(subject_means.mean(), abs=1e-4)
     assert summary.loc["psnr", "std"] == pytest.approx(subject_means.std(), abs=1e-4)  # nanstd, ddof 0
@@ -273,7 +274,7 @@ def test_results_tagging_and_mixing_protocols_raises():
     with pytest.raises(ConfigError, match="already tagged"):
         tag_results(f1, reggan)
     with pytest.raises(ConfigError, match=f"scored with protocol '{robust.id}'"):
-        reggan.aggregate(f1)
+        aggregate_protocol(f1, reggan)
 
 
 def test_default_protocol_on_embedded_slices():
@@ -286,7 +287,7 @@ def test_default_protocol_on_embedded_slices():
     cross = proto.score(data["t1"], data["t2"], mask=data["mask"])  # T1 as a (bad) T2 prediction
     assert torch.isfinite(cross["psnr"]).all() and (cross["psnr"] < 25).all() and (cross["ssim"] < 0.95).all()
     frame = proto.results_frame(cross, data["subject"], data["slice"])
-    summary = proto.aggregate(frame).set_index("metric")
+    summary = aggregate_protocol(frame, proto).set_index("metric")
     assert summary.loc["psnr", "n"] == 2
     per_subject = frame.groupby("subject")["psnr"].mean()
     assert summary.loc["psnr", "mean"] == pytest.approx(per_subject.mean())

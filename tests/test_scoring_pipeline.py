@@ -50,7 +50,7 @@ seed = 3
 def _bench(root: Path, cache: Path, model: str, protocol: str) -> Path:
     path = root / f"{model}-{protocol}.toml"
     path.write_text(SUITE.replace("MODEL", model).replace("PROTOCOL", protocol))
-    return run_suite(load_suite(path), root / f"out-{model}-{protocol}", cache=cache, progress=False, report=False)
+    return run_suite(load_suite(path), root / f"out-{model}-{protocol}", cache=cache, progress=False)
 
 
 def test_bench_and_eval_give_the_same_clean_scores_for_a_stochastic_model(tmp_path, cache_dir, capsys):
@@ -116,7 +116,7 @@ def test_prepared_folder_with_another_normalisation_is_refused(tmp_path, cache_d
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--norm percentile" in err[0] and "--norm mean" in err[0] and str(prepared) in err[0]
     with pytest.raises(ConfigError, match="normalised with mean"):
-        run_suite(load_suite(suite), tmp_path / "o2", cache=cache_dir, progress=False, report=False)
+        run_suite(load_suite(suite), tmp_path / "o2", cache=cache_dir, progress=False)
 
 
 def test_sample_keys_round_trip():

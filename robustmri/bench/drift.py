@@ -293,7 +293,7 @@ _VARIANT_CODE = (
     "from robustmri.bench.runner import run_suite\n"
     "from robustmri.bench.suite import suite_from_dict\n"
     "suite = suite_from_dict(json.load(open(sys.argv[1])))\n"
-    "run_suite(suite, sys.argv[2], cache=sys.argv[3] if sys.argv[3] else None, progress=False, report=False)\n"
+    "run_suite(suite, sys.argv[2], cache=sys.argv[3] if sys.argv[3] else None, progress=False)\n"
 )
 
 

@@ -41,6 +41,7 @@ from robustmri.data.paired import PairedTensors
 from robustmri.models.base import TranslationModel
 from robustmri.protocol import Protocol, get_protocol
 from robustmri.rng import KeyedStream
+from robustmri.threads import rebalance
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ def score_cell(
     inputs, preds = [], []
     assert data.slice is not None
     for b, rows in batches(len(data), eval_batch_size(settings.batch_size, model, data.source, device)):
+        rebalance()  # this process's share of the CPUs, if another robustmri process started or ended
         labels, slices = data.subject_labels(rows), data.slice[rows]
         ids = list(zip(labels, slices.tolist(), strict=True))
         x = data.source[rows].to(device, torch.float32)

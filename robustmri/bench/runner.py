@@ -28,7 +28,8 @@ from robustmri.bench.store import merge_results as _merge_cells
 from robustmri.bench.suite import Suite
 from robustmri.errors import ConfigError
 
-__all__ = ["merge_results", "resolve_suite_data", "run_suite"]
+__all__ = ["ExternalHandle", "cells_of_job", "check_processes", "merge_results", "model_info", "resolve_suite_data",
+           "run_suite", "train_job"]
 
 
 class _Progress:
@@ -136,7 +137,7 @@ def cells_of_job(job: Job, run: Any, grid: list[Cell]) -> list[Cell]:
     return grid
 
 
-def _train_job(
+def train_job(
     suite: Suite, job: Job, store: ResultsStore, data_spec: Any, device: str, progress: bool, processes: int = 1,
     compile: bool = False,
 ) -> Any:
@@ -178,7 +179,7 @@ def _train_job(
     return open_run(run_dir)
 
 
-def _check_processes(run: Any, processes: int) -> None:
+def check_processes(run: Any, processes: int) -> None:
     """Refuse a finished run trained with another number of DDP processes than ``processes``."""
     trained_with = int((run.summary or {}).get("processes", 1))
     if trained_with != processes:
@@ -194,7 +195,7 @@ def _check_same_training(run: Any, config: Any, image_size: int, processes: int 
     number of DDP processes (never one extended past its planned total)."""
     from robustmri.train.engine import config_differences
 
-    _check_processes(run, processes)
+    check_processes(run, processes)
     if run.extended_from:
         raise ConfigError(
             f"{run.run_dir} was extended past its planned total (from {run.extended_from} steps), so it is not the "
@@ -217,14 +218,15 @@ def run_suite(
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
     cache: str | os.PathLike[str] | None = None,
-    report: bool = True,
     compile: bool = False,
 ) -> Path:
-    """Run ``suite`` into ``out`` (resumable, incremental); returns the results folder. Interrupted
+    """Run ``suite`` into ``out`` (resumable, incremental); returns the results folder with its
+    ``results.csv`` and manifest. The report and the leaderboard entries are composed from that
+    folder afterwards (:func:`robustmri.publish.publish`): the runner never builds them. Interrupted
     (Ctrl-C), it leaves every finished checkpoint and cell and marks the manifest ``interrupted``.
     ``compile``: train with compiled networks (torch.compile; same results to float precision)."""
     try:
-        return _run_suite(suite, out, device, shard, progress, cache, report, compile)
+        return _run_suite(suite, out, device, shard, progress, cache, compile)
     except KeyboardInterrupt:
         mark_interrupted(out)
         raise
@@ -237,7 +239,7 @@ def run_suite(
 
 def _run_suite(
     suite: Suite, out: str | os.PathLike[str], device: str | None, shard: tuple[int, int], progress: bool,
-    cache: str | os.PathLike[str] | None, report: bool, compile: bool = False,
+    cache: str | os.PathLike[str] | None, compile: bool = False,
 ) -> Path:
     from robustmri.data.resolve import load_split_tensors
     from robustmri.device import resolve_device
@@ -264,7 +266,7 @@ def _run_suite(
     t_train = time.perf_counter()
     # external models first: a bad one is refused before anything is trained
     ordered = sorted(my_jobs, key=lambda j: j.model.external is None)
-    runs = {job.run_name: _train_job(suite, job, store, spec, dev_name, progress, compile=compile) for job in ordered}
+    runs = {job.run_name: train_job(suite, job, store, spec, dev_name, progress, compile=compile) for job in ordered}
     timings["train_s"] = round(time.perf_counter() - t_train, 3)
 
     t_eval = time.perf_counter()
@@ -302,21 +304,10 @@ def _run_suite(
     store.collect()
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     store.write_manifest(suite, dev, shard, spec.description, timings, status="complete", computed_cells=n_todo)
-    if report:
-        _build_report(store.out)
     return store.out
 
 
-def merge_results(out: str | os.PathLike[str], shards: list[str | os.PathLike[str]], report: bool = True) -> Path:
+def merge_results(out: str | os.PathLike[str], shards: list[str | os.PathLike[str]]) -> Path:
     """Join the results of ``--shard`` folders into ``out`` (validated before anything is written,
-    see :func:`robustmri.bench.store.merge_results`) and rebuild its report."""
-    path = _merge_cells(out, shards)
-    if report:
-        _build_report(path)
-    return path
-
-
-def _build_report(out: Path) -> None:
-    from robustmri.report.build import build_report
-
-    build_report(out)
+    see :func:`robustmri.bench.store.merge_results`); publish its report afterwards."""
+    return _merge_cells(out, shards)

@@ -18,7 +18,8 @@ needs on top:
   lost) stops the wait with its log tail and command, after the others finished, and the
   evaluations that depended on a failed training are cancelled;
 - a re-run submits only what is missing (trained runs and written cells are kept), then
-  ``results.csv`` and the report are built locally as after a local run: the same bytes.
+  ``results.csv`` is built locally as after a local run (the same bytes), and the caller
+  publishes the report and the leaderboard entries from it (:func:`robustmri.publish.publish`).
 
 Each task sizes torch's thread pool to ``SLURM_CPUS_PER_TASK`` (:mod:`robustmri.threads`).
 """
@@ -37,42 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from robustmri.bench.plan import Cell, Job, cells, jobs
+from robustmri.bench.resources import SlurmOptions
 from robustmri.bench.suite import Suite
 from robustmri.errors import ConfigError, DataError, DependencyError
 
 __all__ = ["SlurmOptions", "SlurmTask", "plan_slurm", "format_plan", "run_slurm"]
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """Resources of every job: ``partition`` (None: the cluster's default), ``gpus`` per job,
-    ``cpus`` per task, ``mem_gb`` per task, ``time_min`` limit per job, ``eval_tasks`` array tasks
-    per model's evaluation, ``poll_s`` seconds between state checks."""
-
-    partition: str | None = None
-    gpus: int = 0
-    cpus: int = 2
-    mem_gb: float = 8.0
-    time_min: int = 240
-    eval_tasks: int = 4
-    poll_s: float = 5.0
-    #: processes of a training job (DDP, one per GPU); None: ``max(1, gpus)``
-    train_processes: int | None = None
-
-    @property
-    def processes(self) -> int:
-        return self.train_processes if self.train_processes is not None else max(1, self.gpus)
-
-    def check(self) -> None:
-        for name in ("cpus", "eval_tasks", "time_min"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.train_processes is not None and self.train_processes < 1:
-            raise ConfigError(f"--train-processes must be >= 1, got {self.train_processes}")
-        if self.gpus > 0 and self.processes not in (1, self.gpus):
-            raise ConfigError(f"--train-processes {self.processes} with --gpus {self.gpus}: use one process per GPU")
-        if self.gpus < 0 or self.mem_gb <= 0:
-            raise ConfigError(f"--gpus must be >= 0 and --mem-gb > 0, got {self.gpus} and {self.mem_gb}")
 
 
 @dataclass
@@ -91,7 +61,7 @@ def plan_slurm(suite: Suite, out: Path, opts: SlurmOptions) -> list[SlurmTask]:
     (every cell of a job that will be trained). Reads only the results folder (fast: no data).
     A finished run trained with another number of DDP processes than ``opts`` asks is refused
     here, before anything is submitted."""
-    from robustmri.bench.runner import _check_processes
+    from robustmri.bench.runner import check_processes
     from robustmri.bench.store import ResultsStore
     from robustmri.train.engine import open_run
 
@@ -104,7 +74,7 @@ def plan_slurm(suite: Suite, out: Path, opts: SlurmOptions) -> list[SlurmTask]:
     for job in jobs(suite):
         trained = job.model.external is not None or (store.run_dir(job) / "summary.json").is_file()
         if trained and job.model.external is None:
-            _check_processes(open_run(store.run_dir(job)), opts.processes)
+            check_processes(open_run(store.run_dir(job)), opts.processes)
         if not trained:
             plan.append(SlurmTask("train", job))
         wanted = grid if job.model.external is not None or is_differentiable(job.model.name) else [
@@ -167,7 +137,7 @@ def train_task(
 ) -> str:
     """SLURM training job: train ``run_name`` of the suite into ``out`` (resumable) with ``processes``
     DDP processes (the job's tasks)."""
-    from robustmri.bench.runner import _train_job, resolve_suite_data
+    from robustmri.bench.runner import train_job, resolve_suite_data
     from robustmri.bench.store import ResultsStore
     from robustmri.bench.suite import suite_from_dict
     from robustmri.threads import configure_threads
@@ -182,7 +152,7 @@ def train_task(
     suite = suite_from_dict(suite_dict)
     job = _job(suite, run_name)
     spec = resolve_suite_data(suite, cache)
-    _train_job(suite, job, ResultsStore(out), spec, device, progress=False, processes=processes, compile=compile)
+    train_job(suite, job, ResultsStore(out), spec, device, progress=False, processes=processes, compile=compile)
     return run_name
 
 
@@ -193,7 +163,7 @@ def eval_task(
     DDP processes); a cell already written (by an earlier attempt) is skipped. Returns the number
     of cells computed."""
     from robustmri.bench.evaluate import EvalSettings, score_cell
-    from robustmri.bench.runner import ExternalHandle, _train_job, cells_of_job, model_info, resolve_suite_data
+    from robustmri.bench.runner import ExternalHandle, train_job, cells_of_job, model_info, resolve_suite_data
     from robustmri.bench.store import ResultsStore, cell_provenance, perturbation_params, sample_index
     from robustmri.bench.suite import suite_from_dict
     from robustmri.data.resolve import load_split_tensors
@@ -206,7 +176,7 @@ def eval_task(
     store = ResultsStore(out)
     grid = cells(suite)
     spec = resolve_suite_data(suite, cache)
-    run = _train_job(suite, job, store, spec, device, progress=False, processes=processes)  # trained already: reused, checked
+    run = train_job(suite, job, store, spec, device, progress=False, processes=processes)  # trained already: reused, checked
     todo = [c for c in cells_of_job(job, run, grid) if c.file_stem in set(stems)]
     dev = resolve_device(device)
     params = perturbation_params({c.perturbation for c in grid if not c.is_clean})
@@ -267,7 +237,6 @@ def run_slurm(
     device: str | None = None,
     cache: str | os.PathLike[str] | None = None,
     progress: bool = True,
-    report: bool = True,
     echo: Callable[[str], Any] = print,
     compile: bool = False,
 ) -> Path:
@@ -277,7 +246,7 @@ def run_slurm(
         import submitit
     except ImportError:
         raise DependencyError("--executor slurm needs submitit: pip install submitit") from None
-    from robustmri.bench.runner import _build_report, resolve_suite_data
+    from robustmri.bench.runner import resolve_suite_data
     from robustmri.bench.store import ResultsStore
 
     import torch
@@ -377,7 +346,5 @@ def run_slurm(
     store.collect()
     store.write_manifest(suite, manifest_dev, (0, 1), spec.description, {}, status="complete",
                          computed_cells=computed)
-    if report:
-        _build_report(store.out)
     return store.out
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from robustmri import __version__
+from robustmri._version import __version__
 from robustmri.atomic import atomic_path, write_json_atomic
 from robustmri.bench.plan import Cell, Job, direction_tag
 from robustmri.bench.suite import Suite
@@ -257,22 +257,14 @@ class ResultsStore:
                 out.setdefault(d["label"], d)
         return out
 
-    def _write_external_and_board(self) -> None:
-        """``external.json`` (label -> external model info) and the leaderboard entries, from the
-        models' ``model.json`` files and ``results.csv``."""
+    def _write_external(self) -> None:
+        """``external.json`` (label -> external model info), from the models' ``model.json`` files."""
         from robustmri.atomic import write_json_if_changed
-        from robustmri.bench.suite import suite_from_dict
-        from robustmri.leaderboard import write_entries
 
         info = self.model_info()
         external = {k: v["external"] for k, v in sorted(info.items()) if v.get("external")}
         if external:
             write_json_if_changed(self.out / "external.json", external)
-        manifest = read_manifest(self.out / "manifest.json") if (self.out / "manifest.json").is_file() else {}
-        if "suite_definition" not in manifest:
-            return
-        suite = suite_from_dict(manifest["suite_definition"])
-        write_entries(self.out, suite, info, str(manifest.get("data", "")), str(manifest.get("protocol", "")))
 
     def collect(self) -> Path:
         """Concatenate every cell CSV into ``results.csv`` (sorted, atomic) and assemble the samples."""
@@ -287,7 +279,7 @@ class ResultsStore:
         with atomic_path(self.out / "results.csv") as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")
         self._assemble_samples()
-        self._write_external_and_board()
+        self._write_external()
         return self.out / "results.csv"
 
     def _assemble_samples(self) -> None:

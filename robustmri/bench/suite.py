@@ -269,7 +269,7 @@ def _external_spec(path: str, m: dict[str, Any], directions: list[tuple[str, str
 
 def _slurm_section(path: str, section: dict[str, Any]) -> dict[str, Any]:
     """``[slurm]``: resources of ``--executor slurm`` (validated as the command line's)."""
-    from robustmri.bench.slurm import SlurmOptions
+    from robustmri.bench.resources import SlurmOptions
 
     for key, value in section.items():
         ok = isinstance(value, str) if key == "partition" else (

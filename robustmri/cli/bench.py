@@ -36,6 +36,7 @@ def bench_cmd(
     from robustmri.bench.plan import parse_shard
     from robustmri.bench.slurm import SlurmOptions, format_plan, plan_slurm, run_slurm
     from robustmri.errors import ConfigError, DataError
+    from robustmri.publish import publish
 
     if executor not in ("local", "slurm"):
         raise ConfigError(f"--executor {executor!r}: use local or slurm")
@@ -54,9 +55,10 @@ def bench_cmd(
     if executor == "slurm":
         if shard is not None:
             raise ConfigError("--shard splits a suite by hand; with --executor slurm the scheduler does it: drop --shard")
-        path = run_slurm(s, target, opts, device=device, cache=cache, report=not no_report, echo=typer.echo, compile=compile)
+        path = run_slurm(s, target, opts, device=device, cache=cache, echo=typer.echo, compile=compile)
     else:
-        path = run_suite(s, target, device=device, shard=part, cache=cache, report=not no_report, compile=compile)
+        path = run_suite(s, target, device=device, shard=part, cache=cache, compile=compile)
+    publish(path, report=not no_report)
     typer.echo(f"suite {s.name}: results in {path / 'results.csv'} ({time.perf_counter() - start:.1f} s)")
     from robustmri.report.summary import bench_summary
 
@@ -74,8 +76,10 @@ def merge_cmd(
 ) -> None:
     """Join the results of `bench --shard` runs into one results folder (and rebuild its report)."""
     from robustmri.bench import merge_results
+    from robustmri.publish import publish
 
     path = merge_results(out, [str(s) for s in shards])
+    publish(path)
     typer.echo(f"merged {len(shards)} shards into {path / 'results.csv'}")
 
 

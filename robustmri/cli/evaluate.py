@@ -43,6 +43,7 @@ def eval_cmd(
     from robustmri.evaluate import save_predictions as write_predictions
     from robustmri.evaluate import score_clean
     from robustmri.protocol import get_protocol
+    from robustmri.results import aggregate_protocol
     from robustmri.train.engine import load_trained
     from robustmri.translate import run_data_identity
 
@@ -88,7 +89,7 @@ def eval_cmd(
     out = run_dir / f"eval-{split}-{proto.name}.csv"
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
-    summary = proto.aggregate(frame)
+    summary = aggregate_protocol(frame, proto)
     typer.echo(
         f"{config.model} ({config.size}) {config.source}->{config.target} on {spec.description} ({origin}), {split} split: "
         f"{frame['subject'].nunique()} subjects, {len(frame)} slices; protocol {proto.id}"

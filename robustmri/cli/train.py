@@ -50,10 +50,10 @@ def train_cmd(
         checkpoint_every=checkpoint_every, amp=amp, device=device, compile=compile, channels_last=channels_last,
         model_options={"generator": generator, "variant": variant} if model == "kd_attack" else {},
     )
-    from robustmri.models.registry import SIZES, _resolve
+    from robustmri.models.registry import SIZES, resolve_builder
 
     # every choice that can be checked without data is checked before any data work
-    _resolve(config.model)
+    resolve_builder(config.model)
     if size not in SIZES:
         raise ConfigError(f"unknown size {size!r}: use one of {', '.join(SIZES)}")
     if model == "kd_attack":
@@ -61,7 +61,7 @@ def train_cmd(
 
         if generator == "kd_attack":
             raise ConfigError("kd_attack cannot wrap itself: choose a generator such as pix2pix")
-        _resolve(generator)
+        resolve_builder(generator)
         if variant not in VARIANTS:
             raise ConfigError(f"unknown kd_attack variant {variant!r}: use one of {', '.join(VARIANTS)}")
     if out.exists() and not out.is_dir():

@@ -49,7 +49,9 @@ def list_models() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTERED))
 
 
-def _resolve(name: str) -> Builder:
+def resolve_builder(name: str) -> Builder:
+    """The builder registered as ``name`` (plugins loaded first); ConfigError naming the choices
+    for an unknown name."""
     load_plugins()
     if name in _REGISTERED:
         return _REGISTERED[name]
@@ -62,7 +64,7 @@ def _resolve(name: str) -> Builder:
 def is_differentiable(name: str) -> bool:
     """Whether model ``name`` has useful gradients (white-box attacks run on it): False for the
     no-learning floors (:mod:`robustmri.models.floors`), whose builders say so."""
-    return bool(getattr(_resolve(name), "differentiable", True))
+    return bool(getattr(resolve_builder(name), "differentiable", True))
 
 
 def model_version(name: str) -> int | None:
@@ -70,7 +72,7 @@ def model_version(name: str) -> int | None:
     declares one (``build.version = 2``) when a change of its defaults changes what a training with
     the same options computes; :class:`robustmri.train.engine.TrainConfig` records it, so a run
     trained under other defaults is another training, refused rather than reused."""
-    version = getattr(_resolve(name), "version", None)
+    version = getattr(resolve_builder(name), "version", None)
     return None if version is None else int(version)
 
 
@@ -80,4 +82,4 @@ def build_model(name: str, size: str = "tiny", in_channels: int = 1, image_size:
         raise ConfigError(f"unknown size {size!r}: use one of {', '.join(SIZES)}")
     if in_channels < 1:
         raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
-    return _resolve(name)(size=size, in_channels=in_channels, image_size=image_size, **options)
+    return resolve_builder(name)(size=size, in_channels=in_channels, image_size=image_size, **options)

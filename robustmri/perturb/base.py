@@ -35,7 +35,6 @@ image's maximum).
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -44,6 +43,7 @@ import torch
 from robustmri.errors import ConfigError, DataError, did_you_mean
 from robustmri import rng
 from robustmri.rng import KeyedStream, RandomSource
+from robustmri.rng import derive_seed as derive_seed  # re-exported: it lives in robustmri.rng
 
 Params = dict[str, Any]
 
@@ -105,18 +105,6 @@ def make_generator(seed: int | RandomSource | None, device: torch.device | str =
     gen = torch.Generator(device=device)
     gen.manual_seed(0 if seed is None else int(seed))
     return gen
-
-
-def derive_seed(seed: int, *keys: object) -> int:
-    """A stable 63-bit seed from ``seed`` and any keys (names, severities, indices).
-
-    Uses CRC32 of the keys' text, not Python's salted ``hash``, so the result is the same in every
-    process and Python version.
-    """
-    text = "|".join([str(int(seed))] + [str(k) for k in keys])
-    lo = zlib.crc32(text.encode("utf-8"))
-    hi = zlib.crc32(text[::-1].encode("utf-8"))
-    return ((hi << 32) | lo) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def randn(shape: tuple[int, ...], generator: RandomSource, device: torch.device) -> torch.Tensor:

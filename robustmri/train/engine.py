@@ -30,6 +30,7 @@ from robustmri.device import resolve_device
 from robustmri.errors import ConfigError, DataError
 from robustmri.models.base import TranslationModel
 from robustmri.models.registry import build_model
+from robustmri.threads import rebalance
 from robustmri.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from robustmri.train.context import EngineStepContext, build_optimizer, build_scheduler
 from robustmri.train.data import BatchOrder, PairedTensors
@@ -336,6 +337,7 @@ def _train(
         save_now = done % config.checkpoint_every == 0 or done == end_step
         if bar is not None:
             bar.update(1)
+        rebalance()  # this process's share of the CPUs, if another robustmri process started or ended
         if log_now or save_now:  # the only device-to-host read of the losses
             span = log.steps_since_read
             losses, nonfinite = log.read()

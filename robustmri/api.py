@@ -58,6 +58,7 @@ def benchmark(
     from robustmri.bench.suite import ModelSpec, load_suite
     from robustmri.data.contrasts import canonical_contrast
     from robustmri.models.external import IO_RANGES, register_object
+    from robustmri.publish import publish
     from robustmri.results import read_table
 
     s = load_suite(suite)
@@ -91,7 +92,8 @@ def benchmark(
         reference_model=s.reference_model if baselines else label,
         data_source=data if data is not None else s.data_source,
     )
-    path = run_suite(s, Path(out), device=device, progress=progress, cache=cache, report=report)
+    path = run_suite(s, Path(out), device=device, progress=progress, cache=cache)
+    publish(path, report=report)
     if progress:
         from robustmri.report.summary import bench_summary
 

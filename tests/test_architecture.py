@@ -1,0 +1,168 @@
+"""The package's shape, enforced: no import cycle, the layers of ``pyproject.toml`` kept
+(``lint-imports``), and no module importing another module's private names."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("robustmri", "baselines")
+
+
+def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    adjacency = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in sorted(graph.modules)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in adjacency[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        for module in adjacency:
+            if module not in index:
+                visit(module)
+    finally:
+        sys.setrecursionlimit(limit)
+    return found
+
+
+def private_imports(source: str, module: str) -> list[str]:
+    """``from <other robustmri module> import _name`` statements of ``source`` (the module's own
+    privates and aliases such as ``import x as _x`` are fine)."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] not in PACKAGES or node.module == module:
+                continue
+            bad += [f"{module}: from {node.module} import {a.name}" for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")]
+    return bad
+
+
+def test_the_checks_catch_what_they_look_for() -> None:
+    graph = grimp.ImportGraph()
+    for m in ("p", "p.a", "p.b", "p.c"):
+        graph.add_module(m)
+    graph.add_import(importer="p.a", imported="p.b")
+    graph.add_import(importer="p.b", imported="p.a")
+    graph.add_import(importer="p.c", imported="p.a")
+    assert import_cycles(graph) == [["p.a", "p.b"]]
+    assert private_imports("from robustmri.bench.runner import _train_job, run_suite\n", "robustmri.bench.slurm") == [
+        "robustmri.bench.slurm: from robustmri.bench.runner import _train_job"]
+    assert private_imports("from robustmri import metrics as _m\nfrom robustmri._version import __version__\n", "x") == []
+
+
+def test_no_import_cycle() -> None:
+    graph = grimp.build_graph(*PACKAGES, include_external_packages=False, exclude_type_checking_imports=True)
+    assert import_cycles(graph) == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    bad = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            bad += private_imports(path.read_text(encoding="utf-8"), module)
+    assert bad == []
+
+
+def test_the_layers_of_pyproject_are_kept() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 kept, 0 broken" in done.stdout
+
+
+RECIPE_SUITE = """
+name = "recipe"
+description = "docs/architecture.md's recipe: a plugin model scored under a plugin perturbation."
+directions = ["t1->t2"]
+seeds = [0]
+device = "cpu"
+
+[data]
+source = "embedded:4"
+image_size = 64
+split = [2, 0, 2]
+embedded = { n_slices = 2 }
+
+[train]
+steps = 30
+batch_size = 2
+
+[[models]]
+name = "recipe_scale"
+
+[perturbations]
+names = ["recipe_darken"]
+severities = [1, 5]
+
+[eval]
+batch_size = 8
+"""
+
+
+def recipe_code(heading: str) -> str:
+    """The first python block under ``### <heading>`` in docs/architecture.md."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text[text.index(f"### {heading}"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("```", start)]
+
+
+def test_the_model_and_perturbation_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -> None:
+    import pandas as pd
+    import torch
+
+    from robustmri.bench import load_suite, run_suite
+    from robustmri.perturb import get_perturbation
+
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "robust_plugins.py").write_text(recipe_code("Add a model or a perturbation"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg.robust_plugins")
+    x = torch.full((1, 1, 8, 8), 0.5)
+    assert torch.allclose(get_perturbation("recipe_darken")(x, 5), torch.full_like(x, 0.25))
+    (tmp_path / "recipe.toml").write_text(RECIPE_SUITE)
+    out = run_suite(load_suite(tmp_path / "recipe.toml"), tmp_path / "out", cache=cache_dir, progress=False)
+    frame = pd.read_csv(out / "results.csv")
+    assert set(frame["model"]) == {"recipe_scale"}
+    psnr = frame.groupby(["perturbation", "severity"])["psnr"].mean()
+    assert set(psnr.index) == {("clean", 0), ("recipe_darken", 1), ("recipe_darken", 5)}
+    assert len({round(float(v), 3) for v in psnr}) == 3  # each cell scored its own (darkened) inputs
+    logs = list((out / "runs").rglob("log.jsonl"))
+    assert len(logs) == 1
+    l1 = [json.loads(line)["l1"] for line in logs[0].read_text().splitlines() if '"l1"' in line]
+    assert len(l1) >= 2 and l1[-1] < l1[0]  # the recipe's model trained: its L1 went down
