@@ -430,8 +430,18 @@ def test_a_run_trained_under_former_defaults_is_another_training():
     from robustmri.train.engine import TrainConfig, config_differences
 
     kd = TrainConfig(model="kd_attack").to_dict()
-    assert model_version("kd_attack") == 2 and kd["model_version"] == 2
+    assert model_version("kd_attack") == 3 and kd["model_version"] == 3
     assert "model_version" not in TrainConfig(model="pix2pix").to_dict() and model_version("pix2pix") is None
     former = {k: v for k, v in kd.items() if k != "model_version"}
     assert config_differences(former, kd) == ["model_version"]
     assert TrainConfig.from_dict(kd).to_dict() == kd
+
+
+def test_each_variant_gets_the_attack_budget_tuning_chose() -> None:
+    from robustmri.kd.model import DEFAULT_EPS
+
+    g = build_model("pix2pix", "tiny", image_size=64)
+    budgets = {v: KDAttack(g, variant=v, size="tiny").eps for v in ("full", "g_attack", "g_noise", "g_pgd", "g_only")}
+    assert budgets == {"full": 0.015, "g_attack": 0.015, "g_noise": 0.06, "g_pgd": 0.06, "g_only": 0.015}
+    assert DEFAULT_EPS["learned"] == 0.015
+    assert KDAttack(g, variant="g_pgd", size="tiny", eps=0.03).eps == 0.03  # an explicit budget wins

@@ -84,21 +84,39 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {os_error_message(exc)}", err=True)
         return 2
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        try:
-            import click
-        except ImportError:  # newer typer releases vendor click
-            from typer import _click as click  # type: ignore[no-redef]
-
-        if isinstance(exc, click.exceptions.ClickException):  # a bad option or argument: one line, exit 2
+        usage, abort = _click_exceptions()
+        if isinstance(exc, usage):  # a bad option or argument: one line, exit 2
             where = getattr(getattr(exc, "ctx", None), "command_path", None) or "robustmri"
             message = " ".join(exc.format_message().split())
             typer.echo(f"error: {message} (see `{where} --help`)", err=True)
             return 2
-        if isinstance(exc, getattr(click.exceptions, "Abort", ())):  # click's form of Ctrl-C
+        if isinstance(exc, abort):  # click's form of Ctrl-C
             typer.echo(INTERRUPTED, err=True)
             return 130
         raise
     return 0
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """click's usage-error and abort classes, from typer's vendored copy (typer >= 0.2x raises
+    those) and from a separately installed click (older typer raises these): both, whichever exist,
+    since another package may install click beside a typer that does not use it."""
+    modules = []
+    try:
+        from typer import _click as vendored  # type: ignore[attr-defined]
+
+        modules.append(vendored)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        modules.append(click)
+    except ImportError:
+        pass
+    usage = tuple(m.exceptions.ClickException for m in modules)
+    abort = tuple(a for m in modules if (a := getattr(m.exceptions, "Abort", None)) is not None)
+    return usage, abort
 
 
 INTERRUPTED = (

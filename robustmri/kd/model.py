@@ -14,7 +14,7 @@ examples throughout training so G learns to resist them; inference is student(G(
 Inferred (defaults, all options of :class:`KDAttack`):
 
 - Attacker: :class:`robustmri.kd.attacker.GenerativeAttacker`, ``delta = eps * tanh(A(x))`` inside
-  the brain mask, eps 0.03; trained from queries of G only, never its gradients (``attacker="spsa"``):
+  the brain mask, eps 0.015 (:data:`DEFAULT_EPS`); trained from queries of G only, never its gradients (``attacker="spsa"``):
   by default from G's output images (``spsa_estimate="local"``: ``spsa_samples`` = 3 random
   directions + 1 base query, the diagonal of G's Jacobian smoothed by ``spsa_sigma_px`` = 1 pixel;
   cosine 0.32-0.44 with the true gradient), or from G's loss alone (``spsa_estimate="loss"``:
@@ -101,6 +101,13 @@ the target alone (no teacher, no distillation terms): they separate the gain of 
 the gain of an extra refinement network. ``g_noise`` and ``g_pgd`` are the controls of
 ``g_attack``: the same 2B images per G step, perturbed without the learned attacker."""
 
+DEFAULT_EPS: dict[str | None, float] = {"learned": 0.015, "noise": 0.06, "pgd": 0.06, None: 0.015}
+"""The L-inf budget (intensities in [0, 1]) of what perturbs G's second half-batch, by the variant's
+``attack`` kind: the values ``tune-paper-mini`` chose on validation subjects with three trials per
+method (docs/kd_attack.md, "Equal chances"): KD+attack ``full`` 0.015 (its trial with ``small``
+modules; 0.03 and 0.06 with ``tiny`` ones scored lower), noise augmentation and PGD training 0.06
+(their three trials within 0.03 dB of each other). Variants without an attack do not use it."""
+
 TEACHERS: tuple[str, ...] = ("register", "correct")
 """``register`` (default): the teacher's output is the warped G(x), no intensity correction, so
 it cannot copy the target's intensities; ``correct``: registration plus a bounded correction head
@@ -167,7 +174,7 @@ class KDAttack(TranslationModel):
         generator: TranslationModel,
         variant: str = "full",
         size: str = "tiny",
-        eps: float = 0.03,
+        eps: float | None = None,
         attacker: str = "spsa",
         spsa_samples: int = 3,
         spsa_basis: int = 0,
@@ -214,6 +221,8 @@ class KDAttack(TranslationModel):
             raise ConfigError(f"spsa_basis must be 0 (per pixel) or a grid size k > 0, got {spsa_basis}")
         if int(spsa_samples) < 1 or int(square_queries) < 1:
             raise ConfigError(f"spsa_samples and square_queries must be >= 1, got {spsa_samples} and {square_queries}")
+        if eps is None:
+            eps = DEFAULT_EPS[VARIANTS[variant]["attack"]] if variant in VARIANTS else 0.015
         if not eps > 0:
             raise ConfigError(f"eps must be > 0 (L-inf bound in intensity units), got {eps}")
         preset = PRESETS[size]
@@ -438,4 +447,6 @@ def build(
 # (spsa_estimate="local", 3 samples, sigma 1 px), G trains on A's output refined by one ascent
 # step of eps, and A regresses onto it at lr 1e-3 ("step" update), instead of loss-only SPSA
 # (2 samples), A's output as the example, and the linear surrogate at lr 1e-4.
-build.version = 2  # type: ignore[attr-defined]
+# 3: the attack budgets tune-paper-mini chose (DEFAULT_EPS): 0.015 for the learned attacker,
+# 0.06 for noise augmentation and PGD training, instead of 0.03 for all.
+build.version = 3  # type: ignore[attr-defined]
