@@ -301,12 +301,13 @@ def test_local_estimate_smoothing_recovers_a_spatially_spread_jacobian():
     diag(J) * v (known: the kernel's centre weight)."""
     import math
 
-    from robustmri.kd.attacker import gaussian_smooth, local_gradient
+    from robustmri.kd.attacker import local_gradient
+    from robustmri.perturb.image import gaussian_blur
 
     torch.manual_seed(0)
 
     def generate(q: torch.Tensor) -> torch.Tensor:
-        return gaussian_smooth(q, 1.0)
+        return gaussian_blur(q, 1.0)
 
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
     x = (0.5 + 0.3 * torch.sin(2 * math.pi * xx) * torch.cos(math.pi * yy)).view(1, 1, 48, 48)
@@ -325,7 +326,7 @@ def test_local_estimate_smoothing_recovers_a_spatially_spread_jacobian():
     with torch.no_grad():
         v = 2 * (generate(x) - y) / x.numel()
         centre = float(generate(torch.zeros(1, 1, 9, 9).index_put_((torch.tensor([0]), torch.tensor([0]), torch.tensor([4]), torch.tensor([4])), torch.tensor(1.0)))[0, 0, 4, 4])
-    inner = (..., slice(4, -4), slice(4, -4))  # away from the replicated edges, where the diagonal is larger
+    inner = (..., slice(4, -4), slice(4, -4))  # away from the reflected edges, where the diagonal is larger
     assert torch.allclose(many[inner], centre * v[inner], atol=0.1 * float(v.abs().max()))
 
 

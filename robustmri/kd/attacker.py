@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustmri.errors import ConfigError
+from robustmri.perturb.image import gaussian_blur
 
 
 class GenerativeAttacker(nn.Module):
@@ -72,20 +72,6 @@ class GenerativeAttacker(nn.Module):
 
 def _rademacher_like(x: Tensor) -> Tensor:
     return torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1
-
-
-def gaussian_smooth(x: Tensor, sigma_px: float) -> Tensor:
-    """Separable Gaussian smoothing of (B, C, H, W), ``sigma_px`` in pixels (0: unchanged), truncated
-    at 3 sigma, edges replicated."""
-    if sigma_px <= 0:
-        return x
-    r = max(int(3 * sigma_px), 1)
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-(t**2) / (2 * sigma_px**2))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def per_image_l1(pred: Tensor, target: Tensor) -> Tensor:
@@ -172,7 +158,9 @@ def local_gradient(
                 u = u * mask.to(u.dtype)
             ju = (generate((base + c * u).clamp(0.0, 1.0)).float() - out) / c
             grad += u * (v * ju).sum(1, keepdim=True)  # several input channels: each pixel's channels share it
-        grad = gaussian_smooth(grad / samples, sigma_px)
+        grad = grad / samples
+        if sigma_px > 0:  # the corruption library's blur: scipy's gaussian_filter (reflected edges, 4 sigma)
+            grad = gaussian_blur(grad, float(sigma_px))
         if mask is not None:
             grad = grad * mask.to(grad.dtype)
     return grad.to(delta.dtype)

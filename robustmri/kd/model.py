@@ -448,5 +448,7 @@ def build(
 # step of eps, and A regresses onto it at lr 1e-3 ("step" update), instead of loss-only SPSA
 # (2 samples), A's output as the example, and the linear surrogate at lr 1e-4.
 # 3: the attack budgets tune-paper-mini chose (DEFAULT_EPS): 0.015 for the learned attacker,
-# 0.06 for noise augmentation and PGD training, instead of 0.03 for all.
+# 0.06 for noise augmentation and PGD training, instead of 0.03 for all; and the attacker's gradient
+# estimate smoothed by the corruption library's Gaussian blur (scipy's, reflected edges, 4 sigma)
+# instead of a copy of it with replicated edges, truncated at 3 sigma.
 build.version = 3  # type: ignore[attr-defined]
