@@ -147,6 +147,15 @@ def test_the_model_and_perturbation_recipe_runs_as_written(tmp_path, monkeypatch
     from robustmri.bench import load_suite, run_suite
     from robustmri.perturb import get_perturbation
 
+    from robustmri import plugins
+    from robustmri.models import registry
+    from robustmri.perturb.base import PERTURBATIONS
+
+    # what the plugin registers is removed afterwards: a suite with names = "all" would list it
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    monkeypatch.setitem(PERTURBATIONS, "recipe_darken", None)
+    monkeypatch.delitem(PERTURBATIONS, "recipe_darken")
+    monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
     package = tmp_path / "mypkg"
     package.mkdir()
     (package / "__init__.py").write_text("")

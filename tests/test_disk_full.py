@@ -117,7 +117,10 @@ def test_a_full_disk_stops_the_bench_with_one_line_and_the_same_command_resumes(
         assert "No space left on device" in err and "MiB free" in err and "run the same command again" in err, err
         assert f"{out}/{where}" in err or f"{out / where}" in err, (where, err)
         manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["status"] == "failed" and "No space left on device" in manifest["reason"]
+        if where == "report":  # the results are whole: only publishing them (robustmri.publish) stopped
+            assert manifest["status"] == "complete"
+        else:
+            assert manifest["status"] == "failed" and "No space left on device" in manifest["reason"]
         stops.append(where)
     assert torch.save is real_save
     assert _bench(out, suite) == 0  # room again: the same command finishes

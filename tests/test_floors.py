@@ -122,10 +122,12 @@ budget = { square_linf = { queries = 4 } }
 
 def test_a_bench_scores_the_floors_skips_white_box_attacks_and_warns_about_the_models_below(tmp_path, cache_dir):
     from robustmri.bench import load_suite, run_suite
+    from robustmri.publish import publish
     from robustmri.report.build import load_results
 
     (tmp_path / "suite.toml").write_text(SUITE)
     out = run_suite(load_suite(tmp_path / "suite.toml"), tmp_path / "out", cache=cache_dir, progress=False)
+    publish(out)
     res = pd.read_csv(out / "results.csv")
     cells = {m: set(g["perturbation"]) for m, g in res.groupby("model")}
     assert cells["pix2pix"] == {"clean", "gaussian_noise", "fgsm_linf", "square_linf"}
