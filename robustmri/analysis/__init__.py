@@ -9,6 +9,9 @@
 
 Both work on the *subject frame* that :func:`robustmri.analysis.stats.subject_means` builds from a
 ``results.csv`` (one row per model, direction, perturbation, severity and subject).
+
+Owns the statistics of a results table. May import :mod:`robustmri.results`, the protocol, the metrics
+and the bottom layer (errors, atomic); never the bench, the report or the CLI (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""``robustmri bench``: suites, the grid runner with its incremental results store, and the drift check."""
+"""``robustmri bench``: suites, the grid runner with its incremental results store, and the drift check.
+
+Owns suites, the plan, the tasks (``train_job``, ``score_cell``), the results store, the executors and
+the drift check. May import every layer below it (translate, analysis, results, kd, train, baselines,
+perturb, data, models, protocol, ...); never the report, the leaderboard, :mod:`robustmri.publish`,
+the API or the CLI: a run stops at ``results.csv`` (docs/architecture.md).
+"""
 
 from robustmri.bench.drift import check_drift, update_reference
 from robustmri.bench.runner import merge_results, run_suite

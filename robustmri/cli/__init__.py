@@ -3,6 +3,8 @@
 Each command group lives in its own module and registers itself on :data:`app`. Errors caused by
 user input (:class:`robustmri.errors.RobustMRIError`) are printed as one line on stderr and end the
 process with exit status 2.
+
+The top layer: it may import any module; nothing imports it (docs/architecture.md).
 """
 
 from __future__ import annotations

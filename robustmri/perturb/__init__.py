@@ -8,6 +8,10 @@ Quick use::
     x_adv = attack(model, x, "pgd_linf", severity=2)                   # needs the model
 
 See docs/perturbations.md for every parameter table and its calibration.
+
+Owns every corruption and attack. May import the models' interface, the protocol, the metrics, the
+random streams, plugins and the bottom layer; never data (a sibling), training, KD+attack or the
+bench (docs/architecture.md).
 """
 
 from __future__ import annotations

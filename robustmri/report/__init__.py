@@ -4,6 +4,10 @@
 - :mod:`robustmri.report.figures`: degradation curves, box plots, qualitative grid (PNG + PDF).
 - :mod:`robustmri.report.html`: the HTML page template.
 - :mod:`robustmri.report.build`: :func:`build_report`, results folder -> report folder.
+
+Reads a finished results folder. May import the bench's store and plan, the analysis, the results
+table and the layers below; never the leaderboard (a sibling), :mod:`robustmri.publish`, the API or the
+CLI (docs/architecture.md).
 """
 
 from __future__ import annotations
