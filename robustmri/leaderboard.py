@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from robustmri.errors import ConfigError, DataError
+from robustmri.results import FLOOR_MODELS
 
 __all__ = ["ENTRY_FORMAT", "threat_model_hash", "model_scores", "write_entries", "write_run_entries", "read_entries", "build_board"]
 
@@ -42,9 +43,8 @@ FOLDER = "leaderboard"
 COMPARED = ("protocol", "threat_model", "data", "direction")
 """Entries share these fields to be ranked together (direction: one board section per direction)."""
 CONTROL = "random_linf"
-FLOOR_MODELS = ("lookup", "lookup_oracle")
-"""Registry names of the no-learning floors: ranked like any model (a model below ``lookup`` should be
-seen below it), listed once when several folders scored the same floor alike."""
+# The no-learning floors (robustmri.results.FLOOR_MODELS) are ranked like any model (a model below
+# ``lookup`` should be seen below it), listed once when several folders scored the same floor alike.
 
 
 def threat_model_hash(suite: Any) -> str:

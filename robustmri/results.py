@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,6 +105,61 @@ def aggregate_protocol(frame: pd.DataFrame, protocol: Protocol, by: Sequence[str
             raise ConfigError(f"results were scored with protocol {found!r}, not {protocol.id!r}; aggregate them with {found!r}")
     names = [n for n in protocol.metrics if n in frame.columns]
     return aggregate(frame, names, level=protocol.aggregation, by=by, ddof=ddof)
+
+
+FLOOR_MODELS = ("lookup", "lookup_oracle")
+"""Registry names of the no-learning floors (:mod:`robustmri.models.floors`)."""
+
+
+def label_tag(label: str) -> str:
+    """Path-safe form of a model label, the folder name under ``runs/`` and ``cells/``
+    (``kd_attack:full`` -> ``kd_attack-full``)."""
+    return label.replace(":", "-")
+
+
+def read_model_records(results_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """label -> the ``cells/<label>/**/model.json`` of its first job in a results folder: what the
+    bench recorded about each model (architecture, parameters, oracle, gradients, skipped attacks,
+    the external model's details). Unreadable files are skipped."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in sorted((Path(results_dir) / "cells").rglob("model.json")):
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(d, dict) and isinstance(d.get("label"), str):
+            out.setdefault(d["label"], d)
+    return out
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    """Key of one array in ``samples/<direction>.npz``: ``kind`` is ``input`` or ``output``;
+    ``model`` is None for an input shared by every model (a corruption), set for an output and for
+    an input crafted against one model (an attack)."""
+
+    kind: str
+    model: str | None
+    perturbation: str
+    severity: int
+
+    def encode(self) -> str:
+        parts = [self.kind] + ([self.model] if self.model is not None else []) + [self.perturbation, str(self.severity)]
+        return "|".join(parts)
+
+    @classmethod
+    def parse(cls, text: str) -> SampleKey | None:
+        """The key encoded in ``text``, or None for another array (``source``, ``target``, ``mask``)."""
+        parts = text.split("|")
+        try:
+            if parts[0] == "output" and len(parts) == 4:
+                return cls("output", parts[1], parts[2], int(parts[3]))
+            if parts[0] == "input" and len(parts) in (3, 4):
+                model = parts[1] if len(parts) == 4 else None
+                return cls("input", model, parts[-2], int(parts[-1]))
+        except ValueError:
+            return None
+        return None
 
 
 def read_table(path: str | os.PathLike[str], require_clean: bool = False) -> pd.DataFrame:

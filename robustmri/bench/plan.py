@@ -7,18 +7,12 @@ from dataclasses import dataclass
 
 from robustmri.bench.suite import ModelSpec, Suite
 from robustmri.errors import ConfigError
-from robustmri.results import CLEAN
+from robustmri.results import CLEAN, label_tag  # label_tag: re-exported (it names run and cell folders)
 
 
 def direction_tag(source: str, target: str) -> str:
     """Path-safe form of a direction: ``t1_to_t2``."""
     return f"{source}_to_{target}"
-
-
-def label_tag(label: str) -> str:
-    """Path-safe form of a model label, the folder name under ``runs/`` and ``cells/``
-    (``kd_attack:full`` -> ``kd_attack-full``)."""
-    return label.replace(":", "-")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,37 +36,7 @@ from robustmri.atomic import atomic_path, write_json_atomic
 from robustmri.bench.plan import Cell, Job, direction_tag
 from robustmri.bench.suite import Suite
 from robustmri.errors import ConfigError, DataError
-from robustmri.results import REPORTED, RESULT_COLUMNS, read_manifest, read_table
-
-
-@dataclass(frozen=True)
-class SampleKey:
-    """Key of one array in ``samples/<direction>.npz``: ``kind`` is ``input`` or ``output``;
-    ``model`` is None for an input shared by every model (a corruption), set for an output and for
-    an input crafted against one model (an attack)."""
-
-    kind: str
-    model: str | None
-    perturbation: str
-    severity: int
-
-    def encode(self) -> str:
-        parts = [self.kind] + ([self.model] if self.model is not None else []) + [self.perturbation, str(self.severity)]
-        return "|".join(parts)
-
-    @classmethod
-    def parse(cls, text: str) -> SampleKey | None:
-        """The key encoded in ``text``, or None for another array (``source``, ``target``, ``mask``)."""
-        parts = text.split("|")
-        try:
-            if parts[0] == "output" and len(parts) == 4:
-                return cls("output", parts[1], parts[2], int(parts[3]))
-            if parts[0] == "input" and len(parts) in (3, 4):
-                model = parts[1] if len(parts) == 4 else None
-                return cls("input", model, parts[-2], int(parts[-1]))
-        except ValueError:
-            return None
-        return None
+from robustmri.results import REPORTED, RESULT_COLUMNS, SampleKey, read_manifest, read_model_records, read_table
 
 
 def git_commit() -> str | None:
@@ -246,16 +215,9 @@ class ResultsStore:
         write_json_if_changed(self.cell_dir(job) / "model.json", {"label": job.model.label, **info})
 
     def model_info(self) -> dict[str, dict[str, Any]]:
-        """label -> the ``model.json`` of its first job (see :meth:`write_model_info`)."""
-        out: dict[str, dict[str, Any]] = {}
-        for f in sorted((self.out / "cells").rglob("model.json")):
-            try:
-                d = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                continue
-            if isinstance(d, dict) and isinstance(d.get("label"), str):
-                out.setdefault(d["label"], d)
-        return out
+        """label -> the ``model.json`` of its first job (see :meth:`write_model_info` and
+        :func:`robustmri.results.read_model_records`)."""
+        return read_model_records(self.out)
 
     def _write_external(self) -> None:
         """``external.json`` (label -> external model info), from the models' ``model.json`` files."""

@@ -5,9 +5,10 @@
 - :mod:`robustmri.report.html`: the HTML page template.
 - :mod:`robustmri.report.build`: :func:`build_report`, results folder -> report folder.
 
-Reads a finished results folder. May import the bench's store and plan, the analysis, the results
-table and the layers below; never the leaderboard (a sibling), :mod:`robustmri.publish`, the API or the
-CLI (docs/architecture.md).
+Reads a finished results folder (``results.csv``, the manifest, ``cells/**/model.json``, samples)
+through :mod:`robustmri.results`, with the statistics of :mod:`robustmri.analysis`. Never imports the
+bench (an import-linter contract), the leaderboard (a sibling), :mod:`robustmri.publish`, the API or
+the CLI (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from robustmri.analysis.stats import compare_to_reference, interval_summary, sum
 from robustmri.atomic import atomic_dir, write_text_atomic
 from robustmri.errors import ConfigError, DataError
 from robustmri.metrics import METRICS
-from robustmri.results import read_manifest, read_table, subject_means
+from robustmri.results import FLOOR_MODELS, read_manifest, read_model_records, read_table, subject_means
 
 __all__ = ["ReportInputs", "build_report", "load_results", "summary_frame"]
 
@@ -57,14 +57,9 @@ ORACLE_SUFFIXES = (":teacher_oracle",)
 def oracle_models(root: Path, models: list[str]) -> set[str]:
     """The oracle models of a results folder: those whose ``cells/**/model.json`` says so, and any
     ``kd_attack:teacher_oracle`` (results written before model.json recorded it)."""
-    from robustmri.bench.store import ResultsStore
-
-    recorded = {label for label, info in ResultsStore(root).model_info().items() if info.get("oracle")}
+    recorded = {label for label, info in read_model_records(root).items() if info.get("oracle")}
     return {m for m in models if m.endswith(ORACLE_SUFFIXES) or m in recorded}
 
-
-FLOOR_MODELS = ("lookup", "lookup_oracle")
-"""Registry names of the no-learning floors (robustmri.models.floors)."""
 
 FLOOR_MARGIN_DB = 1.0
 """A model whose clean PSNR is not this far above the lookup floor's is flagged at the report's top."""
@@ -79,9 +74,7 @@ def floor_labels(info: dict[str, dict[str, Any]]) -> dict[str, str]:
 def floor_findings(root: Path, frame: pd.DataFrame, oracles: set[str]) -> tuple[str | None, list[str]]:
     """(one warning line naming every model whose clean PSNR is not :data:`FLOOR_MARGIN_DB` above
     the ``lookup`` floor's in its direction, or None; a note per floor on the attacks it skipped)."""
-    from robustmri.bench.store import ResultsStore
-
-    info = ResultsStore(root).model_info()
+    info = read_model_records(root)
     name = floor_labels(info)
     floors = set(name)
     notes = [f"{label} is a no-learning floor without gradients: the white-box attacks {', '.join(info[label].get('skipped_attacks', []))} "
@@ -289,10 +282,9 @@ def build_report(
             inputs.warnings.append("The manifest asks for an ablation but results.csv has no 'kd_attack:<variant>' "
                                    "models; the ablation table is omitted.")
 
-    from robustmri.bench.store import ResultsStore
     from robustmri.report import claims as C
 
-    pairs = [p for p in C.claim_pairs(inputs.models, ResultsStore(root).model_info(), ref)
+    pairs = [p for p in C.claim_pairs(inputs.models, read_model_records(root), ref)
              if p[0] not in inputs.oracles and p[1] not in inputs.oracles]
     for extra in (C.claims_table(inputs.frame, pairs), C.teacher_table(root)):
         if extra is not None:

@@ -143,11 +143,10 @@ def claims_table(frame: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> Tabl
 def teacher_table(root: str | Path) -> Table | None:
     """The registration teacher's gain and the warp's share of it, from ``runs/*/log.jsonl`` (see the
     module docstring); None when no run logged a teacher."""
-    from robustmri.bench.plan import label_tag
-    from robustmri.bench.store import ResultsStore
+    from robustmri.results import label_tag, read_model_records
 
     root = Path(root)
-    tags = {label_tag(label): label for label in ResultsStore(root).model_info()}
+    tags = {label_tag(label): label for label in read_model_records(root)}
     records: list[dict[str, Any]] = []
     for log in sorted((root / "runs").glob("*__*__s*/log.jsonl")):
         tag, direction, seed = log.parent.name.split("__")

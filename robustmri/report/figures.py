@@ -23,7 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from robustmri.analysis.robustness import CLEAN, with_clean_curves  # noqa: E402
 from robustmri.analysis.stats import interval_summary  # noqa: E402
 from robustmri.atomic import write_bytes_atomic  # noqa: E402
-from robustmri.bench.store import SampleKey  # noqa: E402
+from robustmri.results import SampleKey  # noqa: E402
 from robustmri.errors import DataError  # noqa: E402
 from robustmri.report.tables import ordered_perturbations  # noqa: E402
 

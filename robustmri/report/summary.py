@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import pandas as pd
 
@@ -38,13 +37,12 @@ def summary_rows(results_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, lis
     NaN where a value has no cells.
     """
     from robustmri.analysis.robustness import summary_scores
-    from robustmri.bench.store import ResultsStore
     from robustmri.report.build import floor_labels, load_results
-    from robustmri.results import subject_means
+    from robustmri.results import read_model_records, subject_means
 
     inputs = load_results(results_dir)
     subjects = subject_means(inputs.frame)
-    info = ResultsStore(Path(results_dir)).model_info()
+    info = read_model_records(results_dir)
     floor_names = floor_labels(info)
     floors = set(floor_names)
     lookups = {label for label, n in floor_names.items() if n == "lookup"}
