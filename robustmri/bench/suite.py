@@ -195,20 +195,17 @@ def _embedded_options(path: str, options: Any) -> dict[str, Any]:
 
     if not isinstance(options, dict):
         raise _err(path, "[data] embedded must be a table of SynthConfig fields, e.g. { misregistration_mm = 2.0 }")
-    from robustmri.data.resolve import MISREGISTRATION_SPLITS_KEY, check_misregistration_splits
+    from robustmri.data.resolve import MISREGISTRATION_SPLITS_KEY, check_misregistration_options
 
     allowed = ({f.name for f in dc_fields(SynthConfig)} - {"size", "seed", "sequences", "contrasts", "misregistered_subjects"}
                | {MISREGISTRATION_SPLITS_KEY})
     bad = set(options) - allowed
     if bad:
         raise _err(path, f"unknown embedded option(s) {sorted(bad)}{did_you_mean(bad, allowed)}; allowed: {sorted(allowed)}")
-    if MISREGISTRATION_SPLITS_KEY in options:
-        try:
-            check_misregistration_splits(options[MISREGISTRATION_SPLITS_KEY])
-        except ConfigError as exc:
-            raise _err(path, str(exc)) from None
-        if not float(options.get("misregistration_mm", 0) or 0) > 0:
-            raise _err(path, f"{MISREGISTRATION_SPLITS_KEY} needs misregistration_mm > 0 in [data] embedded")
+    try:
+        check_misregistration_options(options)
+    except ConfigError as exc:
+        raise _err(path, f"[data] embedded: {exc}") from None
     return dict(options)
 
 

@@ -490,6 +490,11 @@ def write_subject(subject: Subject, folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def subject_id(index: int) -> str:
+    """The folder name of embedded subject ``index`` (``sub-000``)."""
+    return f"sub-{index:03d}"
+
+
 def write_dataset(
     out_dir: str | os.PathLike[str],
     n_subjects: int,
@@ -526,14 +531,14 @@ def write_dataset(
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
             for i in indices:
-                write_subject(synth_subject(i, config), tmp / f"sub-{i:03d}")
+                write_subject(synth_subject(i, config), tmp / subject_id(i))
             write_json_atomic(
                 tmp / "dataset.json",
                 {
                     "generator": "robustmri.data.embedded",
                     "format_version": FORMAT_VERSION,
                     "n_subjects": n_subjects,
-                    "subjects": [f"sub-{i:03d}" for i in range(n_subjects)],
+                    "subjects": [subject_id(i) for i in range(n_subjects)],
                     "config": config.to_json(),
                 },
             )

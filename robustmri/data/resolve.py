@@ -89,25 +89,31 @@ def synth_options(
     splits = out.pop(MISREGISTRATION_SPLITS_KEY, None)
     if splits is None:
         return out
-    check_misregistration_splits(splits)
-    if not float(out.get("misregistration_mm", 0.0)) > 0 and not float(out.get("misregistration_deg") or 0.0) > 0:
-        raise ConfigError(f"{MISREGISTRATION_SPLITS_KEY} needs misregistration_mm > 0: set it, or drop "
-                          f"{MISREGISTRATION_SPLITS_KEY}")
-    ids = [f"sub-{i:03d}" for i in range(n_subjects)]  # the embedded dataset's names (write_dataset)
+    check_misregistration_options(options or {})
+    from robustmri.data.embedded import subject_id
+
+    ids = [subject_id(i) for i in range(n_subjects)]
     manifest = make_split(ids, split, seed)
     chosen = {sid for name in splits for sid in manifest[name]}
     out["misregistered_subjects"] = tuple(i for i, sid in enumerate(ids) if sid in chosen)
     return out
 
 
-def check_misregistration_splits(splits: Any) -> None:
-    """Raise ConfigError unless ``splits`` is a non-empty list of distinct split names."""
+def check_misregistration_options(options: dict[str, Any]) -> None:
+    """Raise ConfigError unless the embedded ``options``' ``misregistration_splits`` (when given) is a
+    non-empty list of distinct split names and ``misregistration_mm`` is above 0."""
     from robustmri.data.split import SPLITS
 
+    if MISREGISTRATION_SPLITS_KEY not in options:
+        return
+    splits = options[MISREGISTRATION_SPLITS_KEY]
     if (not isinstance(splits, list) or not splits or len(set(map(str, splits))) != len(splits)
             or not all(isinstance(s, str) and s in SPLITS for s in splits)):
         raise ConfigError(f"{MISREGISTRATION_SPLITS_KEY} must be a list of distinct split names among "
                           f"{', '.join(SPLITS)}, e.g. [\"train\"]; got {splits!r}")
+    if not float(options.get("misregistration_mm") or 0.0) > 0:
+        raise ConfigError(f"{MISREGISTRATION_SPLITS_KEY} needs misregistration_mm > 0: set it, or drop "
+                          f"{MISREGISTRATION_SPLITS_KEY}")
 
 
 def resolve_data(

@@ -307,11 +307,10 @@ def build_report(
         if scores is not None:
             write_text_atomic(tmp / "scores.csv", scores.to_csv(index=False, float_format="%.6g"))
         if tuning is not None:
-            chosen = choose(selection)
-            write_text_atomic(tmp / "tuning.csv", selection.assign(
-                chosen=[(d, m) in set(zip(chosen["direction"], chosen["model"]))
-                        for d, m in zip(selection["direction"], selection["model"])]
-            ).to_csv(index=False, float_format="%.6g"))
+            picked = choose(selection)
+            chosen = set(zip(picked["direction"], picked["model"], strict=True))
+            marks = [(d, m) in chosen for d, m in zip(selection["direction"], selection["model"], strict=True)]
+            write_text_atomic(tmp / "tuning.csv", selection.assign(chosen=marks).to_csv(index=False, float_format="%.6g"))
 
         figure_items = []
         fig_dir = tmp / "figures"

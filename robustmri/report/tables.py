@@ -709,7 +709,8 @@ def tuning_table(scores: pd.DataFrame) -> Table | None:
     labels = {"clean": "clean", "corruptions": "corruptions", "attacks": "attacks"}
     columns = [Column(p, labels[p], group="PSNR (dB)", decimals=2) for p in PARTS]
     columns.append(Column("criterion", "criterion", decimals=2))
-    chosen = set(zip(choose(shown)["direction"], choose(shown)["model"]))
+    picked = choose(shown)
+    chosen = set(zip(picked["direction"], picked["model"], strict=True))
     rows, cells = [], {}
     for rec in shown.itertuples(index=False):
         group = rec.method if shown["direction"].nunique() == 1 else f"{rec.direction} {rec.method}"
