@@ -63,7 +63,7 @@ def _quick_run(tmp: Path) -> tuple[str, str]:
 
 def _measure(args: argparse.Namespace) -> int:
 
-    from robustmri.bench.runner import resolve_suite_data
+    from robustmri.bench.tasks import resolve_suite_data
     from robustmri.bench.suite import load_suite
     from robustmri.data.resolve import load_split_tensors
     from robustmri.perturb import apply_perturbation, attack

@@ -14,7 +14,7 @@ with ``generator=pix2pix``, ``variant=full``) at each size preset asked for, it 
   mask. ``kd_attack`` is timed late in its schedule (step >= half of a nominal 10000-step run), where
   the attacker, the generator, the teacher and the student all train;
 - ``eval sl/s``: slices per second of ``model.translate(batch, generator=...)`` in eval mode under
-  ``torch.no_grad()`` and in float32, as ``robustmri.evaluate.predict`` and the benchmark runner call
+  ``torch.no_grad()`` and in float32, as ``robustmri.clean_scoring.predict`` and the benchmark runner call
   it (B / median wall time). The diffusion model samples with DDIM over ``sample_steps`` steps (10
   at ``tiny``, 50 at ``paper``), shown in the ``notes`` column. When a full sampling pass would not
   fit the time budget (the ``paper`` U-Net on a CPU) the eval figure is extrapolated from passes with

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         args.size, args.slices, args.subjects = 64, 8, 1
 
     from robustmri.data.deform import rotation_matrix
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
     from robustmri.data.readers import load_volume
     from robustmri.data.register import register_volume, rotation_angle_deg
 

@@ -27,7 +27,8 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
     from robustmri.data import anatomy
-    from robustmri.data.embedded import SynthConfig, synth_subject, write_dataset
+    from robustmri.data.simulator import SynthConfig, synth_subject
+    from robustmri.data.embedded import write_dataset
 
     cfg = SynthConfig(size=args.size, n_slices=args.slices)
     t0 = time.perf_counter()

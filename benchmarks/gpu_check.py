@@ -143,7 +143,7 @@ def train_rate(model: str, size: str, image: int, steps: int, warmup: int, batch
 def eval_rates(device: str, n: int, image: int, model_name: str, quick: bool) -> tuple[dict[str, dict[str, float]], list]:
     """Slices/s per family (one perturbation each, severity 3) with the batch sized from free memory."""
     from robustmri.bench.batching import eval_batch_size
-    from robustmri.bench.evaluate import EvalSettings, score_cell
+    from robustmri.bench.scoring import EvalSettings, score_cell
     from robustmri.bench.plan import Cell
     from robustmri.models.registry import build_model
     from robustmri.protocol import get_protocol

@@ -34,7 +34,7 @@ TYPICAL = {  # (GM/WM, CSF/WM) ranges, approximate
 
 def contrast_ratios(size: int, subjects: int) -> dict[str, dict[str, tuple[float, float]]]:
     from robustmri.data.acquisition import SITE_PROFILES
-    from robustmri.data.embedded import SynthConfig, synth_subject
+    from robustmri.data.simulator import SynthConfig, synth_subject
     from robustmri.data.tissues import label_interior
 
     out: dict[str, dict[str, tuple[float, float]]] = {}
@@ -56,7 +56,7 @@ def template_correlation(size: int) -> dict[str, float]:
     from scipy.ndimage import map_coordinates
 
     from robustmri.data.acquisition import SITE_PROFILES
-    from robustmri.data.embedded import SynthConfig, _output_grid, synth_subject
+    from robustmri.data.simulator import SynthConfig, _output_grid, synth_subject
 
     t1 = datasets.load_mni152_template(resolution=1)
     vol = np.asarray(t1.get_fdata(), dtype=np.float32)

@@ -180,3 +180,19 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
             if full is not exc or name != full.filename:
                 raise OSError(full.errno, full.strerror, name) from None
         raise
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An exclusive advisory lock (``flock``) on ``path``, created if missing, for the read-modify-write
+    of a file that processes share (tasks of one bench on one node or on a cluster's shared disk)."""
+    import fcntl
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,7 +1,7 @@
 """What a finished results folder publishes: its leaderboard entries and its report.
 
-The bench's executors (:func:`robustmri.bench.run_suite`, :func:`robustmri.bench.slurm.run_slurm`,
-:func:`robustmri.bench.merge_results`) stop at ``results.csv`` and ``manifest.json``; the callers
+The bench (:func:`robustmri.bench.run_suite`, whichever executor ran its tasks, and
+:func:`robustmri.bench.merge_results`) stops at ``results.csv`` and ``manifest.json``; the callers
 (the CLI, :func:`robustmri.benchmark`) call :func:`publish` on the folder they return. So the
 bench never imports the report or the leaderboard, and both read only what the folder holds.
 """

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("robustmri", "baselines")
@@ -175,3 +176,36 @@ def test_the_model_and_perturbation_recipe_runs_as_written(tmp_path, monkeypatch
     assert len(logs) == 1
     l1 = [json.loads(line)["l1"] for line in logs[0].read_text().splitlines() if '"l1"' in line]
     assert len(l1) >= 2 and l1[-1] < l1[0]  # the recipe's model trained: its L1 went down
+
+
+def test_the_protocol_preset_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -> None:
+    import pandas as pd
+
+    from robustmri import plugins
+    from robustmri.bench import load_suite, run_suite
+    from robustmri.errors import ConfigError
+    from robustmri.protocol import Protocol, get_protocol, presets, register_protocol
+
+    monkeypatch.setattr(presets, "PRESETS", dict(presets.PRESETS))  # the preset is removed afterwards
+    monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "whole_slice.py").write_text(recipe_code("Add a protocol preset"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg.whole_slice")
+    mine = get_protocol("whole_slice")  # found by name once the plugin loads
+    assert mine.mask == "none" and get_protocol(mine.id) is mine
+    with pytest.raises(ConfigError, match="already a preset"):
+        register_protocol(Protocol(name="whole_slice", mask="none", data_range="target_max"))
+    suite_text = RECIPE_SUITE.replace('name = "recipe_scale"', 'name = "pix2pix"').replace(
+        'names = ["recipe_darken"]', 'names = ["gaussian_noise"]')
+    rows = {}
+    for name in ("robustmri", "whole_slice"):
+        (tmp_path / f"{name}.toml").write_text(suite_text.replace('[train]', f'[protocol]\nname = "{name}"\n\n[train]'))
+        out = run_suite(load_suite(tmp_path / f"{name}.toml"), tmp_path / name, cache=cache_dir, progress=False)
+        rows[name] = pd.read_csv(out / "results.csv")
+    assert set(rows["whole_slice"]["protocol"]) == {mine.id}
+    assert set(rows["robustmri"]["protocol"]) == {get_protocol("robustmri").id}
+    a, b = (rows[n].query("perturbation == 'clean'")["psnr"].to_numpy() for n in ("robustmri", "whole_slice"))
+    assert len(a) == len(b) > 0 and abs(a.mean() - b.mean()) > 0.5  # the background changes what is scored

@@ -20,7 +20,7 @@ import pytest
 import torch
 from scipy import stats
 
-from robustmri.bench.evaluate import EvalSettings, score_cell
+from robustmri.bench.scoring import EvalSettings, score_cell
 from robustmri.bench.plan import CLEAN_CELL, Cell
 from robustmri.data.paired import PairedTensors
 from robustmri.errors import DataError

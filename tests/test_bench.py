@@ -257,10 +257,11 @@ def test_stale_cells_and_runs_are_refused_not_reused(baseline, cache_dir, tmp_pa
 
 def test_a_run_trained_with_other_ddp_processes_is_not_reused(baseline, cache_dir, tmp_path):
     """A run trained by N DDP processes saw N x the batch per step: another training. The local bench
-    (one process) and a SLURM plan with another --train-processes refuse it, before any submission."""
+    (one process) and a task plan with another number of processes (a SLURM --train-processes) refuse it,
+    before anything runs."""
     import shutil
 
-    from robustmri.bench.slurm import SlurmOptions, plan_slurm
+    from robustmri.bench.tasks import plan_tasks
 
     work = tmp_path / "out"
     shutil.copytree(baseline, work)
@@ -272,14 +273,14 @@ def test_a_run_trained_with_other_ddp_processes_is_not_reused(baseline, cache_di
     with pytest.raises(ConfigError, match="trained with 2 DDP process.*--train-processes 2"):
         run_suite(suite, work, cache=cache_dir, progress=False)
     with pytest.raises(ConfigError, match="trained with 2 DDP process"):
-        plan_slurm(suite, work, SlurmOptions())
+        plan_tasks(suite, work, processes=1)
     # asked with 2, the other job's run (one process) is the one refused
     with pytest.raises(ConfigError, match=f"{jobs(suite)[1].run_name} was trained with 1 DDP process"):
-        plan_slurm(suite, work, SlurmOptions(train_processes=2))
+        plan_tasks(suite, work, processes=2)
     for job in jobs(suite)[1:]:
         other = work / "runs" / job.run_name / "summary.json"
         other.write_text(json.dumps({**json.loads(other.read_text()), "processes": 2}))
-    plan = plan_slurm(suite, work, SlurmOptions(train_processes=2))  # every run reused, every cell there
+    plan = plan_tasks(suite, work, processes=2)  # every run reused, every cell there
     assert plan == []
 
 

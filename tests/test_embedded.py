@@ -8,7 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from robustmri.data.embedded import SynthConfig, embedded_slices, synth_subject, write_dataset
+from robustmri.data.simulator import SynthConfig, synth_subject
+
+from robustmri.data.embedded import embedded_slices, write_dataset
 from robustmri.data.physics import inversion_recovery, null_ti, spin_echo
 from robustmri.data.tissues import SEG_LABELS, label_interior
 from robustmri.errors import ConfigError

@@ -12,7 +12,8 @@ from robustmri.cli import main
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
 
     root = tmp_path_factory.mktemp("perturb_cli") / "ds"
     write_dataset(root, 1, SynthConfig(size=48, n_slices=4, seed=0))

@@ -196,7 +196,7 @@ def test_calibration_scores_are_the_reported_scores() -> None:
     the clean image as target, slice by slice; and masked_psnr (the bisection's) equals that PSNR."""
     from torch import nn
 
-    from robustmri.bench.evaluate import EvalSettings, score_cell
+    from robustmri.bench.scoring import EvalSettings, score_cell
     from robustmri.bench.plan import Cell
     from robustmri.data.paired import PairedTensors
     from robustmri.models.external import ExternalModel

@@ -223,7 +223,8 @@ def test_nan_volume_and_empty_mask(tmp_path: Path) -> None:
 
 
 def test_embedded_generator_output_loads_through_generic_reader(tmp_path: Path) -> None:
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
 
     root = write_dataset(tmp_path / "emb", 2, SynthConfig(size=16, n_slices=3, contrasts=("t1", "t2"), seed=1))
     assert readers.detect_layout(root) == "generic"

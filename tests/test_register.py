@@ -23,7 +23,8 @@ def misregistered(tmp_path_factory):
     with format 2's slab shift (+-8 mm) the top of the brain can leave even this slab, and with its
     per-contrast matrices and SNR down to 15 the same test measured 0.86 mm at worst (0.41 mean) for
     sub-000: the known answer is then less well posed, which is not what this test is about."""
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
 
     config = SynthConfig.classic(size=128, n_slices=48, seed=3, contrasts=("t1", "t2"), misregistration_mm=MISREGISTRATION,
                          slab_mm=(-40.0, 80.0))
@@ -139,7 +140,8 @@ def aligned(tmp_path_factory):
     cut inside the head. (From a 120 mm slab the cut, moved with the anatomy, pulls an affine
     registration's scale by 2 % along one axis: 1.8 mm at worst over the brain, measured; rigid
     stays within 0.5 mm.)"""
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
     from robustmri.data.readers import load_volume
 
     config = SynthConfig.classic(size=128, n_slices=70, seed=5, contrasts=("t1", "t2"), slab_mm=(-75.0, 100.0))

@@ -15,6 +15,8 @@ from test_analysis import synthetic_results  # the synthetic results generator (
 from robustmri.analysis import subject_means
 from robustmri.cli import main
 from robustmri.report import build_report
+from robustmri.report import design_tables as D
+from robustmri.report import table as Tb
 from robustmri.report import tables as T
 
 REF_PSNR = 28.0 + 0.7 * 4.5  # pix2pix clean PSNR averaged over 10 subjects
@@ -34,7 +36,7 @@ def _row(text: str, label: str) -> str:
 
 
 def test_significance_marks_follow_the_thresholds() -> None:
-    assert [T.significance_mark(p) for p in (0.0099, 0.01, 0.049, 0.05, float("nan"))] == ["**", "*", "*", "", ""]
+    assert [Tb.significance_mark(p) for p in (0.0099, 0.01, 0.049, 0.05, float("nan"))] == ["**", "*", "*", "", ""]
 
 
 def test_clean_table_values_bold_and_marks(subjects: pd.DataFrame) -> None:
@@ -112,7 +114,7 @@ def test_auc_and_ce_tables(subjects: pd.DataFrame) -> None:
 def test_ablation_table_tests_against_g_only() -> None:
     models = {"pix2pix": (0, 0, 1), "kd_attack:g_only": (0, 0, 1), "kd_attack:full": (0.5, 0.005, 0.5)}
     sub = subject_means(synthetic_results(8, models, two_seed_model=None))
-    table = T.ablation_table(sub, "pix2pix")
+    table = D.ablation_table(sub, "pix2pix")
     assert table.baseline == "kd_attack:g_only"
     assert [r for _, r in table.rows] == ["kd_attack:g_only", "kd_attack:full"]
     keys = [c.key for c in table.columns]
@@ -125,9 +127,9 @@ def test_ablation_table_tests_against_g_only() -> None:
     assert "kd\\_attack:g\\_only" in table.to_latex()
     # without g_only the reference model is the baseline and gets a row
     no_g = sub[sub["model"] != "kd_attack:g_only"]
-    table = T.ablation_table(no_g, "pix2pix")
+    table = D.ablation_table(no_g, "pix2pix")
     assert table.baseline == "pix2pix" and [r for _, r in table.rows] == ["pix2pix", "kd_attack:full"]
-    assert T.ablation_table(sub[sub["model"] == "pix2pix"], "pix2pix") is None
+    assert D.ablation_table(sub[sub["model"] == "pix2pix"], "pix2pix") is None
 
 
 def test_ties_are_all_bold(subjects: pd.DataFrame) -> None:

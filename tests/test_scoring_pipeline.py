@@ -101,7 +101,8 @@ def test_saved_predictions_rescore_with_the_peers_formula(tmp_path, cache_dir, c
 
 
 def test_prepared_folder_with_another_normalisation_is_refused(tmp_path, cache_dir, capsys):
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
 
     root = tmp_path / "nifti"
     write_dataset(root, 3, SynthConfig(size=64, n_slices=6, seed=0))

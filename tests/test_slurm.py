@@ -107,7 +107,7 @@ def test_slurm_executor_equals_local_even_after_a_killed_job(tmp_path, cache_dir
 
     dry = subprocess.run([sys.executable, "-m", "robustmri", "bench", "--suite", str(suite), "--out", str(out),
                           "--dry-run", *slurm_args], capture_output=True, text=True, check=True).stdout
-    assert f"{n_cells - len(before)} cells to compute" in dry and "0 training job(s)" in dry
+    assert f"{n_cells - len(before)} cells to compute" in dry and "0 training task(s)" in dry
 
     rerun = _bench(suite, out, cache_dir, *slurm_args)
     text, _ = rerun.communicate(timeout=900)
@@ -127,7 +127,7 @@ def test_dry_run_of_the_full_suite_prints_the_plan_in_seconds(tmp_path) -> None:
                           "--dry-run", "--executor", "slurm", "--gpus", "1", "--partition", "gpu"],
                          capture_output=True, text=True, check=True).stdout
     assert time.perf_counter() - t0 < 30
-    assert "training job(s)" in out and "partition gpu, 1 GPU(s)" in out and not (tmp_path / "f").exists()
+    assert "training task(s)" in out and "partition gpu, 1 GPU(s)" in out and not (tmp_path / "f").exists()
 
 
 @needs_cluster

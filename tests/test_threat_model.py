@@ -202,7 +202,7 @@ def test_kspace_tables_at_their_reference_matrix_are_the_fastmri_masks_and_segme
 def test_scoring_reports_output_stability_next_to_the_error(trained) -> None:
     """stability_* compares the perturbed output with the clean one: NaN for the clean cell, capped
     at 100 dB when the input is unchanged, finite and lower for a stronger corruption."""
-    from robustmri.bench.evaluate import EvalSettings, score_cell
+    from robustmri.bench.scoring import EvalSettings, score_cell
     from robustmri.bench.plan import CLEAN_CELL, Cell
     from robustmri.data.paired import PairedTensors
     from robustmri.models.base import TranslationModel

@@ -31,7 +31,8 @@ IDENTITY = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory) -> Path:
     """Two embedded subjects written as NIfTI (64 x 64 in-plane)."""
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
 
     root = tmp_path_factory.mktemp("translate") / "raw"
     return write_dataset(root, 2, SynthConfig(size=64, n_slices=12, seed=0))

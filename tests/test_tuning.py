@@ -13,7 +13,7 @@ from test_analysis import synthetic_results
 from robustmri.analysis import subject_means
 from robustmri.analysis.tuning import choose, method_of, selection_scores
 from robustmri.report import build_report
-from robustmri.report import tables as T
+from robustmri.report import design_tables as D
 
 CLEAN = 28.0 + 0.7 * 4.5  # the synthetic reference's clean PSNR over 10 subjects (dB)
 # method@trial -> (clean PSNR offset dB, SSIM offset, degradation scale); corruptions cost scale * 4.5 dB
@@ -67,12 +67,12 @@ def test_each_method_chooses_its_best_trial_and_ties_go_to_the_first() -> None:
 
 
 def test_the_tuning_table_bolds_only_the_chosen_criterion() -> None:
-    table = T.tuning_table(selection_scores(subject_means(tuning_results()), order=list(MODELS)))
+    table = D.tuning_table(selection_scores(subject_means(tuning_results()), order=list(MODELS)))
     assert table is not None and [r for _, r in table.rows] == ["a", "b", "c", "x", "y"]
     bold = {(g, r) for (g, r, k), c in table.cells.items() if c.bold}
     assert bold == {("kd", "c"), ("ctl", "x")}
     assert all(k == "criterion" for (g, r, k), c in table.cells.items() if c.bold)
-    assert T.tuning_table(selection_scores(subject_means(synthetic_results(3, two_seed_model=None)))) is None
+    assert D.tuning_table(selection_scores(subject_means(synthetic_results(3, two_seed_model=None)))) is None
 
 
 def test_the_report_of_a_tuning_run_shows_the_choice(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """``robustmri bench``: suites, the grid runner with its incremental results store, and the drift check.
 
-Owns suites, the plan, the tasks (``train_job``, ``score_cell``), the results store, the executors and
-the drift check. May import every layer below it (translate, analysis, results, kd, train, baselines,
-perturb, data, models, protocol, ...); never the report, the leaderboard, :mod:`robustmri.publish`,
+Owns suites, the plan, the tasks (``tasks.train``, ``tasks.score``) and their list, the driver
+(``run_suite``), the executors, the results store and the drift check. May import every layer
+below it (translate, analysis, results, kd, train, baselines, perturb, data, models, protocol,
+...); never the report, the leaderboard, :mod:`robustmri.publish`,
 the API or the CLI: a run stops at ``results.csv`` (docs/architecture.md).
 """
 

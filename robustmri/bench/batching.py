@@ -1,6 +1,6 @@
 """How many slices the scoring loop puts in one batch.
 
-Scores do not depend on it (every random draw is keyed per slice, :mod:`robustmri.bench.evaluate`),
+Scores do not depend on it (every random draw is keyed per slice, :mod:`robustmri.bench.scoring`),
 so the batch is a speed setting only: an integer, or ``"auto"``:
 
 - on the CPU, :data:`CPU_BATCH` slices;

@@ -221,10 +221,10 @@ def evaluate_reference_weights(
     per-slice rows (the results.csv columns)."""
     import torch
 
-    from robustmri.bench.evaluate import EvalSettings, score_cell
+    from robustmri.bench.scoring import EvalSettings, score_cell
     from robustmri.bench.plan import Job, cells
     from robustmri.bench.reference import load_weights
-    from robustmri.bench.runner import resolve_suite_data
+    from robustmri.bench.tasks import resolve_suite_data
     from robustmri.bench.store import result_rows
     from robustmri.data.resolve import load_split_tensors
     from robustmri.device import resolve_device

@@ -143,7 +143,7 @@ class Suite:
         d = asdict(self)
         d.pop("path")
         d.pop("slurm")
-        d.pop("eval_batch_size")  # scores do not depend on it (robustmri.bench.evaluate: keyed streams)
+        d.pop("eval_batch_size")  # scores do not depend on it (robustmri.bench.scoring: keyed streams)
         if not d["attack_budget"]:  # suites written before budgets existed keep their hash
             d.pop("attack_budget")
         if d.get("eval_split") == "test":  # likewise suites written before eval.split existed
@@ -191,7 +191,7 @@ def _int_list(path: str, key: str, value: Any, lo: int, hi: int) -> tuple[int, .
 def _embedded_options(path: str, options: Any) -> dict[str, Any]:
     from dataclasses import fields as dc_fields
 
-    from robustmri.data.embedded import SynthConfig
+    from robustmri.data.simulator import SynthConfig
 
     if not isinstance(options, dict):
         raise _err(path, "[data] embedded must be a table of SynthConfig fields, e.g. { misregistration_mm = 2.0 }")

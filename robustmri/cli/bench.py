@@ -18,7 +18,8 @@ def bench_cmd(
     shard: str = typer.Option(None, "--shard", help="Run only part i/n of the (model, direction, seed) jobs."),
     cache: Path = typer.Option(None, "--cache", help="Cache folder for prepared data (default ~/.cache/robustmri)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip the report at the end."),
-    executor: str = typer.Option("local", "--executor", help="local (this machine) or slurm (submitit: one job per training, a job array per evaluation)."),
+    executor: str = typer.Option("local", "--executor", help="local (this process; --jobs N: N pinned worker processes), submitit-local (a subprocess per task) or slurm (submitit: a job per training, a job array per model's scoring)."),
+    jobs: int = typer.Option(1, "--jobs", help="local, submitit-local: tasks run side by side, each pinned to its share of the CPUs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (jobs, resources, cells still to compute) and stop."),
     compile: bool = typer.Option(False, "--compile", help="Train with compiled networks (torch.compile): faster on a GPU, the same results to float precision."),
     partition: str = typer.Option(None, "--partition", help="slurm: partition (default: the suite's [slurm], else the cluster's)."),
@@ -33,13 +34,15 @@ def bench_cmd(
     import time
 
     from robustmri.bench import load_suite, run_suite
-    from robustmri.bench.plan import parse_shard
-    from robustmri.bench.slurm import SlurmOptions, format_plan, plan_slurm, run_slurm
+    from robustmri.bench.executors import ExecutorSettings, make_executor
+    from robustmri.bench.plan import parse_shard, shard_jobs
+    from robustmri.bench.resources import SlurmOptions
+    from robustmri.bench.tasks import format_plan, plan_tasks
     from robustmri.errors import ConfigError, DataError
     from robustmri.publish import publish
 
-    if executor not in ("local", "slurm"):
-        raise ConfigError(f"--executor {executor!r}: use local or slurm")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     s = load_suite(suite)
     part = parse_shard(shard)
     target = out or Path("reports") / s.name
@@ -47,17 +50,15 @@ def bench_cmd(
                  train_processes=train_processes)
     opts = SlurmOptions(**{**s.slurm, **{k: v for k, v in given.items() if v is not None}})  # command line wins
     opts.check()
+    runner = make_executor(executor, ExecutorSettings(jobs=jobs, slurm=opts, echo=typer.echo))
+    if executor == "slurm" and shard is not None:
+        raise ConfigError("--shard splits a suite by hand; with --executor slurm the scheduler does it: drop --shard")
     if dry_run:
-        typer.echo(format_plan(s, plan_slurm(s, target, opts if executor == "slurm" else SlurmOptions(eval_tasks=1)),
-                               opts))
+        tasks = plan_tasks(s, target, shard_jobs(s, part), processes=runner.processes, chunks=runner.chunks)
+        typer.echo(format_plan(s, tasks, runner.describe()))
         return
     start = time.perf_counter()
-    if executor == "slurm":
-        if shard is not None:
-            raise ConfigError("--shard splits a suite by hand; with --executor slurm the scheduler does it: drop --shard")
-        path = run_slurm(s, target, opts, device=device, cache=cache, echo=typer.echo, compile=compile)
-    else:
-        path = run_suite(s, target, device=device, shard=part, cache=cache, compile=compile)
+    path = run_suite(s, target, device=device, shard=part, cache=cache, compile=compile, executor=runner)
     publish(path, report=not no_report)
     typer.echo(f"suite {s.name}: results in {path / 'results.csv'} ({time.perf_counter() - start:.1f} s)")
     from robustmri.report.summary import bench_summary

@@ -42,7 +42,9 @@ def synth(
     """Simulate a multi-contrast brain dataset on the MNI152 anatomy and write it as NIfTI."""
     from robustmri.progress import progress_bar
 
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+
+    from robustmri.data.embedded import write_dataset
 
     from robustmri.errors import ConfigError
 

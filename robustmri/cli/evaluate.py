@@ -40,8 +40,8 @@ def eval_cmd(
     from robustmri.data.resolve import load_split_tensors, resolve_data
     from robustmri.device import resolve_device
     from robustmri.errors import ConfigError
-    from robustmri.evaluate import save_predictions as write_predictions
-    from robustmri.evaluate import score_clean
+    from robustmri.clean_scoring import save_predictions as write_predictions
+    from robustmri.clean_scoring import score_clean
     from robustmri.protocol import get_protocol
     from robustmri.results import aggregate_protocol
     from robustmri.train.engine import load_trained

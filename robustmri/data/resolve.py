@@ -47,7 +47,8 @@ class DataSpec:
 
 
 def _embedded_root(n_subjects: int, size: int, seed: int, cache: Path, progress: bool, options: dict | None = None) -> Path:
-    from robustmri.data.embedded import SynthConfig, write_dataset
+    from robustmri.data.simulator import SynthConfig
+    from robustmri.data.embedded import write_dataset
 
     config = SynthConfig(**{"size": size, "n_slices": EMBEDDED_DEFAULT_SLICES, "seed": seed, **(options or {})})
     from robustmri.data.cache import data_code_fingerprint
@@ -79,7 +80,7 @@ training pairs, aligned validation and test targets); the others are simulated a
 def synth_options(
     options: dict[str, Any] | None, n_subjects: int, split: tuple[float, float, float] | None, seed: int,
 ) -> dict[str, Any]:
-    """:class:`robustmri.data.embedded.SynthConfig` fields for ``options``: ``misregistration_splits``
+    """:class:`robustmri.data.simulator.SynthConfig` fields for ``options``: ``misregistration_splits``
     (a list of ``train`` / ``val`` / ``test``) becomes ``misregistered_subjects``, the indices of the
     subjects :func:`robustmri.data.split.make_split` puts in those splits with the same ``split``
     and ``seed`` that preparation uses. Other options pass through unchanged."""
@@ -90,7 +91,7 @@ def synth_options(
     if splits is None:
         return out
     check_misregistration_options(options or {})
-    from robustmri.data.embedded import subject_id
+    from robustmri.data.simulator import subject_id
 
     ids = [subject_id(i) for i in range(n_subjects)]
     manifest = make_split(ids, split, seed)
@@ -136,7 +137,7 @@ def resolve_data(
     usually its protocol's; data prepared here use it (None: ``percentile``), and a prepared
     folder normalised otherwise is a one-line error naming the fix (None: accept the folder's).
 
-    ``embedded_options`` are :class:`robustmri.data.embedded.SynthConfig` fields for the embedded
+    ``embedded_options`` are :class:`robustmri.data.simulator.SynthConfig` fields for the embedded
     dataset (e.g. ``{"misregistration_mm": 2.0, "lesion_rate": 0.3}``), plus ``misregistration_splits``
     (see :func:`synth_options`). ``split``: subject counts or
     fractions (train, val, test); None is the 25:5:10 default. A prepared folder keeps its own split.

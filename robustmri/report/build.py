@@ -231,6 +231,7 @@ def build_report(
     """
     from robustmri.report import figures as F
     from robustmri.report import html as H
+    from robustmri.report import design_tables as D
     from robustmri.report import tables as T
 
     if error not in ("ssim", "mae"):
@@ -271,11 +272,11 @@ def build_report(
     from robustmri.analysis.tuning import choose, selection_scores
 
     selection = selection_scores(subjects[~subjects["model"].isin(inputs.oracles)], order=inputs.models)
-    tuning = T.tuning_table(selection)
+    tuning = D.tuning_table(selection)
     if tuning is not None:
         tables.insert(1, tuning)
     if inputs.ablation:
-        abl = T.ablation_table(subjects, ref)
+        abl = D.ablation_table(subjects, ref)
         if abl is not None:
             tables.append(abl)
         else:
@@ -367,7 +368,7 @@ def build_report(
 
 def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figure_items: list, error: str) -> str:
     from robustmri.report import html as H
-    from robustmri.report.tables import ordered_perturbations
+    from robustmri.report.table import ordered_perturbations
 
     frame = inputs.frame
     n_sub = subjects.groupby("direction")["subject"].nunique()

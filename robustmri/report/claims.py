@@ -31,7 +31,7 @@ import pandas as pd
 from robustmri.analysis.robustness import CLEAN
 from robustmri.analysis.sanity import CONTROL
 from robustmri.analysis.stats import paired_difference_ci, seed_subject_means
-from robustmri.report.tables import Cell, Column, Table
+from robustmri.report.table import Cell, Column, Table
 
 __all__ = ["claim_pairs", "claims_table", "teacher_table"]
 

@@ -25,7 +25,7 @@ from robustmri.analysis.stats import interval_summary  # noqa: E402
 from robustmri.atomic import write_bytes_atomic  # noqa: E402
 from robustmri.results import SampleKey  # noqa: E402
 from robustmri.errors import DataError  # noqa: E402
-from robustmri.report.tables import ordered_perturbations  # noqa: E402
+from robustmri.report.table import ordered_perturbations  # noqa: E402
 
 __all__ = [
     "clean_boxplot",

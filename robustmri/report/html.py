@@ -45,7 +45,7 @@ figcaption { font-size: 0.85em; color: #57606a; margin-top: 0.3em; }
 
 @dataclass
 class TableItem:
-    """A table: heading, its HTML (from :meth:`robustmri.report.tables.Table.to_html`), file stem."""
+    """A table: heading, its HTML (from :meth:`robustmri.report.table.Table.to_html`), file stem."""
 
     title: str
     html: str

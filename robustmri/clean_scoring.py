@@ -1,5 +1,5 @@
 """Clean scoring of a trained model under a declared protocol: the bench's scoring loop
-(:func:`robustmri.bench.evaluate.score_cell`) on the clean cell, so ``robustmri eval`` and
+(:func:`robustmri.bench.scoring.score_cell`) on the clean cell, so ``robustmri eval`` and
 ``robustmri bench`` give the same numbers for the same seed and batch size."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from robustmri.bench.evaluate import CellScores, EvalSettings, score_cell
+from robustmri.bench.scoring import CellScores, EvalSettings, score_cell
 from robustmri.bench.plan import CLEAN_CELL
 from robustmri.data.paired import PairedTensors
 from robustmri.models.base import TranslationModel
