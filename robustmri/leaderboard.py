@@ -14,7 +14,10 @@ Scores (PSNR in dB, SSIM unitless; slices averaged within subjects, then subject
   (the ranking key: robustness to what scanners do);
 - ``adversarial_psnr``: mean over every attack and severity except the ``random_linf`` control;
   None for a model some of whose attacks were not run (an external model without gradients);
-- ``worst_psnr``: the lowest cell mean over corruptions and attacks.
+- ``worst_psnr``: the lowest cell mean over corruptions and attacks;
+- ``clinical`` (a suite with ``eval.clinical``, :mod:`robustmri.clinical`): over test subjects with
+  a lesion, ``clean_contrast_kept``, ``clean_lesions_kept``, ``clean_lesions_invented`` and the
+  same averaged over every perturbed cell but the ``random_linf`` control (``perturbed_*``).
 
 Oracle models (which see the target at test time) are listed, never ranked. The no-learning floor
 ``lookup`` is ranked like any model, and listed once when several folders scored it alike.
@@ -94,6 +97,25 @@ def model_scores(frame: pd.DataFrame, model: str, direction: str, expected_attac
     }
 
 
+CLINICAL_ENTRY = ("contrast_kept", "lesions_kept", "lesions_invented")
+
+
+def clinical_scores(clinical: pd.DataFrame, model: str, direction: str) -> dict[str, float | None] | None:
+    """The entry's clinical scores of ``model`` in ``direction`` from ``clinical.csv``'s rows (see
+    the module docstring), or None when it has no subject with a lesion there."""
+    rows = clinical[(clinical["model"] == model) & (clinical["direction"] == direction) & (clinical["lesions"] > 0)]
+    if rows.empty:
+        return None
+    subjects = rows.groupby(["perturbation", "severity", "subject"])[list(CLINICAL_ENTRY)].mean().reset_index()
+    clean = subjects[subjects["severity"] == 0]
+    perturbed = subjects[(subjects["severity"] > 0) & (subjects["perturbation"] != CONTROL)]
+    out: dict[str, float | None] = {}
+    for name, part in (("clean", clean), ("perturbed", perturbed)):
+        for score in CLINICAL_ENTRY:
+            out[f"{name}_{score}"] = _num(part[score].mean()) if not part.empty else None
+    return out
+
+
 def write_run_entries(out: str | os.PathLike[str]) -> list[Path]:
     """The leaderboard entries of a finished results folder (``results.csv`` and ``manifest.json``
     with its suite definition): :func:`write_entries` with the models' ``model.json`` records.
@@ -120,7 +142,10 @@ def write_entries(out: Path, suite: Any, models: dict[str, dict[str, Any]], data
     from robustmri.bench.plan import direction_tag
     from robustmri.results import read_table
 
+    from robustmri.results import read_clinical
+
     frame = read_table(out / "results.csv")
+    clinical = read_clinical(out)
     th = threat_model_hash(suite)
     versions = {"robustmri": __version__}
     try:
@@ -149,6 +174,7 @@ def write_entries(out: Path, suite: Any, models: dict[str, dict[str, Any]], data
             "threat_model": th,
             "seeds": sorted(int(s) for s in frame[(frame["model"] == label)]["seed"].unique()),
             "scores": model_scores(frame, label, direction, list(suite.attacks)),
+            **({"clinical": clinical_scores(clinical, label, direction)} if clinical is not None else {}),
             "versions": versions,
             "date": date,
         }

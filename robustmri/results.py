@@ -209,6 +209,37 @@ def read_table(path: str | os.PathLike[str], require_clean: bool = False) -> pd.
     return frame
 
 
+CLINICAL_KEYS: tuple[str, ...] = ("model", "direction", "seed", "perturbation", "family", "severity", "subject")
+"""The key columns of ``clinical.csv`` (one row per test subject and cell), before the scores of
+:data:`robustmri.clinical.CLINICAL_SCORES`."""
+
+
+def read_clinical(results_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """``clinical.csv`` of a results folder (written when the suite asks ``eval.clinical``), or None
+    when there is none; validated like :func:`read_table` (one-line errors naming the file)."""
+    from robustmri.clinical import CLINICAL_SCORES
+
+    path = Path(results_dir) / "clinical.csv"
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={"model": str, "direction": str, "perturbation": str, "family": str, "subject": str})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as CSV ({exc}); re-run `robustmri bench` to rewrite it") from None
+    missing = [c for c in (*CLINICAL_KEYS, *CLINICAL_SCORES) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing}; re-run `robustmri bench` to rewrite it")
+    try:
+        for col in ("seed", "severity"):
+            frame[col] = pd.to_numeric(frame[col], errors="raise").astype(int)
+        for col in CLINICAL_SCORES:
+            frame[col] = pd.to_numeric(frame[col], errors="raise").astype(float)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path} has a non-numeric key or score ({exc}); re-run `robustmri bench` to rewrite it") from None
+    frame["family"] = frame["family"].fillna("")
+    return frame
+
+
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A bench folder's ``manifest.json`` (``{}`` when absent); unreadable or not an object: one-line error."""
     path = Path(path)

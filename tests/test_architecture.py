@@ -188,12 +188,12 @@ def test_the_protocol_preset_recipe_runs_as_written(tmp_path, monkeypatch, cache
 
     monkeypatch.setattr(presets, "PRESETS", dict(presets.PRESETS))  # the preset is removed afterwards
     monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
-    package = tmp_path / "mypkg"
+    package = tmp_path / "mypkg_protocol"  # its own name: another test imports its own mypkg
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "whole_slice.py").write_text(recipe_code("Add a protocol preset"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg.whole_slice")
+    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg_protocol.whole_slice")
     mine = get_protocol("whole_slice")  # found by name once the plugin loads
     assert mine.mask == "none" and get_protocol(mine.id) is mine
     with pytest.raises(ConfigError, match="already a preset"):
@@ -209,3 +209,14 @@ def test_the_protocol_preset_recipe_runs_as_written(tmp_path, monkeypatch, cache
     assert set(rows["robustmri"]["protocol"]) == {get_protocol("robustmri").id}
     a, b = (rows[n].query("perturbation == 'clean'")["psnr"].to_numpy() for n in ("robustmri", "whole_slice"))
     assert len(a) == len(b) > 0 and abs(a.mean() - b.mean()) > 0.5  # the background changes what is scored
+
+
+def test_the_layer_diagram_is_the_contract_of_pyproject() -> None:
+    """docs/architecture.md's layer diagram lists pyproject's import-linter layers, in order."""
+    import re
+    import tomllib
+
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    drawn = re.findall(r'L\d+\["([^"]+)"\]', text[text.index("## The layers"):])
+    assert drawn == layers

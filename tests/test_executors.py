@@ -81,7 +81,7 @@ def test_local_submitit_local_and_local_jobs_write_the_same_results(tmp_path, ca
     assert (tmp_path / "jobs2" / "results.csv").read_bytes() == reference
     assert "local: 4/4 done" in text
     manifest = json.loads((tmp_path / "jobs2" / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["cells_computed_this_run"] == 2 * 5 + 4  # lookup: no PGD
+    assert manifest["status"] == "complete" and manifest["cells_computed_this_run"] == 6 + 5  # lookup: no PGD
     # a second run of any executor computes nothing
     assert "0 cells to compute" in subprocess.run(
         [sys.executable, "-m", "robustmri", "bench", "--suite", str(suite), "--out", str(tmp_path / "submitit"),
@@ -176,12 +176,12 @@ def test_the_executor_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -
 
     monkeypatch.setattr(executors, "EXECUTORS", dict(executors.EXECUTORS))
     monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
-    package = tmp_path / "mypkg"
+    package = tmp_path / "mypkg_executor"  # its own name: another test imports its own mypkg
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "timed_executor.py").write_text(_recipe("Add an executor"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg.timed_executor")
+    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg_executor.timed_executor")
     (tmp_path / "s.toml").write_text(SUITE)
     suite = load_suite(tmp_path / "s.toml")
     lines: list[str] = []

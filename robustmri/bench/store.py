@@ -156,6 +156,27 @@ class ResultsStore:
     def has_cell(self, job: Job, cell: Cell) -> bool:
         return self.cell_csv(job, cell).is_file()
 
+    def lock(self, name: str) -> Path:
+        """The lock file ``name`` for read-modify-writes that tasks share (a job's ``model.json`` and
+        provenance, the sample pairs), kept apart from the results under ``.locks/``."""
+        return self.out / ".locks" / f"{name}.lock"
+
+    def clinical_csv(self, job: Job, cell: Cell) -> Path:
+        """The cell's clinical rows (one per test subject), beside the cells' tree."""
+        return self.out / "clinical" / job.label_tag / direction_tag(job.source, job.target) / f"s{job.seed}" / f"{cell.file_stem}.csv"
+
+    def write_clinical(self, job: Job, cell: Cell, scores: pd.DataFrame) -> None:
+        """Write one cell's clinical rows (:func:`robustmri.clinical.clinical_frame`) atomically,
+        before its results rows (which mark the cell done)."""
+        frame = scores.copy()
+        for i, (col, value) in enumerate((
+            ("model", job.model.label), ("direction", job.direction), ("seed", job.seed),
+            ("perturbation", cell.perturbation), ("family", cell.family), ("severity", cell.severity),
+        )):
+            frame.insert(i, col, value)
+        with atomic_path(self.clinical_csv(job, cell)) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+
     # ------------------------------------------------------------------ provenance
     def check_provenance(self, job: Job, provenance: dict[str, Any], params: dict[str, Any]) -> None:
         """Compare the job's ``provenance.json`` with what its cells would be computed from now;
@@ -240,9 +261,20 @@ class ResultsStore:
         frame = frame.sort_values(["model", "direction", "seed", "perturbation", "severity", "subject", "slice"], kind="stable")
         with atomic_path(self.out / "results.csv") as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")
+        self._collect_clinical()
         self._assemble_samples()
         self._write_external()
         return self.out / "results.csv"
+
+    def _collect_clinical(self) -> None:
+        """Concatenate the cells' clinical rows into ``clinical.csv`` (sorted, atomic), if any."""
+        files = sorted((self.out / "clinical").rglob("*.csv")) if (self.out / "clinical").is_dir() else []
+        if not files:
+            return
+        frame = pd.concat([pd.read_csv(f, dtype={"subject": str}) for f in files], ignore_index=True)
+        frame = frame.sort_values(["model", "direction", "seed", "perturbation", "severity", "subject"], kind="stable")
+        with atomic_path(self.out / "clinical.csv") as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
 
     def _assemble_samples(self) -> None:
         from robustmri.perturb import PERTURBATIONS
@@ -252,7 +284,7 @@ class ResultsStore:
         cells_root = self.out / "cells"
         for npz in sorted(cells_root.rglob("*.npz")):
             label, direction, seed = npz.relative_to(cells_root).parts[:3]
-            if seed != sorted(p.name for p in (cells_root / label / direction).iterdir())[0]:
+            if seed != sorted(p.name for p in (cells_root / label / direction).iterdir() if not p.name.startswith("."))[0]:
                 continue  # the first seed's samples only
             pert, sev = npz.stem.rsplit("__", 1)
             csv = npz.with_suffix(".csv")
@@ -351,6 +383,8 @@ def merge_results(out: str | os.PathLike[str], shards: list[str | os.PathLike[st
                 raise ConfigError(f"{dest} already holds other results than {f}: merge into an empty folder")
             copies.append((f, dest))
         copies += [(f, out / "samples" / f.name) for f in sorted((shard / "samples").glob("*.pair.npz"))]
+        clinical = shard / "clinical"
+        copies += [(f, out / "clinical" / f.relative_to(clinical)) for f in sorted(clinical.rglob("*.csv"))] if clinical.is_dir() else []
     for src, dest in copies:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp:

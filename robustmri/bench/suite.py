@@ -16,7 +16,9 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     source = "embedded:8"            # embedded[:N] | prepared folder | NIfTI root
     image_size = 64
     embedded = { misregistration_mm = 2.0 }   # optional SynthConfig fields of the embedded data;
-                                     # misregistration_splits = ["train"]: only training subjects misregistered
+                                     # misregistration_splits = ["train"]: only training subjects misregistered;
+                                     # lesion_types = ["tumour", "wmh"], lesion_splits = ["test"]: lesions in
+                                     # the test subjects only, the types in turn
     split = [6, 0, 6]                # optional subject counts or fractions (train, val, test);
                                      # default 25:5:10 (not for an already prepared folder)
 
@@ -50,6 +52,7 @@ A suite is data + threat model + models (RobustBench's recipe), nothing hidden::
     batch_size = "auto"              # slices per batch: "auto" (CPU 32, GPU sized from free memory) or an integer; scores do not depend on it
     seed = 0                         # seeds the corruptions (same draws for every model)
     split = "test"                   # test (default: report) | val (tuning: needs data.split with val > 0)
+    clinical = false                 # true: also score lesions per test subject (clinical.csv; needs tissue labels)
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ class Suite:
     eval_seed: int = 0
     #: the subjects scored: ``"test"`` (report) or ``"val"`` (choosing options: a tuning suite)
     eval_split: str = "test"
+    #: also score lesions per test subject (robustmri.clinical): needs tissue labels in the data
+    clinical: bool = False
     #: label of the model others are tested against; parse_suite defaults it to the first model's
     reference_model: str = ""
     ablation: bool = False
@@ -148,6 +153,8 @@ class Suite:
             d.pop("attack_budget")
         if d.get("eval_split") == "test":  # likewise suites written before eval.split existed
             d.pop("eval_split")
+        if not d.get("clinical"):  # and before clinical scores existed
+            d.pop("clinical", None)
         for m in d["models"]:
             for key, default in _EXTERNAL_DEFAULTS.items():
                 if m.get(key) == default:
@@ -168,7 +175,7 @@ _SECTIONS = {
     "train": {"steps", "batch_size"},
     "perturbations": {"names", "severities"},
     "attacks": {"names", "severities", "objective", "loss", "eot_samples", "budget"},
-    "eval": {"batch_size", "seed", "split"},
+    "eval": {"batch_size", "seed", "split", "clinical"},
     "slurm": {"partition", "gpus", "cpus", "mem_gb", "time_min", "eval_tasks", "train_processes"},
 }
 _MODEL_KEYS = {"name", "size", "label", "options", "steps", "batch_size"}
@@ -195,15 +202,15 @@ def _embedded_options(path: str, options: Any) -> dict[str, Any]:
 
     if not isinstance(options, dict):
         raise _err(path, "[data] embedded must be a table of SynthConfig fields, e.g. { misregistration_mm = 2.0 }")
-    from robustmri.data.resolve import MISREGISTRATION_SPLITS_KEY, check_misregistration_options
+    from robustmri.data.resolve import LESION_SPLITS_KEY, MISREGISTRATION_SPLITS_KEY, check_split_options
 
-    allowed = ({f.name for f in dc_fields(SynthConfig)} - {"size", "seed", "sequences", "contrasts", "misregistered_subjects"}
-               | {MISREGISTRATION_SPLITS_KEY})
+    internal = {"size", "seed", "sequences", "contrasts", "misregistered_subjects", "lesioned_subjects"}
+    allowed = {f.name for f in dc_fields(SynthConfig)} - internal | {MISREGISTRATION_SPLITS_KEY, LESION_SPLITS_KEY}
     bad = set(options) - allowed
     if bad:
         raise _err(path, f"unknown embedded option(s) {sorted(bad)}{did_you_mean(bad, allowed)}; allowed: {sorted(allowed)}")
     try:
-        check_misregistration_options(options)
+        check_split_options(options)
     except ConfigError as exc:
         raise _err(path, f"[data] embedded: {exc}") from None
     return dict(options)
@@ -220,6 +227,14 @@ def _split(path: str, value: Any) -> tuple[float, float, float] | None:
     ):
         raise _err(path, f"data.split must be [train, val, test] counts or fractions with train, test > 0, got {value!r}")
     return (value[0], value[1], value[2])
+
+
+def _clinical(path: str, value: Any) -> bool:
+    """``eval.clinical``: a boolean; clinical scores need tissue labels, which the embedded data have
+    (a prepared folder or NIfTI root needs a seg file per subject, checked when its data are read)."""
+    if not isinstance(value, bool):
+        raise _err(path, f"eval.clinical must be true or false, got {value!r}")
+    return value
 
 
 def _eval_split(path: str, value: Any, split: tuple[float, float, float] | None) -> str:
@@ -430,6 +445,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<suite>") -> Suite:
         eval_batch_size=eval_batch,
         eval_seed=eval_seed,
         eval_split=_eval_split(path, ev.get("split", "test"), split),
+        clinical=_clinical(path, ev.get("clinical", False)),
         reference_model=reference,
         ablation=bool(raw.get("ablation", False)),
         device=str(raw.get("device", "auto")),

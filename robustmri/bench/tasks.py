@@ -340,8 +340,7 @@ def check_job(suite: Suite, job: Job, store: ResultsStore, spec: Any, device: st
     grid = cells(suite)
     run = train_job(suite, job, store, spec, device, progress=False, processes=processes)
     params = perturbation_params({c.perturbation for c in grid if not c.is_clean})
-    folder = store.cell_dir(job)
-    with locked(folder.parent / f".{folder.name}.lock"):
+    with locked(store.lock(job.run_name)):
         store.check_provenance(job, cell_provenance(suite, run.identity(), run.trained_steps, spec.description), params)
         store.write_model_info(job, model_info(job, run, grid))
     return run
@@ -381,7 +380,7 @@ def score(task: ScoreTask) -> int:
         return 0
     dev = resolve_device(task.device)
     test = _test_tensors(suite, task.cache, spec, job)
-    with locked(store.out / "samples" / ".lock"):
+    with locked(store.lock("samples")):
         store.write_pair(job, test)
     model, _ = run.load(device=dev)
     if isinstance(run, ExternalHandle):
@@ -389,6 +388,9 @@ def score(task: ScoreTask) -> int:
     settings = EvalSettings.from_suite(suite)
     where = sample_index(test)
     clean: dict[int, Any] = {}  # the clean outputs, shared by this model's cells (output stability)
+    if suite.clinical and test.labels is None:
+        raise DataError(f"suite {suite.name} asks for clinical scores (eval.clinical) but {spec.prepared} has no tissue "
+                        "labels (a seg file per subject): use data that have them, or set eval.clinical = false")
     bar = progress_bar(total=len(todo), desc=f"bench {suite.name}: {job.model.label} {job.direction} s{job.seed}", unit="cell",
                        enabled=task.progress)
     computed = 0
@@ -396,7 +398,11 @@ def score(task: ScoreTask) -> int:
         if store.has_cell(job, cell):  # written meanwhile by another task
             bar.update(1)
             continue
-        scores = score_cell(model, test, cell, settings, dev, sample_index=where, clean_cache=clean)
+        scores = score_cell(model, test, cell, settings, dev, sample_index=where, clean_cache=clean, keep=suite.clinical)
+        if suite.clinical:
+            from robustmri.clinical import clinical_frame
+
+            store.write_clinical(job, cell, clinical_frame(scores.predictions, test))
         store.write_cell(job, cell, scores.frame, scores.sample)
         computed += 1
         bar.set_postfix_str(f"{cell.perturbation} {cell.severity}", refresh=False)

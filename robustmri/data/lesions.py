@@ -1,4 +1,5 @@
-"""BraTS-like lesions for the embedded simulator: a tumour core inside a shell of oedema.
+"""Lesions for the embedded simulator: a BraTS-like tumour core inside a shell of oedema
+(:func:`random_lesion`), or MS-like white-matter hyperintensities (:func:`random_wmh`).
 
 A lesion is defined analytically in template space (mm), so it moves with every subject transform
 and misregistration exactly like the anatomy. Its boundary is an ellipsoid whose radius is modulated
@@ -64,3 +65,49 @@ def random_lesion(rng: np.random.Generator, candidates_mm: np.ndarray) -> Lesion
     phases = rng.uniform(0, 2 * np.pi, size=k)
     amplitudes = rng.uniform(0.04, 0.10, size=k)
     return Lesion(centre, core, oedema, axes, vectors, phases, amplitudes)
+
+
+LESION_TYPES: tuple[str, ...] = ("tumour", "wmh")
+"""Lesion types the simulator draws: ``tumour`` (a core inside oedema, :func:`random_lesion`) and
+``wmh`` (MS-like white-matter hyperintensities, :func:`random_wmh`)."""
+
+
+@dataclass(frozen=True)
+class WhiteMatterLesions:
+    """Several small periventricular white-matter lesions (MS-like hyperintensities on T2w and
+    FLAIR, hypointense on T1w), each a lobulated ellipsoid without an oedema shell.
+
+    Parameter ranges are *inferred* from typical multiple-sclerosis and small-vessel-disease
+    appearance, not taken from a published simulator: 4-10 lesions per subject, radius 2.5-6 mm,
+    elongated up to 1.6:1, centred 2-12 mm from the lateral ventricles' CSF inside white matter."""
+
+    lesions: tuple[Lesion, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": "wmh", "lesions": [{"centre_mm": np.round(les.centre, 4).tolist(),
+                                             "radius_mm": round(les.core_radius_mm, 4)} for les in self.lesions]}
+
+    def fraction(self, grid: Grid, edge_mm: float) -> np.ndarray:
+        """Lesion fraction in [0, 1] at template coordinates ``grid`` (mm): the union (maximum) of
+        the lesions' core fractions."""
+        out = np.zeros_like(np.asarray(grid[0], dtype=np.float32))
+        for les in self.lesions:
+            core, _ = les.fractions(grid, edge_mm)
+            out = np.maximum(out, core)
+        return out
+
+
+def random_wmh(rng: np.random.Generator, candidates_mm: np.ndarray) -> WhiteMatterLesions:
+    """Draw 4-10 small lesions centred on points of ``candidates_mm`` ((N, 3) periventricular
+    white-matter points, mm)."""
+    count = int(rng.integers(4, 11))
+    lesions = []
+    for _ in range(count):
+        centre = candidates_mm[rng.integers(len(candidates_mm))] + rng.uniform(-1.0, 1.0, size=3)
+        radius = float(rng.uniform(2.5, 6.0))
+        stretch = rng.uniform(0.8, 1.6, size=3)
+        axes = np.diag(1.0 / stretch) @ rotation_matrix(rng.uniform(-180, 180, size=3)).T
+        k = 3
+        lesions.append(Lesion(centre, radius, radius, axes, rng.normal(0.0, 2.0, size=(k, 3)),
+                              rng.uniform(0, 2 * np.pi, size=k), rng.uniform(0.03, 0.08, size=k)))
+    return WhiteMatterLesions(tuple(lesions))

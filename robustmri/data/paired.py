@@ -19,7 +19,9 @@ class PairedTensors:
     mask: (N, 1, H, W) bool brain mask; subject: (N,) int64 subject index; slice: (N,) int64;
     subject_names: optional names indexed by ``subject`` (e.g. the prepared dataset's subject ids);
     spacing: (N,) float64 in-plane pixel spacing in mm (the mean of the row and column spacing),
-    None when unknown (then perturbations with lengths in mm refuse to run).
+    None when unknown (then perturbations with lengths in mm refuse to run);
+    labels: optional (N, 1, H, W) uint8 tissue labels of the real anatomy
+    (:data:`robustmri.data.tissues.SEG_LABELS`), when the data have a seg file per subject.
     """
 
     source: Tensor
@@ -29,6 +31,7 @@ class PairedTensors:
     slice: Tensor | None = None
     subject_names: list[str] | None = None
     spacing: Tensor | None = None
+    labels: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.source.shape[0]
@@ -47,6 +50,8 @@ class PairedTensors:
             self.spacing = torch.as_tensor(self.spacing, dtype=torch.float64).flatten()
             if self.spacing.shape[0] != n:
                 raise DataError(f"spacing has {self.spacing.shape[0]} values for {n} slices")
+        if self.labels is not None and tuple(self.labels.shape) != (n, 1, *self.target.shape[-2:]):
+            raise DataError(f"labels {tuple(self.labels.shape)} do not match the targets {tuple(self.target.shape)}")
 
     def __len__(self) -> int:
         return int(self.source.shape[0])
@@ -73,7 +78,7 @@ class PairedTensors:
         :meth:`batch` gathers a batch there without a host round trip."""
         return PairedTensors(
             self.source.to(device, torch.float32), self.target.to(device, torch.float32), self.mask.to(device, torch.bool),
-            self.subject, self.slice, self.subject_names, self.spacing,
+            self.subject, self.slice, self.subject_names, self.spacing, self.labels,
         )
 
     def nbytes(self) -> int:
@@ -85,7 +90,7 @@ class PairedTensors:
         assert self.slice is not None
         return PairedTensors(
             self.source[keep], self.target[keep], self.mask[keep], self.subject[keep], self.slice[keep], self.subject_names,
-            None if self.spacing is None else self.spacing[keep],
+            None if self.spacing is None else self.spacing[keep], None if self.labels is None else self.labels[keep],
         )
 
     def subject_labels(self, rows: slice | Tensor) -> list[str]:

@@ -76,43 +76,53 @@ MISREGISTRATION_SPLITS_KEY = "misregistration_splits"
 """Embedded option naming the splits whose subjects are misregistered (``["train"]``: misaligned
 training pairs, aligned validation and test targets); the others are simulated aligned."""
 
+LESION_SPLITS_KEY = "lesion_splits"
+"""Embedded option naming the splits whose subjects have a lesion (``["test"]``: lesions the models
+never saw in training, of the types in ``lesion_types``); the others are simulated without one."""
+
+_SPLIT_OPTIONS = {MISREGISTRATION_SPLITS_KEY: "misregistered_subjects", LESION_SPLITS_KEY: "lesioned_subjects"}
+
 
 def synth_options(
     options: dict[str, Any] | None, n_subjects: int, split: tuple[float, float, float] | None, seed: int,
 ) -> dict[str, Any]:
     """:class:`robustmri.data.simulator.SynthConfig` fields for ``options``: ``misregistration_splits``
-    (a list of ``train`` / ``val`` / ``test``) becomes ``misregistered_subjects``, the indices of the
-    subjects :func:`robustmri.data.split.make_split` puts in those splits with the same ``split``
-    and ``seed`` that preparation uses. Other options pass through unchanged."""
+    and ``lesion_splits`` (lists of ``train`` / ``val`` / ``test``) become ``misregistered_subjects``
+    and ``lesioned_subjects``, the indices of the subjects :func:`robustmri.data.split.make_split`
+    puts in those splits with the same ``split`` and ``seed`` that preparation uses. Other options
+    pass through unchanged."""
     from robustmri.data.split import make_split
 
     out = dict(options or {})
-    splits = out.pop(MISREGISTRATION_SPLITS_KEY, None)
-    if splits is None:
+    asked = {key: out.pop(key) for key in _SPLIT_OPTIONS if key in out}
+    if not asked:
         return out
-    check_misregistration_options(options or {})
+    check_split_options(options or {})
     from robustmri.data.simulator import subject_id
 
     ids = [subject_id(i) for i in range(n_subjects)]
     manifest = make_split(ids, split, seed)
-    chosen = {sid for name in splits for sid in manifest[name]}
-    out["misregistered_subjects"] = tuple(i for i, sid in enumerate(ids) if sid in chosen)
+    for key, splits in asked.items():
+        chosen = {sid for name in splits for sid in manifest[name]}
+        out[_SPLIT_OPTIONS[key]] = tuple(i for i, sid in enumerate(ids) if sid in chosen)
     return out
 
 
-def check_misregistration_options(options: dict[str, Any]) -> None:
-    """Raise ConfigError unless the embedded ``options``' ``misregistration_splits`` (when given) is a
-    non-empty list of distinct split names and ``misregistration_mm`` is above 0."""
+def check_split_options(options: dict[str, Any]) -> None:
+    """Raise ConfigError unless each of the embedded ``options``' ``misregistration_splits`` and
+    ``lesion_splits`` (when given) is a non-empty list of distinct split names, and
+    ``misregistration_splits`` comes with ``misregistration_mm`` above 0."""
     from robustmri.data.split import SPLITS
 
-    if MISREGISTRATION_SPLITS_KEY not in options:
-        return
-    splits = options[MISREGISTRATION_SPLITS_KEY]
-    if (not isinstance(splits, list) or not splits or len(set(map(str, splits))) != len(splits)
-            or not all(isinstance(s, str) and s in SPLITS for s in splits)):
-        raise ConfigError(f"{MISREGISTRATION_SPLITS_KEY} must be a list of distinct split names among "
-                          f"{', '.join(SPLITS)}, e.g. [\"train\"]; got {splits!r}")
-    if not float(options.get("misregistration_mm") or 0.0) > 0:
+    for key in _SPLIT_OPTIONS:
+        if key not in options:
+            continue
+        splits = options[key]
+        if (not isinstance(splits, list) or not splits or len(set(map(str, splits))) != len(splits)
+                or not all(isinstance(s, str) and s in SPLITS for s in splits)):
+            raise ConfigError(f"{key} must be a list of distinct split names among {', '.join(SPLITS)}, "
+                              f"e.g. [\"{'train' if key == MISREGISTRATION_SPLITS_KEY else 'test'}\"]; got {splits!r}")
+    if MISREGISTRATION_SPLITS_KEY in options and not float(options.get("misregistration_mm") or 0.0) > 0:
         raise ConfigError(f"{MISREGISTRATION_SPLITS_KEY} needs misregistration_mm > 0: set it, or drop "
                           f"{MISREGISTRATION_SPLITS_KEY}")
 
@@ -238,4 +248,9 @@ def load_split_tensors(spec: DataSpec, split: str, source: str, target: str):  #
             "with `robustmri data prepare` (the same options)"
         )
     spacing = torch.from_numpy(ds.entry.arrays["spacing"][ds.rows].astype("float64").mean(axis=1))
-    return PairedTensors(src, tgt, mask, subject, slice_idx, subject_names=list(ds.subjects), spacing=spacing)
+    import numpy as np
+
+    labels = None
+    if "seg" in ds.entry.arrays:  # tissue labels of the real anatomy (clinical scores)
+        labels = torch.from_numpy(np.ascontiguousarray(ds.entry.arrays["seg"][ds.rows], dtype=np.uint8))[:, None]
+    return PairedTensors(src, tgt, mask, subject, slice_idx, subject_names=list(ds.subjects), spacing=spacing, labels=labels)

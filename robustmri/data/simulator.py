@@ -54,10 +54,17 @@ from robustmri.data.deform import (
     random_rigid_inplane,
 )
 from robustmri.data.head import HEAD_TISSUES, draw_thickness, head_fractions
-from robustmri.data.lesions import random_lesion
+from robustmri.data.lesions import LESION_TYPES, WhiteMatterLesions, random_lesion, random_wmh
 from robustmri.data.remodel import remodel
 from robustmri.data.physics import DEFAULT_SEQUENCES, Sequence, add_rician_noise, null_ti, polynomial_bias_field, signal
-from robustmri.data.tissues import SEG_LABELS, TISSUES, canonical_field_strength, jitter_tissues, tissue_table
+from robustmri.data.tissues import (
+    SEG_LABELS,
+    SEG_TISSUES,
+    canonical_field_strength,
+    jitter_tissues,
+    tissue_table,
+    wmh_tissue,
+)
 from robustmri.errors import ConfigError
 
 SYNTH_CONTRASTS: tuple[str, ...] = tuple(DEFAULT_SEQUENCES)
@@ -84,6 +91,14 @@ class SynthConfig:
         ``0`` disables noise (in both modes).
     bias_strength: bias-field polynomial coefficient range (0 disables; 0.3 gives about +-20 %).
     lesion_rate: probability that a subject has a lesion (0 to 1).
+    lesion_types: the lesion types a lesioned subject may have (:data:`robustmri.data.lesions.LESION_TYPES`:
+        ``tumour``, ``wmh``); with several, a subject drawn by ``lesion_rate`` gets one at random and
+        the ``lesioned_subjects`` take them in turn.
+    lesioned_subjects: indices of the subjects that have a lesion (None: each draws one with
+        probability ``lesion_rate``). Their lesions come from a separate random stream, so a
+        lesioned subject is the same anatomy and acquisition as without it (suites name splits
+        with ``lesion_splits``, e.g. lesions in the test subjects only; see
+        :func:`robustmri.data.resolve.resolve_data`).
     misregistration_mm: maximum rigid shift (mm, per axis) of contrasts 2.. against the first;
         the in-plane rotation maximum is ``misregistration_deg`` (defaults to the same number).
     misregistered_subjects: indices of the subjects whose contrasts are misregistered (None: every
@@ -118,6 +133,8 @@ class SynthConfig:
     snr: float = 30.0
     bias_strength: float = 0.3
     lesion_rate: float = 0.0
+    lesion_types: tuple[str, ...] = ("tumour",)
+    lesioned_subjects: tuple[int, ...] | None = None
     misregistration_mm: float = 0.0
     misregistration_deg: float | None = None
     misregistered_subjects: tuple[int, ...] | None = None
@@ -170,6 +187,15 @@ class SynthConfig:
             raise ConfigError(f"snr must be >= 0 (0 = noiseless), got {self.snr}")
         if not 0.0 <= self.lesion_rate <= 1.0:
             raise ConfigError(f"lesion rate must be within [0, 1], got {self.lesion_rate}")
+        kinds = tuple(self.lesion_types) if not isinstance(self.lesion_types, str) else (self.lesion_types,)
+        if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(LESION_TYPES):
+            raise ConfigError(f"lesion_types must be distinct names among {', '.join(LESION_TYPES)}, got {self.lesion_types!r}")
+        object.__setattr__(self, "lesion_types", kinds)
+        if self.lesioned_subjects is not None:
+            chosen = self.lesioned_subjects
+            if isinstance(chosen, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in chosen):
+                raise ConfigError(f"lesioned_subjects must be subject indices >= 0, got {chosen!r}")
+            object.__setattr__(self, "lesioned_subjects", tuple(sorted(set(chosen))))
         for name in ("bias_strength", "misregistration_mm", "deformation_mm", "rotation_deg", "scale_fraction", "translation_mm",
                      "slab_jitter_mm"):
             if getattr(self, name) < 0:
@@ -240,6 +266,14 @@ class SynthConfig:
             del out["misregistered_subjects"]
         else:
             out["misregistered_subjects"] = list(self.misregistered_subjects)
+        if self.lesion_types == ("tumour",):  # likewise
+            del out["lesion_types"]
+        else:
+            out["lesion_types"] = list(self.lesion_types)
+        if self.lesioned_subjects is None:
+            del out["lesioned_subjects"]
+        else:
+            out["lesioned_subjects"] = list(self.lesioned_subjects)
         out["sequences"] = {c: asdict(self.sequence(c)) for c in self.contrasts}
         return out
 
@@ -315,8 +349,40 @@ def _add_lesion(fractions: dict[str, np.ndarray], core: np.ndarray, shell: np.nd
     return out
 
 
+def _wmh_candidates(template: TemplateTissues, config: SynthConfig) -> np.ndarray:
+    """Periventricular white matter (mm, template space): white-matter points 2-12 mm from the
+    lateral ventricles' CSF (template CSF within 1.3 ventricle radii of their centroid), inside the
+    slab's middle half; the tumour's candidates if there are none."""
+    from scipy.ndimage import distance_transform_edt
+
+    csf, wm = template.maps["csf"], template.maps["wm"]
+    idx = np.indices(csf.shape).reshape(3, -1).T
+    world = idx @ template.voxel_to_world[:3, :3].T + template.voxel_to_world[:3, 3]
+    near = np.linalg.norm(world - np.array(VENTRICLE_CENTRE_MNI), axis=1).reshape(csf.shape) < 1.3 * VENTRICLE_RADIUS_MM
+    ventricles = (csf > 0.5) & near
+    if not ventricles.any():
+        return _lesion_candidates(template, config)
+    spacing = np.abs(np.diag(template.voxel_to_world)[:3])
+    dist = distance_transform_edt(~ventricles, sampling=spacing)
+    keep = ((wm > 0.7) & (dist >= 2.0) & (dist <= 12.0)).reshape(-1)
+    lo, hi = config.slab_mm
+    inner = (world[:, 2] > lo + 0.25 * (hi - lo)) & (world[:, 2] < hi - 0.25 * (hi - lo))
+    chosen = world[keep & inner]
+    return chosen if len(chosen) else _lesion_candidates(template, config)
+
+
+def _add_wmh(fractions: dict[str, np.ndarray], lesion: np.ndarray) -> dict[str, np.ndarray]:
+    """White-matter hyperintensities take the white matter's place where they lie (a lesion
+    fraction ``lesion`` of a voxel's white matter)."""
+    out = dict(fractions)
+    wmh = (lesion * fractions["wm"]).astype(np.float32)
+    out["wm"] = (fractions["wm"] - wmh).astype(np.float32)
+    out["wmh"] = wmh
+    return out
+
+
 def _segmentation(fractions: dict[str, np.ndarray]) -> np.ndarray:
-    stack = [fractions.get(t, None) for t in TISSUES]
+    stack = [fractions.get(t, None) for t in SEG_TISSUES]
     shape = fractions["csf"].shape
     stack = [np.zeros(shape, np.float32) if s is None else s for s in stack]
     brain = np.sum(stack, axis=0)
@@ -367,7 +433,22 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
             motions[c] = None
 
     has_lesion = bool(rng.random() < config.lesion_rate)
-    lesion = random_lesion(rng, _lesion_candidates(template, config)) if has_lesion else None
+    lesion_rng = np.random.default_rng([config.seed, index, 2])  # lesions beyond the original tumour
+    if config.lesioned_subjects is not None:  # chosen subjects, types in turn
+        has_lesion = index in config.lesioned_subjects
+        kind = config.lesion_types[config.lesioned_subjects.index(index) % len(config.lesion_types)] if has_lesion else None
+    elif has_lesion:
+        kinds = config.lesion_types
+        kind = kinds[0] if len(kinds) == 1 else kinds[int(lesion_rng.integers(len(kinds)))]
+    else:
+        kind = None
+    lesion = wmh = None
+    if kind == "tumour":
+        # the original stream for datasets drawn by rate with tumours only: they stay byte-identical
+        legacy = config.lesioned_subjects is None and config.lesion_types == ("tumour",)
+        lesion = random_lesion(rng if legacy else lesion_rng, _lesion_candidates(template, config))
+    elif kind == "wmh":
+        wmh = random_wmh(lesion_rng, _wmh_candidates(template, config))
     if config.acquisition == "varied":
         site, field_strength, site_sequences = draw_site(rng, config.site_profiles, config.contrasts)
         snrs = {c: float(rng.uniform(*config.snr_range)) if config.snr > 0 else 0.0 for c in config.contrasts}
@@ -380,6 +461,8 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
         bias_scale = 1.0
     overrides = {canonical_contrast(k): v for k, v in config.sequences.items()}
     tissues = jitter_tissues(tissue_table(field_strength), rng, *config.tissue_jitter)
+    if wmh is not None:
+        tissues["wmh"] = wmh_tissue(field_strength, tissues, lesion_rng, config.tissue_jitter[1])
     thickness = draw_thickness(np.random.default_rng([config.seed, index, 1])) if config.head else None
     head_key = canonical_field_strength(field_strength)
 
@@ -398,6 +481,8 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
         if lesion is not None:
             core, shell = lesion.fractions(g, edge_mm=max(config.voxel_mm[0], 1.0))
             f = _add_lesion(f, core, shell)
+        if wmh is not None:
+            f = _add_wmh(f, wmh.fraction(g, edge_mm=max(config.voxel_mm[0], 1.0)))
         return f
 
     reference = fractions_for(None)
@@ -420,7 +505,7 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
         sequences[c] = {"kind": seq.kind, "tr_ms": seq.tr, "te_ms": seq.te, "ti_ms": ti, "flip_deg": seq.flip_deg,
                         "snr": round(snrs[c], 4), "kspace_fraction": round(kfrac[c], 4)}
         img = np.zeros(shape, dtype=np.float32)
-        for t in TISSUES:
+        for t in SEG_TISSUES:
             if t not in frac:
                 continue
             p = tissues[t]
@@ -449,16 +534,28 @@ def synth_subject(index: int, config: SynthConfig | None = None) -> Subject:
         "site": {"profile": site, "field_strength": field_strength},
         "head_mm": thickness,
         "misregistration": motion_params,
-        "lesion": lesion.to_json() if lesion is not None else None,
+        "lesion": _lesion_json(lesion, wmh, config),
         "tissues": {t: {"t1_ms": round(p.t1, 4), "t2_ms": round(p.t2, 4), "pd": round(p.pd, 6)} for t, p in tissues.items()},
         "sequences": sequences,
         "noise_sigma": {c: round(s, 8) for c, s in noise_sigma.items()},
-        "seg_labels": SEG_LABELS,
+        "seg_labels": {k: v for k, v in SEG_LABELS.items() if k != "wmh" or wmh is not None},
     }
     return Subject(subject_id(index), images, seg, config.affine.copy(), params, labels)
 
 
-# ----------------------------------------------------------------------------------------- disk
+def _lesion_json(lesion: Any, wmh: WhiteMatterLesions | None, config: SynthConfig) -> dict[str, Any] | None:
+    """``params.json``'s record of the lesion: its type is named unless the dataset is one of
+    tumours drawn by rate (whose records stay as they were)."""
+    if wmh is not None:
+        return wmh.to_json()
+    if lesion is None:
+        return None
+    if config.lesioned_subjects is None and config.lesion_types == ("tumour",):
+        return lesion.to_json()
+    return {"type": "tumour", **lesion.to_json()}
+
+
+# ---------------------------------------------------------------------------------------- names
 
 
 def subject_id(index: int) -> str:

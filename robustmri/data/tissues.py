@@ -15,7 +15,9 @@ Sources
   higher water content and longer T1 and T2 than the white matter they replace, so they are dark on
   T1w and bright on T2w and FLAIR as in BraTS. At 1.5 T: oedema T1 1100 / T2 180 / PD 0.92, tumour
   core T1 1000 / T2 120 / PD 0.88; at 3 T the T1 values are scaled by 1.4 and T2 by 0.9, roughly
-  the GM/WM field dependence above.
+  the GM/WM field dependence above. White-matter hyperintensities (MS-like plaques, small-vessel
+  disease; label ``wmh``): at 1.5 T T1 850 / T2 130 / PD 0.84, at 3 T T1 1500 / T2 115 / PD 0.84:
+  between white matter and oedema, so dark on T1w and bright on T2w and FLAIR.
 
 Subject variability: :func:`jitter_tissues` multiplies every parameter by a subject-wide factor per
 parameter kind (uniform within +-``global_fraction``, shared by all tissues, which keeps the contrast
@@ -32,10 +34,18 @@ import numpy as np
 from robustmri.errors import ConfigError
 
 TISSUES: tuple[str, ...] = ("csf", "gm", "wm", "oedema", "core")
-"""Tissue classes of the simulator, in the order of segmentation labels 1..5."""
+"""Tissue classes every subject's relaxation table holds (:func:`jitter_tissues` draws them in this
+order), in the order of segmentation labels 1..5."""
 
-SEG_LABELS: dict[str, int] = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "oedema": 4, "core": 5}
+SEG_TISSUES: tuple[str, ...] = (*TISSUES, "wmh")
+"""Every tissue class a segmentation can hold, in the order of its labels 1..6: white-matter
+hyperintensities (label 6) are drawn only for subjects that have them (:func:`wmh_tissue`)."""
+
+SEG_LABELS: dict[str, int] = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "oedema": 4, "core": 5, "wmh": 6}
 """Segmentation label values written to ``seg.nii.gz``."""
+
+LESION_LABELS: tuple[int, ...] = (SEG_LABELS["oedema"], SEG_LABELS["core"], SEG_LABELS["wmh"])
+"""Labels of abnormal tissue: what the lesion metrics and the detector count as lesion."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,23 @@ FIELD_STRENGTHS: dict[str, dict[str, Tissue]] = {
         "core": Tissue(1400.0, 108.0, 0.88),
     },
 }
+
+
+WMH: dict[str, Tissue] = {"1.5T": Tissue(850.0, 130.0, 0.84), "3T": Tissue(1500.0, 115.0, 0.84)}
+"""Nominal white-matter hyperintensity values per field strength (*inferred*, see the module docstring)."""
+
+
+def wmh_tissue(field_strength: str, jittered: dict[str, Tissue], rng: np.random.Generator,
+               tissue_fraction: float = 0.03) -> Tissue:
+    """The white-matter hyperintensities of one subject: the nominal values of ``field_strength``
+    scaled by this subject's white-matter jitter (``jittered["wm"]`` over the nominal white matter:
+    the subject-wide factor and white matter's own), times an own factor ``1 + U(-t, t)`` drawn from
+    ``rng``, so the subject's other tissues and random draws stay as they are."""
+    key = canonical_field_strength(field_strength)
+    wm, base = FIELD_STRENGTHS[key]["wm"], WMH[key]
+    own = 1.0 + rng.uniform(-tissue_fraction, tissue_fraction, size=3)
+    return Tissue(float(base.t1 * jittered["wm"].t1 / wm.t1 * own[0]), float(base.t2 * jittered["wm"].t2 / wm.t2 * own[1]),
+                  float(base.pd * jittered["wm"].pd / wm.pd * own[2]))
 
 
 def tissue_table(field_strength: str) -> dict[str, Tissue]:

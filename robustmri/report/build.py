@@ -29,7 +29,7 @@ from robustmri.analysis.stats import compare_to_reference, interval_summary, sum
 from robustmri.atomic import atomic_dir, write_text_atomic
 from robustmri.errors import ConfigError, DataError
 from robustmri.metrics import METRICS
-from robustmri.results import FLOOR_MODELS, read_manifest, read_model_records, read_table, subject_means
+from robustmri.results import FLOOR_MODELS, read_clinical, read_manifest, read_model_records, read_table, subject_means
 
 __all__ = ["ReportInputs", "build_report", "load_results", "summary_frame"]
 
@@ -282,6 +282,15 @@ def build_report(
         else:
             inputs.warnings.append("The manifest asks for an ablation but results.csv has no 'kd_attack:<variant>' "
                                    "models; the ablation table is omitted.")
+
+    clinical = read_clinical(root)
+    if clinical is not None:
+        from robustmri.report.clinical_tables import clinical_table, detector_note
+
+        utility = clinical_table(clinical, ref)
+        if utility is not None:
+            utility.note = f"{utility.note} {detector_note(clinical)}".strip()
+            tables.append(utility)
 
     from robustmri.report import claims as C
 

@@ -61,8 +61,10 @@ class Column:
     better: Better | None = None
     decimals: int = 2
     show_std: bool = False
-    #: show ``mean [low, high]`` (a confidence interval) with signed numbers: a paired difference
+    #: show ``mean [low, high]`` (a confidence interval), with signed numbers unless ``signed`` is
+    #: False (a paired difference is signed; a value with its interval is not)
     show_ci: bool = False
+    signed: bool = True
 
 
 @dataclass
@@ -292,9 +294,10 @@ def _value_text(c: Cell, col: Column, pm: str) -> str:
     if c.partial:
         return _value_text(Cell(c.mean, c.std, low=c.low, high=c.high), col, pm) + PARTIAL_MARK
     if col.show_ci:
-        text = f"{c.mean:+.{col.decimals}f}"
+        sign = "+" if col.signed else ""
+        text = f"{c.mean:{sign}.{col.decimals}f}"
         if np.isfinite(c.low) and np.isfinite(c.high):
-            text += f" [{c.low:+.{col.decimals}f}, {c.high:+.{col.decimals}f}]"
+            text += f" [{c.low:{sign}.{col.decimals}f}, {c.high:{sign}.{col.decimals}f}]"
         return text
     text = f"{c.mean:.{col.decimals}f}"
     if col.show_std and np.isfinite(c.std):
