@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustmri.clinical.lesions import DETECT_K, detect, subject_lesion_scores
+from robustmri.clinical.lesions import DETECT_CONTRAST, detect, subject_lesion_scores
 from robustmri.data.tissues import SEG_LABELS
 
 WM, WMH, GM = SEG_LABELS["wm"], SEG_LABELS["wmh"], SEG_LABELS["gm"]
@@ -67,9 +67,12 @@ def test_the_detector_is_two_sided_and_follows_its_threshold() -> None:
     dark = np.where(labels == WMH, 0.2, image)  # a T1w-like lesion: darker than white matter
     assert subject_lesion_scores(dark, dark, labels, spacing_mm=1.0)["detector_sensitivity"] == 1.0
     found = detect(image, labels, spacing_mm=1.0)
-    assert found.centre == pytest.approx(0.5, abs=0.005) and found.scale == pytest.approx(0.02, rel=0.15)
-    faint = np.where(labels == WMH, 0.5 + 0.5 * DETECT_K * found.scale, image)  # half the threshold
+    assert found.centre == pytest.approx(0.5, abs=0.005) and found.threshold == pytest.approx(DETECT_CONTRAST * found.centre)
+    faint = np.where(labels == WMH, 0.5 * (1 + 0.5 * DETECT_CONTRAST), image)  # half the contrast threshold
     assert subject_lesion_scores(faint, faint, labels, spacing_mm=1.0)["detector_sensitivity"] == 0.0
+    # the threshold is a contrast: a smooth (noise-free) image finds no more than the noisy one
+    smooth = np.where(labels == WMH, 0.8, np.where(labels == WM, 0.5, 0.35))
+    assert subject_lesion_scores(smooth, image, labels, spacing_mm=1.0)["lesions_invented"] == 0.0
 
 
 def test_lesions_in_the_chosen_subjects_leave_everything_else_as_it_was() -> None:

@@ -76,6 +76,11 @@ reference implementation, equispaced undersampling lines as fastMRI's). Cells sc
 another version are recomputed."""
 
 
+CLINICAL_VERSION = 1
+"""Version of the clinical scores (robustmri.clinical: lesion scores and the detector's rule) that a
+suite with ``eval.clinical`` records in its cells' provenance; raise it when they change."""
+
+
 def cell_provenance(suite: Suite, run_identity: dict[str, Any], trained_steps: int | None, data: str) -> dict[str, Any]:
     """What every cell of a job depends on besides its perturbation: the trained model, the test
     data, the protocol and the evaluation settings (cached cells are valid only while it holds)."""
@@ -92,6 +97,7 @@ def cell_provenance(suite: Suite, run_identity: dict[str, Any], trained_steps: i
         "eval": {"seed": suite.eval_seed, "attack_loss": suite.attack_loss,
                  **({"split": suite.eval_split} if suite.eval_split != "test" else {}),
                  "attack_objective": suite.attack_objective, "eot_samples": suite.eot_samples, **({"attack_budget": suite.attack_budget} if suite.attack_budget else {})},
+        **({"clinical": CLINICAL_VERSION} if suite.clinical else {}),
     }
 
 

@@ -12,13 +12,15 @@ and not learned: a deliberately simple reading of "a lesion is tissue that looks
 white matter where white matter or lesion lies":
 
 1. the normal-appearing white matter (NAWM): white-matter voxels (label 3) whose 4 in-plane
-   neighbours are white matter too (little partial volume); its median ``m`` and scaled median
-   absolute deviation ``s = 1.4826 MAD`` over the whole subject (robust to the lesions, which the
-   labels exclude);
+   neighbours are white matter too (little partial volume); its median ``m`` over the whole
+   subject, in the image read (robust to the lesions, which the labels exclude);
 2. the search region: white matter and lesion labels (where a lesion of these types lies), so
    that grey matter and CSF, which differ from white matter by nature, are not searched;
-3. candidates: search-region voxels with ``|x - m| > k s`` (``k`` = :data:`DETECT_K` = 4), in
-   either direction (lesions are bright on T2w and FLAIR and dark on T1w);
+3. candidates: search-region voxels that differ from ``m`` by more than :data:`DETECT_CONTRAST`
+   (30 %) of it, ``|x - m| > 0.3 m``, in either direction (lesions are bright on T2w and FLAIR and
+   dark on T1w). A contrast threshold, not one in units of the image's spread: a synthesized image
+   is smoother than an acquired one, and a threshold of a few standard deviations of its white
+   matter would flag every small intensity error as a lesion;
 4. findings: 8-connected components of the candidates per slice with at least
    :data:`MIN_AREA_MM2` (8 mm²) of area; slices are scored apart because suites score slices
    that lie several millimetres apart.
@@ -46,12 +48,12 @@ from scipy import ndimage
 from robustmri.data.tissues import LESION_LABELS, SEG_LABELS
 
 __all__ = [
-    "DETECT_K", "MARGIN_PX", "MIN_AREA_MM2", "Detection", "contrast", "detect", "lesion_components", "lesion_intensity_scores",
+    "DETECT_CONTRAST", "MARGIN_PX", "MIN_AREA_MM2", "Detection", "contrast", "detect", "lesion_components", "lesion_intensity_scores",
     "nawm_mask", "subject_lesion_scores",
 ]
 
-DETECT_K = 4.0
-"""Robust z-score (in scaled MADs of the normal-appearing white matter) above which a voxel is a candidate."""
+DETECT_CONTRAST = 0.3
+"""Relative difference from the normal-appearing white matter's median above which a voxel is a candidate."""
 
 MIN_AREA_MM2 = 8.0
 """Smallest finding and smallest lesion counted, in mm² of one slice (2.8 pixels at 1.64 mm)."""
@@ -101,18 +103,19 @@ def lesion_components(labels: np.ndarray, spacing_mm: float) -> list[tuple[int, 
 
 
 class Detection:
-    """The detector's findings on one image of a subject (see the module docstring)."""
+    """The detector's findings on one image of a subject (see the module docstring); ``centre``:
+    the NAWM median it compares with, ``threshold``: the absolute difference that makes a candidate."""
 
-    def __init__(self, image: np.ndarray, labels: np.ndarray, spacing_mm: float, k: float = DETECT_K) -> None:
+    def __init__(self, image: np.ndarray, labels: np.ndarray, spacing_mm: float, contrast: float = DETECT_CONTRAST) -> None:
         ref = image[nawm_mask(labels)]
-        if ref.size < 10:
-            self.centre, self.scale = float("nan"), float("nan")
+        self.centre = float(np.median(ref)) if ref.size >= 10 else float("nan")
+        if not np.isfinite(self.centre) or self.centre <= 0:
+            self.threshold = float("nan")
             self.candidates = np.zeros_like(labels, dtype=bool)
         else:
-            self.centre = float(np.median(ref))
-            self.scale = float(1.4826 * np.median(np.abs(ref - self.centre)))
+            self.threshold = contrast * self.centre
             region = (labels == _WM) | _lesion(labels)
-            self.candidates = region & (np.abs(image - self.centre) > k * max(self.scale, 1e-6))
+            self.candidates = region & (np.abs(image - self.centre) > self.threshold)
         self.findings = _components(self.candidates, _min_area_px(spacing_mm))
 
     def finds(self, k: int, component: np.ndarray) -> bool:
@@ -121,9 +124,9 @@ class Detection:
             s == k and (f & component).any() for s, f in self.findings)
 
 
-def detect(image: np.ndarray, labels: np.ndarray, spacing_mm: float, k: float = DETECT_K) -> Detection:
+def detect(image: np.ndarray, labels: np.ndarray, spacing_mm: float, contrast: float = DETECT_CONTRAST) -> Detection:
     """The fixed detector's findings on ``image`` (S, H, W) of a subject with tissue ``labels``."""
-    return Detection(image, labels, spacing_mm, k)
+    return Detection(image, labels, spacing_mm, contrast)
 
 
 def contrast(image: np.ndarray, labels: np.ndarray) -> float:
