@@ -189,7 +189,9 @@ def test_the_executor_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -
     out = run_suite(suite, tmp_path / "timed", cache=cache_dir, progress=False, executor=timed)
     local = run_suite(suite, tmp_path / "local", cache=cache_dir, progress=False)
     assert (out / "results.csv").read_bytes() == (local / "results.csv").read_bytes()
-    assert [line.split(":")[0] for line in lines] == [
+    assert lines[0].startswith("suite executors") and "executor timed" in lines[0]  # the plan, printed first
+    timed = [line for line in lines if line.startswith(("train ", "score "))]
+    assert [line.split(":")[0] for line in timed] == [
         "train pix2pix__t1_to_t2__s0", "train lookup__t1_to_t2__s0", "score pix2pix__t1_to_t2__s0 (6 cells",
         "score lookup__t1_to_t2__s0 (5 cells"]
     manifest = json.loads((out / "manifest.json").read_text())

@@ -118,8 +118,14 @@ class Executor(ABC):
         return resolve_device(task_device)
 
     def describe(self) -> str:
-        """The resources of every task, for the plan printed by ``--dry-run``."""
+        """The resources of every task, for the plan printed by ``--dry-run`` and before a run."""
         return f"executor {self.name}"
+
+    @property
+    def prints_plan(self) -> bool:
+        """Whether the driver prints the task list before handing it over (through
+        ``settings.echo``): yes for executors that run tasks out of sight."""
+        return True
 
     @abstractmethod
     def run(self, tasks: Sequence[Task], folder: Path) -> int:
@@ -203,6 +209,10 @@ class _Graph:
 class LocalExecutor(Executor):
     """This process (``jobs`` 1, the default), or ``jobs`` worker processes, each pinned to its
     share of the CPUs (:func:`cpu_slots`)."""
+
+    @property
+    def prints_plan(self) -> bool:
+        return self.settings.jobs > 1  # in this process, the progress bars say it
 
     def describe(self) -> str:
         jobs = self.settings.jobs

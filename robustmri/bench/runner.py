@@ -92,6 +92,10 @@ def _run_suite(
     for job in sorted(my_jobs, key=lambda j: j.model.external is None):
         if job.run_name not in to_train:
             check_job(suite, job, store, spec, task_device, executor.processes)
+    if executor.prints_plan:
+        from robustmri.bench.tasks import format_plan
+
+        executor.settings.echo(format_plan(suite, tasks, executor.describe()))
     t_run = time.perf_counter()
     computed = executor.run(tasks, store.out / executor.name)
     for job in my_jobs:  # trained by this run and scored by no task (its cells were all there)
