@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grimp
 import pytest
+from recipes import install_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("robustmri", "baselines")
@@ -133,14 +134,6 @@ batch_size = 8
 """
 
 
-def recipe_code(heading: str) -> str:
-    """The first python block under ``### <heading>`` in docs/architecture.md."""
-    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    section = text[text.index(f"### {heading}"):]
-    start = section.index("```python\n") + len("```python\n")
-    return section[start:section.index("```", start)]
-
-
 def test_the_model_and_perturbation_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -> None:
     import pandas as pd
     import torch
@@ -148,7 +141,6 @@ def test_the_model_and_perturbation_recipe_runs_as_written(tmp_path, monkeypatch
     from robustmri.bench import load_suite, run_suite
     from robustmri.perturb import get_perturbation
 
-    from robustmri import plugins
     from robustmri.models import registry
     from robustmri.perturb.base import PERTURBATIONS
 
@@ -156,13 +148,7 @@ def test_the_model_and_perturbation_recipe_runs_as_written(tmp_path, monkeypatch
     monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
     monkeypatch.setitem(PERTURBATIONS, "recipe_darken", None)
     monkeypatch.delitem(PERTURBATIONS, "recipe_darken")
-    monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
-    package = tmp_path / "mypkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "robust_plugins.py").write_text(recipe_code("Add a model or a perturbation"))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg.robust_plugins")
+    install_recipe("Add a model or a perturbation", "mypkg.robust_plugins", tmp_path, monkeypatch)
     x = torch.full((1, 1, 8, 8), 0.5)
     assert torch.allclose(get_perturbation("recipe_darken")(x, 5), torch.full_like(x, 0.25))
     (tmp_path / "recipe.toml").write_text(RECIPE_SUITE)
@@ -181,19 +167,12 @@ def test_the_model_and_perturbation_recipe_runs_as_written(tmp_path, monkeypatch
 def test_the_protocol_preset_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -> None:
     import pandas as pd
 
-    from robustmri import plugins
     from robustmri.bench import load_suite, run_suite
     from robustmri.errors import ConfigError
     from robustmri.protocol import Protocol, get_protocol, presets, register_protocol
 
     monkeypatch.setattr(presets, "PRESETS", dict(presets.PRESETS))  # the preset is removed afterwards
-    monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
-    package = tmp_path / "mypkg_protocol"  # its own name: another test imports its own mypkg
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "whole_slice.py").write_text(recipe_code("Add a protocol preset"))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg_protocol.whole_slice")
+    install_recipe("Add a protocol preset", "mypkg_protocol.whole_slice", tmp_path, monkeypatch)
     mine = get_protocol("whole_slice")  # found by name once the plugin loads
     assert mine.mask == "none" and get_protocol(mine.id) is mine
     with pytest.raises(ConfigError, match="already a preset"):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from recipes import install_recipe
 
 from robustmri.bench import load_suite, run_suite
 from robustmri.bench.executors import ExecutorSettings, LocalExecutor, cpu_slots, make_executor
@@ -17,7 +18,6 @@ from robustmri.bench.suite import builtin_suites, suite_from_dict
 from robustmri.bench.tasks import ScoreTask, TasksFailed, TrainTask, plan_tasks
 from robustmri.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
 
 SUITE = """
 name = "executors"
@@ -163,25 +163,11 @@ def test_a_failed_training_drops_only_its_scorings(tmp_path, monkeypatch, cache_
     assert any("failed: train broken" in line for line in lines)
 
 
-def _recipe(heading: str) -> str:
-    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    section = text[text.index(f"### {heading}"):]
-    start = section.index("```python\n") + len("```python\n")
-    return section[start:section.index("```", start)]
-
-
 def test_the_executor_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -> None:
-    from robustmri import plugins
     from robustmri.bench import executors
 
     monkeypatch.setattr(executors, "EXECUTORS", dict(executors.EXECUTORS))
-    monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
-    package = tmp_path / "mypkg_executor"  # its own name: another test imports its own mypkg
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "timed_executor.py").write_text(_recipe("Add an executor"))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("ROBUSTMRI_PLUGINS", "mypkg_executor.timed_executor")
+    install_recipe("Add an executor", "mypkg_executor.timed_executor", tmp_path, monkeypatch)
     (tmp_path / "s.toml").write_text(SUITE)
     suite = load_suite(tmp_path / "s.toml")
     lines: list[str] = []
