@@ -182,3 +182,11 @@ def test_the_executor_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -
         "score lookup__t1_to_t2__s0 (5 cells"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["cells_computed_this_run"] == 11
+
+
+@pytest.mark.slow
+def test_the_smoke_suite_is_the_same_through_submitit_local(tmp_path, cache_dir) -> None:
+    """The smoke suite (about 2.5 min each way on 2 cores): local and submitit-local, byte for byte."""
+    _bench(Path("smoke"), tmp_path / "local", cache_dir)
+    _bench(Path("smoke"), tmp_path / "submitit", cache_dir, "--executor", "submitit-local")
+    assert (tmp_path / "submitit" / "results.csv").read_bytes() == (tmp_path / "local" / "results.csv").read_bytes()
