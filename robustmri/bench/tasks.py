@@ -366,6 +366,7 @@ def score(task: ScoreTask) -> int:
     from robustmri.atomic import locked
     from robustmri.bench.scoring import EvalSettings, score_cell
     from robustmri.bench.store import sample_index
+    from robustmri.clinical import clinical_frame
     from robustmri.device import resolve_device
     from robustmri.progress import progress_bar
 
@@ -400,8 +401,6 @@ def score(task: ScoreTask) -> int:
             continue
         scores = score_cell(model, test, cell, settings, dev, sample_index=where, clean_cache=clean, keep=suite.clinical)
         if suite.clinical:
-            from robustmri.clinical import clinical_frame
-
             store.write_clinical(job, cell, clinical_frame(scores.predictions, test))
         store.write_cell(job, cell, scores.frame, scores.sample)
         computed += 1

@@ -191,21 +191,18 @@ class SynthConfig:
         if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(LESION_TYPES):
             raise ConfigError(f"lesion_types must be distinct names among {', '.join(LESION_TYPES)}, got {self.lesion_types!r}")
         object.__setattr__(self, "lesion_types", kinds)
-        if self.lesioned_subjects is not None:
-            chosen = self.lesioned_subjects
-            if isinstance(chosen, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in chosen):
-                raise ConfigError(f"lesioned_subjects must be subject indices >= 0, got {chosen!r}")
-            object.__setattr__(self, "lesioned_subjects", tuple(sorted(set(chosen))))
         for name in ("bias_strength", "misregistration_mm", "deformation_mm", "rotation_deg", "scale_fraction", "translation_mm",
                      "slab_jitter_mm"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.misregistered_subjects is not None:
-            chosen = self.misregistered_subjects
+        for name in ("misregistered_subjects", "lesioned_subjects"):
+            chosen = getattr(self, name)
+            if chosen is None:
+                continue
             if isinstance(chosen, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
                                                             for i in chosen):
-                raise ConfigError(f"misregistered_subjects must be subject indices >= 0, got {chosen!r}")
-            object.__setattr__(self, "misregistered_subjects", tuple(sorted(set(chosen))))
+                raise ConfigError(f"{name} must be subject indices >= 0, got {chosen!r}")
+            object.__setattr__(self, name, tuple(sorted(set(chosen))))
         if not isinstance(self.deformation_levels, int) or self.deformation_levels < 1:
             raise ConfigError(f"deformation_levels must be an integer >= 1, got {self.deformation_levels!r}")
         if not 0 <= self.ventricle_expansion < 0.9 or not 0 <= self.sulcal_widening <= 1 or not 0 <= self.cortical_change <= 1:
