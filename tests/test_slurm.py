@@ -66,6 +66,29 @@ def _bench(suite: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen
     )
 
 
+def _cluster_state() -> str:
+    """What a failed cluster test prints: every job SLURM still knows, with state and reason, the
+    nodes that are down or drained and why, and the controller's last log lines."""
+    def run(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+
+    log = Path("/tmp/robustmri-slurm/log/slurmctld.log")
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:]) if log.is_file() else "(no controller log)"
+    return (f"squeue:\n{run('squeue', '-t', 'all', '-r', '-o', '%i %T %r %j')}\nsinfo -R:\n{run('sinfo', '-R')}\n"
+            f"slurmctld.log:\n{tail}")
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> str:
+    """The command's output once it ended; a command still running after ``timeout`` seconds is
+    killed and the test fails with what it printed and the cluster's state."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        text = proc.communicate()[0]
+        pytest.fail(f"still running after {timeout:.0f} s; it printed:\n{text}\n{_cluster_state()}")
+
+
 def _running_eval_task(out: Path) -> str | None:
     """The id of a running array task of this bench (an evaluation), if any."""
     text = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T %j"], capture_output=True, text=True).stdout
@@ -81,7 +104,7 @@ def test_slurm_executor_equals_local_even_after_a_killed_job(tmp_path, cache_dir
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE)
     local = tmp_path / "local"
-    text, _ = _bench(suite, local, cache_dir).communicate(timeout=900)
+    text = _finish(_bench(suite, local, cache_dir), 900)
     assert (local / "results.csv").is_file(), text
 
     out = tmp_path / "slurm"
@@ -96,7 +119,7 @@ def test_slurm_executor_equals_local_even_after_a_killed_job(tmp_path, cache_dir
     assert killed is not None, "no evaluation task ever ran"
     time.sleep(1.0)  # mid-run: it has started scoring
     subprocess.run(["scancel", "--signal=KILL", killed], check=True)
-    text, _ = proc.communicate(timeout=900)
+    text = _finish(proc, 900)
     assert proc.returncode == 2, text
     last = text.strip().splitlines()[-1]
     assert last.startswith("error: 1 SLURM job(s) did not finish") and killed in last and "rerun" in last, last
@@ -110,7 +133,7 @@ def test_slurm_executor_equals_local_even_after_a_killed_job(tmp_path, cache_dir
     assert f"{n_cells - len(before)} cells to compute" in dry and "0 training task(s)" in dry
 
     rerun = _bench(suite, out, cache_dir, *slurm_args)
-    text, _ = rerun.communicate(timeout=900)
+    text = _finish(rerun, 900)
     assert rerun.returncode == 0, text
     assert (out / "results.csv").read_bytes() == (local / "results.csv").read_bytes()
     # no cell was written twice: the first run's cells are the same files, untouched
@@ -141,7 +164,7 @@ def test_a_training_job_with_two_processes_trains_with_ddp(tmp_path, cache_dir) 
     out = tmp_path / "ddp"
     proc = _bench(suite, out, cache_dir, "--executor", "slurm", "--cpus", "1", "--mem-gb", "2", "--eval-tasks", "1",
                   "--train-processes", "2")
-    text, _ = proc.communicate(timeout=900)
+    text = _finish(proc, 600)
     assert proc.returncode == 0, text
     summary = json.loads((out / "runs" / "pix2pix__t1_to_t2__s0" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 20
@@ -167,3 +190,61 @@ def test_the_suite_names_slurm_resources_and_the_command_line_overrides_them(tmp
     bad.write_text(SUITE + "\n[slurm]\ncpus = 0\n")
     with pytest.raises(ConfigError, match=r"\[slurm\]: --cpus must be >= 1"):
         load_suite(bad)
+
+
+class _FakeJob:
+    """What the wait reads of a submitit job: its id, its result file and its results."""
+
+    def __init__(self, job_id: str, folder: Path, result: int | None) -> None:
+        self.job_id = job_id
+        self.paths = type("P", (), {"result_pickle": folder / f"{job_id}_result.pkl",
+                                    "stderr": folder / f"{job_id}.err"})()
+        self._result = result
+        if result is not None:
+            self.paths.result_pickle.write_bytes(b"x")
+
+    def results(self) -> list[int]:
+        return [self._result]
+
+
+def test_the_wait_cancels_a_scoring_whose_dependency_can_never_be_met(tmp_path, monkeypatch) -> None:
+    """A training job that saved its result but exited non-zero leaves its scorings pending with
+    SLURM's reason DependencyNeverSatisfied: the wait cancels them and fails in one line, instead of
+    waiting forever; the status lines say why jobs wait."""
+    from types import SimpleNamespace
+
+    from robustmri.bench import slurm
+    from robustmri.bench.tasks import TasksFailed
+
+    train_job, score_job, other = _FakeJob("10", tmp_path, 0), _FakeJob("11_0", tmp_path, None), _FakeJob("12_0", tmp_path, 3)
+    polls = iter([
+        {"10": ("RUNNING", "None"), "11_0": ("PENDING", "Dependency"), "12_0": ("PENDING", "Resources")},
+        {"11_0": ("PENDING", "DependencyNeverSatisfied"), "12_0": ("RUNNING", "None")},
+        {},
+    ])
+    monkeypatch.setattr(slurm, "_squeue", lambda ids: next(polls))
+    cancelled: list[str] = []
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: cancelled.append(cmd[-1]))
+    monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
+    lines: list[str] = []
+    tasks = [SimpleNamespace(name="train pix2pix"), SimpleNamespace(name="score pix2pix 1/1"),
+             SimpleNamespace(name="score lookup 1/1")]
+    with pytest.raises(TasksFailed, match=r"1 SLURM job\(s\) did not finish.*11_0 \(score pix2pix 1/1\) can never start.*"
+                                          r"training job 10"):
+        slurm._wait(list(zip([train_job, score_job, other], tasks)), {"10": [score_job]}, 0.0, lines.append)
+    assert cancelled == ["11_0"]
+    assert lines[0] == "slurm: 2 pending (Dependency; Resources), 1 running; 0 failed"
+    assert lines[1] == "slurm: 1 running; 1 failed"
+
+
+def test_the_wait_counts_the_cells_of_jobs_that_ended_with_a_result(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from robustmri.bench import slurm
+
+    jobs = [_FakeJob("20", tmp_path, 0), _FakeJob("21_0", tmp_path, 4), _FakeJob("21_1", tmp_path, 5)]
+    polls = iter([{"20": ("COMPLETED", "None"), "21_0": ("PENDING", "Dependency"), "21_1": ("PENDING", "Dependency")}, {}])
+    monkeypatch.setattr(slurm, "_squeue", lambda ids: next(polls))
+    monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
+    tasks = [SimpleNamespace(name=n) for n in ("train", "score 1/2", "score 2/2")]
+    assert slurm._wait(list(zip(jobs, tasks)), {"20": jobs[1:]}, 0.0, lambda line: None) == 9

@@ -15,9 +15,12 @@ needs on top:
   cells atomically into the shared results folder and skips a cell that is already there, so a
   cell is computed once;
 - the command waits, showing job states (from ``squeue``, which every cluster has; ``sacct``
-  needs accounting and is not used); a job that fails or disappears (killed, preempted, node
-  lost) stops the wait with its log tail and command, after the others finished, and the
-  evaluations that depended on a failed training are cancelled;
+  needs accounting and is not used), and why a pending job waits (SLURM's reason: resources, a
+  drained node, its dependency); a job that fails or disappears (killed, preempted, node lost)
+  stops the wait with its log tail and command, after the others finished, and the evaluations
+  that depended on a failed training are cancelled. So is an evaluation whose dependency SLURM
+  says can never be met (``DependencyNeverSatisfied``: its training job wrote its result but
+  exited non-zero, or was cancelled from outside): the wait never hangs on it;
 - a re-run submits only what is missing (trained runs and written cells are kept: the task list
   is :func:`robustmri.bench.tasks.plan_tasks`'s, as for every executor), then ``results.csv`` is
   built locally as after a local run (the same bytes).
@@ -77,22 +80,42 @@ def score_in_job(task: ScoreTask) -> int:
 # ------------------------------------------------------------------------------- the driver
 
 
-def _squeue(ids: list[str]) -> dict[str, str]:
-    """job id (array tasks as ``12_3``) -> state, for the jobs still known to the scheduler."""
+_NEVER = "DependencyNeverSatisfied"
+
+
+def _squeue(ids: list[str]) -> dict[str, tuple[str, str]]:
+    """job id (array tasks as ``12_3``) -> (state, reason), for the jobs still known to the
+    scheduler; ``reason`` is SLURM's for a pending job (``Resources``, ``Dependency``,
+    ``DependencyNeverSatisfied``, ``ReqNodeNotAvail, ...``), ``None`` when it gives none."""
     if not ids:
         return {}
     base = sorted({i.split("_")[0] for i in ids})
     try:
-        text = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(base)], capture_output=True, text=True,
-                              timeout=60).stdout
+        text = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(base)], capture_output=True,
+                              text=True, timeout=60).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return {i: "UNKNOWN" for i in ids}  # scheduler unreachable for a moment: keep waiting
+        return {i: ("UNKNOWN", "None") for i in ids}  # scheduler unreachable for a moment: keep waiting
     states = {}
     for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            states[parts[0]] = parts[1]
+        parts = line.strip().split("|", 2)
+        if len(parts) == 3:
+            states[parts[0]] = (parts[1], parts[2].strip())
     return states
+
+
+def _status_line(pending: dict[str, Any], states: dict[str, tuple[str, str]], failed: int) -> str:
+    """``slurm: 2 pending (Dependency), 1 running; 0 failed``: counts per state, with SLURM's
+    reasons for the pending ones, so a wait on a drained node or a full partition says so."""
+    counts: dict[str, int] = {}
+    reasons: dict[str, set[str]] = {}
+    for jid in pending:
+        state, reason = states.get(jid, ("PENDING", "None"))
+        counts[state] = counts.get(state, 0) + 1
+        if state == "PENDING" and reason not in ("None", "(null)", ""):
+            reasons.setdefault(state, set()).add(reason)
+    parts = [f"{n} {s.lower()}" + (f" ({'; '.join(sorted(reasons[s]))})" if s in reasons else "")
+             for s, n in sorted(counts.items())]
+    return "slurm: " + ", ".join(parts) + f"; {failed} failed"
 
 
 def _tail(path: Path, n: int = 12) -> str:
@@ -144,14 +167,32 @@ def run_on_slurm(tasks: Sequence[Task], opts: SlurmOptions, logs: Path, echo: Ca
         if after in train_ids:
             dependents.setdefault(train_ids[after], []).extend(arr)
 
+    return _wait(submitted, dependents, opts.poll_s, echo)
+
+
+def _wait(submitted: Sequence[tuple[Any, Task]], dependents: dict[str, list[Any]], poll_s: float,
+          echo: Callable[[str], Any]) -> int:
+    """Wait for submitit jobs ``submitted`` (``dependents``: training job id -> the scoring jobs
+    that start ``afterok`` it) and return the cells computed; raise
+    :class:`~robustmri.bench.tasks.TasksFailed` once every job has ended or been cancelled, if any
+    failed, ended without a result or can never start."""
     failures: list[str] = []
     pending = {str(j.job_id): (j, t) for j, t in submitted}
     computed = 0
     last = ""
+    waits_for = {dep: train_jid for train_jid, deps in dependents.items() for dep in (str(d.job_id) for d in deps)}
     while pending:
         states = _squeue(list(pending))
         for jid in list(pending):
-            state = states.get(jid)
+            state, reason = states.get(jid, (None, None))
+            if state == "PENDING" and reason == _NEVER:
+                j, t = pending.pop(jid)
+                subprocess.run(["scancel", jid], capture_output=True, check=False)
+                train_jid = waits_for.get(jid, "?")
+                failures.append(f"SLURM job {jid} ({t.name}) can never start: SLURM says its dependency (training job "
+                                f"{train_jid}) was not met, so that job exited non-zero or was cancelled although "
+                                f"it may have saved its run; cancelled it")
+                continue
             if state is not None and state not in _ENDED:
                 continue
             j, t = pending.pop(jid)
@@ -166,19 +207,17 @@ def run_on_slurm(tasks: Sequence[Task], opts: SlurmOptions, logs: Path, echo: Ca
                     failures.append(f"SLURM job {jid} ({t.name}) failed: {str(exc).strip().splitlines()[-1][:300]}; "
                                     f"log {j.paths.stderr}")
             else:
+                after = f"; it waited for training job {waits_for[jid]}" if jid in waits_for else ""
                 failures.append(f"SLURM job {jid} ({t.name}) ended without a result ({state or 'gone from the queue'}: "
-                                f"killed, preempted or its node lost); log tail: {_tail(Path(j.paths.stderr))}")
+                                f"killed, preempted or its node lost{after}); log tail: {_tail(Path(j.paths.stderr))}")
             for dep in dependents.get(jid, []):  # scorings waiting for a failed training can never start
                 subprocess.run(["scancel", str(dep.job_id)], capture_output=True, check=False)
         if pending:
-            counts: dict[str, int] = {}
-            for jid in pending:
-                counts[states.get(jid, "PENDING")] = counts.get(states.get(jid, "PENDING"), 0) + 1
-            line = "slurm: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f"; {len(failures)} failed"
+            line = _status_line(pending, states, len(failures))
             if line != last:
                 echo(line)
                 last = line
-            time.sleep(opts.poll_s)
+            time.sleep(poll_s)
     if failures:
         raise TasksFailed(f"{len(failures)} SLURM job(s) did not finish; rerun the same command to compute only what is "
                           f"missing. First: {failures[0]}")
