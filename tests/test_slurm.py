@@ -207,16 +207,20 @@ class _FakeJob:
         return [self._result]
 
 
-def test_the_wait_cancels_a_scoring_whose_dependency_can_never_be_met(tmp_path, monkeypatch) -> None:
-    """A training job that saved its result but exited non-zero leaves its scorings pending with
-    SLURM's reason DependencyNeverSatisfied: the wait cancels them and fails in one line, instead of
-    waiting forever; the status lines say why jobs wait."""
+def test_the_wait_ends_when_a_training_fails_and_its_scorings_can_never_start(tmp_path, monkeypatch) -> None:
+    """A training job that raised: its afterok scorings are cancelled, and one that SLURM still
+    lists as DependencyNeverSatisfied is not waited for; the command fails in one line naming the
+    training job. The status lines say why jobs wait."""
     from types import SimpleNamespace
 
     from robustmri.bench import slurm
     from robustmri.bench.tasks import TasksFailed
 
-    train_job, score_job, other = _FakeJob("10", tmp_path, 0), _FakeJob("11_0", tmp_path, None), _FakeJob("12_0", tmp_path, 3)
+    class _Raises(_FakeJob):
+        def results(self) -> list[int]:
+            raise RuntimeError("Traceback ...\nValueError: the model diverged")
+
+    train_job, score_job, other = _Raises("10", tmp_path, 0), _FakeJob("11_0", tmp_path, None), _FakeJob("12_0", tmp_path, 3)
     polls = iter([
         {"10": ("RUNNING", "None"), "11_0": ("PENDING", "Dependency"), "12_0": ("PENDING", "Resources")},
         {"11_0": ("PENDING", "DependencyNeverSatisfied"), "12_0": ("RUNNING", "None")},
@@ -229,12 +233,12 @@ def test_the_wait_cancels_a_scoring_whose_dependency_can_never_be_met(tmp_path, 
     lines: list[str] = []
     tasks = [SimpleNamespace(name="train pix2pix"), SimpleNamespace(name="score pix2pix 1/1"),
              SimpleNamespace(name="score lookup 1/1")]
-    with pytest.raises(TasksFailed, match=r"1 SLURM job\(s\) did not finish.*11_0 \(score pix2pix 1/1\) can never start.*"
-                                          r"training job 10"):
+    with pytest.raises(TasksFailed, match=r"2 SLURM job\(s\) did not finish.*First: SLURM job 10 \(train pix2pix\) failed: "
+                                          r"ValueError: the model diverged"):
         slurm._wait(list(zip([train_job, score_job, other], tasks)), {"10": [score_job]}, 0.0, lines.append)
-    assert cancelled == ["11_0"]
+    assert cancelled == ["11_0", "11_0"]  # as its training failed, and again when SLURM still listed it
     assert lines[0] == "slurm: 2 pending (Dependency; Resources), 1 running; 0 failed"
-    assert lines[1] == "slurm: 1 running; 1 failed"
+    assert lines[1] == "slurm: 1 running; 2 failed"
 
 
 def test_the_wait_counts_the_cells_of_jobs_that_ended_with_a_result(tmp_path, monkeypatch) -> None:
@@ -248,3 +252,26 @@ def test_the_wait_counts_the_cells_of_jobs_that_ended_with_a_result(tmp_path, mo
     monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
     tasks = [SimpleNamespace(name=n) for n in ("train", "score 1/2", "score 2/2")]
     assert slurm._wait(list(zip(jobs, tasks)), {"20": jobs[1:]}, 0.0, lambda line: None) == 9
+
+
+def test_a_training_that_saved_its_run_but_exited_non_zero_still_gets_scored(tmp_path, monkeypatch) -> None:
+    """Every process of the training job returned (the run is on disk) yet the job exited non-zero,
+    so SLURM will never start its afterok scorings: the wait drops their dependency once (the whole
+    array) and they run."""
+    from types import SimpleNamespace
+
+    from robustmri.bench import slurm
+
+    jobs = [_FakeJob("30", tmp_path, 0), _FakeJob("31_0", tmp_path, 2), _FakeJob("31_1", tmp_path, 3)]
+    never = ("PENDING", "DependencyNeverSatisfied")
+    polls = iter([{"30": ("RUNNING", "None"), "31_0": ("PENDING", "Dependency"), "31_1": ("PENDING", "Dependency")},
+                  {"31_0": never, "31_1": never}, {"31_0": never, "31_1": ("RUNNING", "None")}, {}])
+    monkeypatch.setattr(slurm, "_squeue", lambda ids: next(polls))
+    commands: list[list[str]] = []
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: commands.append(cmd))
+    monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
+    lines: list[str] = []
+    tasks = [SimpleNamespace(name=n) for n in ("train", "score 1/2", "score 2/2")]
+    assert slurm._wait(list(zip(jobs, tasks)), {"30": jobs[1:]}, 0.0, lines.append) == 5
+    assert commands == [["scontrol", "update", "jobid=31", "dependency="]]
+    assert any("training job 30 returned from every process" in line for line in lines)

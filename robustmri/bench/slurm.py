@@ -19,8 +19,10 @@ needs on top:
   drained node, its dependency); a job that fails or disappears (killed, preempted, node lost)
   stops the wait with its log tail and command, after the others finished, and the evaluations
   that depended on a failed training are cancelled. So is an evaluation whose dependency SLURM
-  says can never be met (``DependencyNeverSatisfied``: its training job wrote its result but
-  exited non-zero, or was cancelled from outside): the wait never hangs on it;
+  says can never be met (``DependencyNeverSatisfied``: its training job was cancelled from
+  outside): the wait never hangs on it. A training job whose every process returned (the run is
+  saved) but that exited non-zero all the same (a crash at interpreter exit) has its scorings'
+  dependency dropped (``scontrol update dependency=``), and they run;
 - a re-run submits only what is missing (trained runs and written cells are kept: the task list
   is :func:`robustmri.bench.tasks.plan_tasks`'s, as for every executor), then ``results.csv`` is
   built locally as after a local run (the same bytes).
@@ -180,18 +182,28 @@ def _wait(submitted: Sequence[tuple[Any, Task]], dependents: dict[str, list[Any]
     pending = {str(j.job_id): (j, t) for j, t in submitted}
     computed = 0
     last = ""
+    saved: set[str] = set()  # training jobs whose every process returned: their runs are on disk
+    released: set[str] = set()  # scoring arrays whose dependency was dropped for that reason
     waits_for = {dep: train_jid for train_jid, deps in dependents.items() for dep in (str(d.job_id) for d in deps)}
     while pending:
         states = _squeue(list(pending))
         for jid in list(pending):
             state, reason = states.get(jid, (None, None))
+            if state == "PENDING" and reason == _NEVER and waits_for.get(jid) in saved:
+                base_id = jid.split("_")[0]
+                if base_id not in released:  # the whole array at once
+                    subprocess.run(["scontrol", "update", f"jobid={base_id}", "dependency="], capture_output=True,
+                                   check=False)
+                    released.add(base_id)
+                    echo(f"slurm: training job {waits_for[jid]} returned from every process (its run is saved) but "
+                         f"exited non-zero; its scoring jobs {base_id} start without the dependency")
+                continue
             if state == "PENDING" and reason == _NEVER:
                 j, t = pending.pop(jid)
                 subprocess.run(["scancel", jid], capture_output=True, check=False)
                 train_jid = waits_for.get(jid, "?")
                 failures.append(f"SLURM job {jid} ({t.name}) can never start: SLURM says its dependency (training job "
-                                f"{train_jid}) was not met, so that job exited non-zero or was cancelled although "
-                                f"it may have saved its run; cancelled it")
+                                f"{train_jid}) was not met: that job failed or was cancelled; cancelled it")
                 continue
             if state is not None and state not in _ENDED:
                 continue
@@ -202,6 +214,7 @@ def _wait(submitted: Sequence[tuple[Any, Task]], dependents: dict[str, list[Any]
                 try:
                     values = j.results()  # our own pickles, written by our task (one per process of the job)
                     computed += sum(v for v in values[:1] if isinstance(v, int) and not isinstance(v, bool))
+                    saved.add(jid)
                     continue
                 except Exception as exc:  # noqa: BLE001 - the task's exception, re-raised by submitit
                     failures.append(f"SLURM job {jid} ({t.name}) failed: {str(exc).strip().splitlines()[-1][:300]}; "
