@@ -17,7 +17,10 @@ Scores (PSNR in dB, SSIM unitless; slices averaged within subjects, then subject
 - ``worst_psnr``: the lowest cell mean over corruptions and attacks;
 - ``clinical`` (a suite with ``eval.clinical``, :mod:`robustmri.clinical`): over test subjects with
   a lesion, ``clean_contrast_kept``, ``clean_lesions_kept``, ``clean_lesions_invented`` and the
-  same averaged over every perturbed cell but the ``random_linf`` control (``perturbed_*``).
+  same averaged over every perturbed cell but the ``random_linf`` control (``perturbed_*``); and over
+  every test subject the whole-volume scores ``clean_volume_psnr``, ``clean_volume_ssim``, the
+  segmenter's tissue Dice ``clean_dice_mean`` and their ``perturbed_*`` means
+  (:mod:`robustmri.clinical.volume`, :mod:`robustmri.clinical.segmenter`).
 
 Oracle models (which see the target at test time) are listed, never ranked. The no-learning floor
 ``lookup`` is ranked like any model, and listed once when several folders scored it alike.
@@ -98,21 +101,23 @@ def model_scores(frame: pd.DataFrame, model: str, direction: str, expected_attac
 
 
 CLINICAL_ENTRY = ("contrast_kept", "lesions_kept", "lesions_invented")
+SUBJECT_ENTRY = ("volume_psnr", "volume_ssim", "dice_mean")
 
 
 def clinical_scores(clinical: pd.DataFrame, model: str, direction: str) -> dict[str, float | None] | None:
     """The entry's clinical scores of ``model`` in ``direction`` from ``clinical.csv``'s rows (see
-    the module docstring), or None when it has no subject with a lesion there."""
-    rows = clinical[(clinical["model"] == model) & (clinical["direction"] == direction) & (clinical["lesions"] > 0)]
+    the module docstring), or None when it has no row there."""
+    rows = clinical[(clinical["model"] == model) & (clinical["direction"] == direction)]
     if rows.empty:
         return None
-    subjects = rows.groupby(["perturbation", "severity", "subject"])[list(CLINICAL_ENTRY)].mean().reset_index()
-    clean = subjects[subjects["severity"] == 0]
-    perturbed = subjects[(subjects["severity"] > 0) & (subjects["perturbation"] != CONTROL)]
     out: dict[str, float | None] = {}
-    for name, part in (("clean", clean), ("perturbed", perturbed)):
-        for score in CLINICAL_ENTRY:
-            out[f"{name}_{score}"] = _num(part[score].mean()) if not part.empty else None
+    for scores, part in ((CLINICAL_ENTRY, rows[rows["lesions"] > 0]), (SUBJECT_ENTRY, rows)):
+        subjects = part.groupby(["perturbation", "severity", "subject"])[list(scores)].mean().reset_index()
+        clean = subjects[subjects["severity"] == 0]
+        perturbed = subjects[(subjects["severity"] > 0) & (subjects["perturbation"] != CONTROL)]
+        for name, block in (("clean", clean), ("perturbed", perturbed)):
+            for score in scores:
+                out[f"{name}_{score}"] = _num(block[score].mean()) if not block.empty else None
     return out
 
 

@@ -188,6 +188,32 @@ def test_the_bench_writes_clinical_rows_and_the_report_a_clinical_table(tmp_path
     publish(out)
     table = (out / "report" / "tables" / "clinical_utility.md").read_text()
     assert "lesions kept" in table and "Detector on the real images" in table
+    # whole-volume scores: each subject's 6 slices, 80 mm / 6 apart (the simulator's slab), stacked
+    assert clinical["slice_gap_mm"].to_numpy() == pytest.approx(80.0 / 6, rel=1e-5)
+    assert clinical["volume_slices"].eq(6).all()
+    assert clinical["volume_ssim"].between(0.0, 1.0).all() and clinical["volume_psnr"].between(5, 60).all()
+    assert "3-D SSIM" in (out / "report" / "tables" / "volume_scores.md").read_text()
+    # the segmenter: trained once in the results folder, its ceiling the same for both models
+    assert (out / "segmenters" / "t2" / "segmenter.pt").is_file()
+    clean_rows = clinical[clinical["perturbation"] == "clean"]
+    assert clean_rows.groupby("subject")["dice_real"].nunique().eq(1).all() and clinical["dice_real"].gt(0.5).all()
+    assert "Dice lost" in (out / "report" / "tables" / "segmentation.md").read_text()
+    # the lesion figure: the sample slice is the test slice with the most lesion voxels
+    import numpy as np
+
+    from robustmri.data.tissues import LESION_LABELS
+    from robustmri.report.lesion_figure import lesion_figure
+
+    with np.load(out / "samples" / "t1_to_t2.npz") as z:
+        samples = {k: z[k] for k in z.files}
+    assert np.isin(samples["labels"], LESION_LABELS).any() and float(samples["spacing"]) == pytest.approx(210 / 64)
+    assert (out / "report" / "figures" / "lesions_t1_to_t2.png").is_file()
+    html = (out / "report" / "report.html").read_text()
+    assert "Clinical utility" in html and "Downstream segmentation" in html
+    fig = lesion_figure(samples)
+    assert fig is not None and len(fig.axes) == 2 * 5 + 1  # 2 models x (real, clean out/error, blur out/error) + colour bar
+    assert lesion_figure({**samples, "labels": np.zeros_like(samples["labels"])}) is None
+    assert lesion_figure({k: v for k, v in samples.items() if k != "labels"}) is None
     assert read_clinical(tmp_path) is None  # no clinical.csv: none
     import json
 
@@ -195,4 +221,6 @@ def test_the_bench_writes_clinical_rows_and_the_report_a_clinical_table(tmp_path
     clean = clinical[(clinical["model"] == "pix2pix") & (clinical["perturbation"] == "clean")]
     assert entry["clinical"]["clean_lesions_invented"] == pytest.approx(clean["lesions_invented"].mean(), abs=1e-4)
     assert set(entry["clinical"]) == {f"{w}_{s}" for w in ("clean", "perturbed")
-                                      for s in ("contrast_kept", "lesions_kept", "lesions_invented")}
+                                      for s in ("contrast_kept", "lesions_kept", "lesions_invented", "volume_psnr",
+                                                "volume_ssim", "dice_mean")}
+    assert entry["clinical"]["clean_volume_ssim"] == pytest.approx(clean["volume_ssim"].mean(), abs=1e-4)

@@ -172,6 +172,15 @@ def test_a_module_without_gradients_gets_black_box_attacks_only_and_the_report_s
     assert any("frozen" in n and "fgsm_linf were not run" in n for n in notes)
 
 
+def test_a_finished_run_plans_nothing_more_not_even_the_white_box_cells_of_a_model_without_gradients(bench) -> None:
+    """The white-box attacks a gradient-free external model skips are never written: a re-run (or
+    its dry run) reads the recorded gradients and plans no task for them."""
+    from robustmri.bench.tasks import plan_tasks
+
+    suite = load_suite(bench.parent / "suite.toml")
+    assert plan_tasks(suite, bench) == []
+
+
 def test_the_python_api_scores_a_module_object_like_the_suite_does(bench, model_dir, cache_dir, tmp_path) -> None:
     import robustmri
 

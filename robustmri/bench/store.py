@@ -9,7 +9,7 @@ Layout (``OUT``)::
     OUT/cells/.../<perturbation>__<severity>.npz    the cell's sample slice (input and output)
     OUT/results.csv                                 all cells (robustmri.results.RESULT_COLUMNS)
     OUT/samples/<src>_to_<tgt>.npz                  the qualitative sample of every cell, keyed by SampleKey
-    OUT/samples/<src>_to_<tgt>.pair.npz             source, target and mask of the sample slice
+    OUT/samples/<src>_to_<tgt>.pair.npz             source, target, mask (tissue labels, pixel spacing) of the sample slice
 
 A cell file is written atomically and is valid only while its folder's ``provenance.json``
 matches what it would be computed from now (:meth:`ResultsStore.check_provenance`).
@@ -76,8 +76,8 @@ reference implementation, equispaced undersampling lines as fastMRI's). Cells sc
 another version are recomputed."""
 
 
-CLINICAL_VERSION = 1
-"""Version of the clinical scores (robustmri.clinical: lesion scores and the detector's rule) that a
+CLINICAL_VERSION = 2
+"""Version of the clinical scores (robustmri.clinical: lesion scores, the detector's rule, whole-volume scores) that a
 suite with ``eval.clinical`` records in its cells' provenance; raise it when they change."""
 
 
@@ -116,7 +116,16 @@ def result_rows(job: Job, cell: Cell, scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def sample_index(test: Any) -> int:
-    """The qualitative sample: the middle slice of the first test subject."""
+    """The qualitative sample: the test slice with the most lesion voxels when the test subjects
+    carry lesions (their tissue labels say so; the report's lesion figure shows it), else the
+    middle slice of the first test subject."""
+    labels = getattr(test, "labels", None)
+    if labels is not None:
+        from robustmri.data.tissues import LESION_LABELS
+
+        lesion = torch.isin(labels[:, 0], torch.tensor(LESION_LABELS, dtype=labels.dtype)).flatten(1).sum(1)
+        if int(lesion.max()) > 0:
+            return int(torch.argmax(lesion))  # the first of equals
     first = test.subject[0]
     rows = torch.nonzero(test.subject == first).flatten()
     return int(rows[len(rows) // 2])
@@ -166,6 +175,11 @@ class ResultsStore:
         """The lock file ``name`` for read-modify-writes that tasks share (a job's ``model.json`` and
         provenance, the sample pairs), kept apart from the results under ``.locks/``."""
         return self.out / ".locks" / f"{name}.lock"
+
+    def segmenter_dir(self, contrast: str) -> Path:
+        """The clinical segmenter of ``contrast`` (``segmenter.pt`` and ``.json``): trained once per
+        results folder on the real training images, shared by every model and seed."""
+        return self.out / "segmenters" / contrast
 
     def clinical_csv(self, job: Job, cell: Cell) -> Path:
         """The cell's clinical rows (one per test subject), beside the cells' tree."""
@@ -229,6 +243,10 @@ class ResultsStore:
             return
         k = sample_index(test)
         arrays = {"source": test.source[k, 0].numpy(), "target": test.target[k, 0].numpy(), "mask": test.mask[k, 0].numpy()}
+        if getattr(test, "labels", None) is not None:  # the lesion figure's outlines
+            arrays["labels"] = test.labels[k, 0].numpy()
+        if getattr(test, "spacing", None) is not None:
+            arrays["spacing"] = np.asarray(float(test.spacing[k]))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
@@ -307,7 +325,7 @@ class ResultsStore:
             pair = self.out / "samples" / f"{direction}.pair.npz"
             if pair.is_file():
                 with np.load(pair) as z:
-                    arrays.update({k: z[k] for k in ("source", "target", "mask")})
+                    arrays.update({k: z[k] for k in ("source", "target", "mask", "labels", "spacing") if k in z})
             with atomic_path(self.out / "samples" / f"{direction}.npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, **arrays)

@@ -155,6 +155,27 @@ def _test_tensors(suite: Suite, cache: str | None, spec: Any, job: Job) -> Any:
     return _memo(key, lambda: load_split_tensors(spec, suite.eval_split, job.source, job.target))
 
 
+def _segmenter(suite: Suite, cache: str | None, store: ResultsStore, spec: Any, job: Job, device: Any) -> Any:
+    """The clinical segmenter of the job's target contrast (:mod:`robustmri.clinical.segmenter`):
+    loaded from the results folder, or trained there by the first task that needs it (under a
+    lock, so one trains and the others load); kept per process."""
+    from robustmri.atomic import locked
+    from robustmri.clinical import load_or_train_segmenter
+    from robustmri.data.resolve import load_split_tensors
+
+    identity = {**_data_identity(suite), "image_size": suite.image_size, "contrast": job.target}
+
+    def training_data() -> tuple[Any, Any]:
+        train = load_split_tensors(spec, "train", job.source, job.target)
+        return train.target, train.labels
+
+    def make() -> Any:
+        with locked(store.lock(f"segmenter-{job.target}")):
+            return load_or_train_segmenter(store.segmenter_dir(job.target), training_data, identity, device=device)
+
+    return _memo(("segmenter", str(store.out), _data_key(suite, cache), job.target, str(device)), make)
+
+
 def find_job(suite: Suite, run_name: str) -> Job:
     """The job of ``suite`` named ``run_name``."""
     for j in jobs(suite):
@@ -234,16 +255,35 @@ def suite_folder(suite: Suite) -> Path | None:
     return p.parent if p is not None and p.is_file() else None
 
 
-def wanted_cells(job: Job, grid: list[Cell]) -> list[Cell]:
+def wanted_cells(job: Job, grid: list[Cell], store: ResultsStore | None = None) -> list[Cell]:
     """The cells ``job`` is scored on, from its specification alone: all of ``grid``, less the
     white-box attacks for a model of the registry without gradients (a no-learning floor). An
-    external model's gradients are known only once it is imported (:func:`cells_of_job`)."""
+    external model's gradients are known once it is imported (:func:`cells_of_job`): here from
+    the ``model.json`` an earlier scoring recorded in ``store``, if any (so that a re-run does not
+    plan its white-box cells, which are never written)."""
     from robustmri.models.registry import is_differentiable
     from robustmri.perturb import PERTURBATIONS
 
-    if job.model.external is not None or is_differentiable(job.model.name):
+    if job.model.external is not None:
+        recorded = _recorded_info(store, job) if store is not None else {}
+        if recorded.get("gradients", True):
+            return grid
+    elif is_differentiable(job.model.name):
         return grid
     return [c for c in grid if c.is_clean or not PERTURBATIONS[c.perturbation].white_box]
+
+
+def _recorded_info(store: ResultsStore, job: Job) -> dict[str, Any]:
+    """The ``model.json`` of ``job`` in ``store`` when it records this external model (same
+    entry and digest is checked at scoring time; the entry is enough for a plan), else {}."""
+    import json
+
+    try:
+        info = json.loads((store.cell_dir(job) / "model.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    external = info.get("external") or {}
+    return info if external.get("entry") == job.model.external else {}
 
 
 def cells_of_job(job: Job, run: Any, grid: list[Cell]) -> list[Cell]:
@@ -392,6 +432,7 @@ def score(task: ScoreTask) -> int:
     if suite.clinical and test.labels is None:
         raise DataError(f"suite {suite.name} asks for clinical scores (eval.clinical) but {spec.prepared} has no tissue "
                         "labels (a seg file per subject): use data that have them, or set eval.clinical = false")
+    segmenter = _segmenter(suite, task.cache, store, spec, job, dev) if suite.clinical else None
     bar = progress_bar(total=len(todo), desc=f"bench {suite.name}: {job.model.label} {job.direction} s{job.seed}", unit="cell",
                        enabled=task.progress)
     computed = 0
@@ -401,7 +442,7 @@ def score(task: ScoreTask) -> int:
             continue
         scores = score_cell(model, test, cell, settings, dev, sample_index=where, clean_cache=clean, keep=suite.clinical)
         if suite.clinical:
-            store.write_clinical(job, cell, clinical_frame(scores.predictions, test))
+            store.write_clinical(job, cell, clinical_frame(scores.predictions, test, segmenter))
         store.write_cell(job, cell, scores.frame, scores.sample)
         computed += 1
         bar.set_postfix_str(f"{cell.perturbation} {cell.severity}", refresh=False)
@@ -449,7 +490,7 @@ def plan_tasks(
             check_processes(open_run(store.run_dir(job)), processes)
         if not trained:
             trainings.append(TrainTask(run_name=job.run_name, compile=compile, **common))
-        missing = [c.file_stem for c in wanted_cells(job, grid) if not store.has_cell(job, c)]
+        missing = [c.file_stem for c in wanted_cells(job, grid, store) if not store.has_cell(job, c)]
         if missing:
             size = math.ceil(len(missing) / min(max(chunks, 1), len(missing)))
             for i in range(0, len(missing), size):

@@ -122,7 +122,7 @@ def embedded_slices(
     Each volume is divided by its 99.5th percentile inside the brain and clipped to [0, 1].
     Returns ``{contrast: FloatTensor (N, 1, size, size), "mask": BoolTensor (N, 1, size, size),
     "subject": LongTensor (N,), "slice": LongTensor (N,), "spacing": DoubleTensor (N,) in-plane
-    pixel spacing in mm}`` with N = n_subjects * n_slices, subjects
+    pixel spacing in mm, "slice_mm": DoubleTensor (N,) through-plane position in mm}`` with N = n_subjects * n_slices, subjects
     in order. Extra keyword arguments override :class:`SynthConfig` fields. Results are cached per
     process; the returned tensors are fresh copies.
     """
@@ -165,5 +165,6 @@ def _embedded_arrays(key: str) -> dict[str, np.ndarray]:
     out["subject"] = np.concatenate(subjects)
     out["slice"] = np.concatenate(slices)
     out["spacing"] = np.full(out["slice"].shape[0], config.voxel_mm[0], dtype=np.float64)
+    out["slice_mm"] = out["slice"].astype(np.float64) * config.voxel_mm[2]
     _ARRAY_CACHE[key] = out
     return out

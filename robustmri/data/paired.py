@@ -21,7 +21,9 @@ class PairedTensors:
     spacing: (N,) float64 in-plane pixel spacing in mm (the mean of the row and column spacing),
     None when unknown (then perturbations with lengths in mm refuse to run);
     labels: optional (N, 1, H, W) uint8 tissue labels of the real anatomy
-    (:data:`robustmri.data.tissues.SEG_LABELS`), when the data have a seg file per subject.
+    (:data:`robustmri.data.tissues.SEG_LABELS`), when the data have a seg file per subject;
+    slice_mm: optional (N,) float64 through-plane position of each slice in mm (whole-volume
+    scores stack a subject's slices by it), None when unknown.
     """
 
     source: Tensor
@@ -32,6 +34,7 @@ class PairedTensors:
     subject_names: list[str] | None = None
     spacing: Tensor | None = None
     labels: Tensor | None = None
+    slice_mm: Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.source.shape[0]
@@ -50,6 +53,10 @@ class PairedTensors:
             self.spacing = torch.as_tensor(self.spacing, dtype=torch.float64).flatten()
             if self.spacing.shape[0] != n:
                 raise DataError(f"spacing has {self.spacing.shape[0]} values for {n} slices")
+        if self.slice_mm is not None:
+            self.slice_mm = torch.as_tensor(self.slice_mm, dtype=torch.float64).flatten()
+            if self.slice_mm.shape[0] != n:
+                raise DataError(f"slice_mm has {self.slice_mm.shape[0]} values for {n} slices")
         if self.labels is not None and tuple(self.labels.shape) != (n, 1, *self.target.shape[-2:]):
             raise DataError(f"labels {tuple(self.labels.shape)} do not match the targets {tuple(self.target.shape)}")
 
@@ -78,7 +85,7 @@ class PairedTensors:
         :meth:`batch` gathers a batch there without a host round trip."""
         return PairedTensors(
             self.source.to(device, torch.float32), self.target.to(device, torch.float32), self.mask.to(device, torch.bool),
-            self.subject, self.slice, self.subject_names, self.spacing, self.labels,
+            self.subject, self.slice, self.subject_names, self.spacing, self.labels, self.slice_mm,
         )
 
     def nbytes(self) -> int:
@@ -91,6 +98,7 @@ class PairedTensors:
         return PairedTensors(
             self.source[keep], self.target[keep], self.mask[keep], self.subject[keep], self.slice[keep], self.subject_names,
             None if self.spacing is None else self.spacing[keep], None if self.labels is None else self.labels[keep],
+            None if self.slice_mm is None else self.slice_mm[keep],
         )
 
     def subject_labels(self, rows: slice | Tensor) -> list[str]:

@@ -235,6 +235,14 @@ def pixel_spacing(affine: np.ndarray, shape: tuple[int, ...], axis: int, size: i
     return (zooms[plane] * side / float(size)).astype(np.float32)
 
 
+def slice_positions(affine: np.ndarray, axis: int, keep: np.ndarray) -> np.ndarray:
+    """Through-plane positions in mm, float32 (len(keep),), of the slices ``keep`` (indices along
+    voxel ``axis``) of a volume on the grid ``affine``: index times the voxel size along ``axis``
+    (relative to the volume's first slice; only differences are used, by whole-volume scores)."""
+    step = float(np.sqrt((np.asarray(affine, dtype=np.float64)[:3, axis] ** 2).sum()))
+    return (np.asarray(keep, dtype=np.float64) * step).astype(np.float32)
+
+
 def _build(
     records: Sequence[readers.SubjectRecord],
     tmp: Path,
@@ -289,6 +297,7 @@ def _build(
         arrays["subject"] = np.full(keep.size, index, dtype=np.int32)
         arrays["slice"] = keep.astype(np.int32)
         arrays["spacing"] = np.tile(pixel_spacing(sub.affine, mask.shape, axis, size, fit), (keep.size, 1))
+        arrays["slice_mm"] = slice_positions(sub.affine, axis, keep)
         writer.add(arrays)
         per_subject[rec.subject_id] = int(keep.size)
     bar.close()

@@ -253,4 +253,8 @@ def load_split_tensors(spec: DataSpec, split: str, source: str, target: str):  #
     labels = None
     if "seg" in ds.entry.arrays:  # tissue labels of the real anatomy (clinical scores)
         labels = torch.from_numpy(np.ascontiguousarray(ds.entry.arrays["seg"][ds.rows], dtype=np.uint8))[:, None]
-    return PairedTensors(src, tgt, mask, subject, slice_idx, subject_names=list(ds.subjects), spacing=spacing, labels=labels)
+    slice_mm = None  # through-plane positions (whole-volume scores); absent from entries of robustmri <= 0.x
+    if "slice_mm" in ds.entry.arrays:
+        slice_mm = torch.from_numpy(ds.entry.arrays["slice_mm"][ds.rows].astype("float64"))
+    return PairedTensors(src, tgt, mask, subject, slice_idx, subject_names=list(ds.subjects), spacing=spacing, labels=labels,
+                         slice_mm=slice_mm)

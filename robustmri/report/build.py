@@ -285,12 +285,15 @@ def build_report(
 
     clinical = read_clinical(root)
     if clinical is not None:
-        from robustmri.report.clinical_tables import clinical_table, detector_note
+        from robustmri.report.clinical_tables import clinical_table, detector_note, segmentation_table, volume_table
 
         utility = clinical_table(clinical, ref)
         if utility is not None:
             utility.note = f"{utility.note} {detector_note(clinical)}".strip()
             tables.append(utility)
+        for extra in (volume_table(clinical, ref), segmentation_table(clinical, ref)):
+            if extra is not None:
+                tables.append(extra)
 
     from robustmri.report import claims as C
 
@@ -369,6 +372,23 @@ def build_report(
                 "Rows: clean input and the strongest severity of a few perturbations. Columns: input, target, then "
                 "each model's output and its absolute error within the mask (one shared colour scale).",
                 [f"figures/{name}.png", f"figures/{name}.pdf"]))
+            from robustmri.report.lesion_figure import lesion_figure
+
+            try:
+                lesions = lesion_figure(path, models=inputs.models, oracles=inputs.oracles,
+                                        title=f"A lesion the models never saw, {direction.replace('->', ' → ')}")
+            except (OSError, ValueError, EOFError, DataError) as exc:
+                inputs.warnings.append(f"Could not draw the lesion figure from {path.name} ({exc}); it is omitted.")
+                lesions = None
+            if lesions is not None:
+                name = f"lesions_{_slug(path.stem)}"
+                png = F.save_figure(lesions, fig_dir / name)
+                figure_items.append(H.FigureItem(
+                    f"Lesion, {direction}", png,
+                    "The test slice with the most lesion voxels. Rows: models. Columns: the real target, then clean and "
+                    "under the strongest corruption each model's output and its absolute error. Cyan: the true "
+                    "lesions; red: what the fixed detector finds (run on this slice alone).",
+                    [f"figures/{name}.png", f"figures/{name}.pdf"]))
 
         page = _page(inputs, subjects, table_items, figure_items, error)
         write_text_atomic(tmp / "report.html", page)
@@ -439,6 +459,11 @@ def _page(inputs: ReportInputs, subjects: pd.DataFrame, table_items: list, figur
                                   "PSNR lost to each attack; random_linf is the control."))
     if "ablation" in tables:
         sections.append(H.Section("Ablation", [tables["ablation"]]))
+    clinical = [tables[k] for k in ("clinical_utility", "volume_scores", "segmentation") if k in tables]
+    if clinical:
+        sections.append(H.Section("Clinical utility", clinical + [f for f in figure_items if f.title.startswith("Lesion")],
+                                  "What a synthesized image keeps for its use (docs/clinical.md): lesions kept and "
+                                  "invented, whole-volume scores, and the Dice of a frozen tissue segmenter."))
     samples = [f for f in figure_items if f.title.startswith("Qualitative")]
     if samples:
         sections.append(H.Section("Qualitative examples", samples))

@@ -20,7 +20,7 @@ from robustmri.analysis.intervals import interval
 from robustmri.results import CLEAN
 from robustmri.report.table import Column, Table, fill_cells, rows_for, table_note
 
-__all__ = ["CLINICAL_COLUMNS", "clinical_table", "detector_note"]
+__all__ = ["CLINICAL_COLUMNS", "VOLUME_COLUMNS", "clinical_table", "detector_note", "segmentation_table", "volume_table"]
 
 CLINICAL_COLUMNS: tuple[tuple[str, str, str, int], ...] = (
     ("contrast_kept", "contrast kept", "higher", 2),
@@ -29,6 +29,12 @@ CLINICAL_COLUMNS: tuple[tuple[str, str, str, int], ...] = (
     ("lesion_psnr", "lesion PSNR (dB)", "higher", 2),
 )
 """(score, header, better, decimals) of each column of a group."""
+
+VOLUME_COLUMNS: tuple[tuple[str, str, str, int], ...] = (
+    ("volume_psnr", "volume PSNR (dB)", "higher", 2),
+    ("volume_ssim", "3-D SSIM", "higher", 3),
+)
+"""The whole-volume table's columns (:mod:`robustmri.clinical.volume`)."""
 
 
 def _groups(frame: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
@@ -49,14 +55,43 @@ def clinical_table(clinical: pd.DataFrame, reference: str | None) -> Table | Non
     """The clinical-utility table of ``clinical`` (the rows of ``clinical.csv``), or None when it
     holds no subject with a lesion."""
     frame = clinical[np.isfinite(clinical["lesions"]) & (clinical["lesions"] > 0)]
+    return _group_table(frame, CLINICAL_COLUMNS, reference, "clinical_utility",
+                        "Clinical utility: lesions kept, lost and invented",
+                        "mean over test subjects with lesions [95% interval: subjects and seeds]")
+
+
+def volume_table(clinical: pd.DataFrame, reference: str | None) -> Table | None:
+    """The whole-volume table of ``clinical``: volume PSNR and 3-D SSIM of every test subject's
+    stacked slices (BraSyn's practice), or None when ``clinical.csv`` has none (an older version)."""
+    if any(c not in clinical.columns for c, *_ in VOLUME_COLUMNS):
+        return None
+    frame = clinical[np.isfinite(clinical["volume_psnr"])]
+    return _group_table(frame, VOLUME_COLUMNS, reference, "volume_scores",
+                        "Whole-volume scores: volume PSNR and 3-D SSIM of each test subject's slice stack",
+                        "mean over test subjects, one score per subject's stacked test slices (slice-wise scores: the "
+                        "quality tables) [95% interval: subjects and seeds]")
+
+
+def _group_table(frame: pd.DataFrame, spec: tuple[tuple[str, str, str, int], ...], reference: str | None, name: str,
+                 title: str, what: str) -> Table | None:
+    """A table of the per-subject scores ``spec`` of ``frame`` (rows of ``clinical.csv``) in the
+    clean / corruptions / attacks column groups, with intervals and the usual paired tests."""
     if frame.empty:
         return None
+    return _table(frame, [(key, header, select, spec) for key, header, select in _groups(frame)], reference, name, title,
+                  what)
+
+
+def _table(frame: pd.DataFrame, groups: list[tuple[str, str, pd.Series, tuple[tuple[str, str, str, int], ...]]],
+           reference: str | None, name: str, title: str, what: str) -> Table:
+    """The table of ``groups`` (key, header, row selector, column specs) of ``frame``: a cell is
+    the mean over subjects of each subject's mean over seeds, with its 95 % interval."""
     columns: list[Column] = []
     long_parts, grids = [], {}
-    for key, header, select in _groups(frame):
+    for key, header, select, spec in groups:
         part = frame[select]
-        per_seed = part.groupby(["direction", "model", "seed", "subject"], sort=False)[[c for c, *_ in CLINICAL_COLUMNS]].mean()
-        for score, label, better, decimals in CLINICAL_COLUMNS:
+        per_seed = part.groupby(["direction", "model", "seed", "subject"], sort=False)[[c for c, *_ in spec]].mean()
+        for score, label, better, decimals in spec:
             col = f"{key}_{score}"
             columns.append(Column(col, label, group=header, better=better, decimals=decimals, show_ci=True, signed=False))
             values = per_seed[score].reset_index()
@@ -67,8 +102,7 @@ def clinical_table(clinical: pd.DataFrame, reference: str | None) -> Table | Non
     long = pd.concat(long_parts, ignore_index=True)
     long = long[np.isfinite(long["score"])]
     rows = rows_for(frame, reference)
-    table = Table("clinical_utility", "Clinical utility: lesions kept, lost and invented", columns, rows, {}, reference,
-                  table_note(reference, "mean over test subjects with lesions [95% interval: subjects and seeds]"))
+    table = Table(name, title, columns, rows, {}, reference, table_note(reference, what))
     fill_cells(table, long)
     for (direction, model, col), grid in grids.items():
         cell = table.cells.get((direction, model, col))
@@ -78,6 +112,33 @@ def clinical_table(clinical: pd.DataFrame, reference: str | None) -> Table | Non
         cell.low, cell.high = iv.low, iv.high
     table.mark_best()
     return table
+
+
+def segmentation_table(clinical: pd.DataFrame, reference: str | None) -> Table | None:
+    """The downstream-segmentation table: the frozen tissue segmenter's Dice on each model's clean
+    output, then per perturbation at its highest severity the Dice lost and, beside it, the volume
+    PSNR lost (each a per-subject difference from the same model, seed and subject clean). None
+    when ``clinical.csv`` has no Dice (no segmenter ran)."""
+    if "dice_mean" not in clinical.columns or not np.isfinite(clinical["dice_mean"]).any():
+        return None
+    keys = ["direction", "model", "seed", "subject"]
+    clean = clinical[clinical["perturbation"] == CLEAN][[*keys, "dice_mean", "volume_psnr"]]
+    frame = clinical.merge(clean.rename(columns={"dice_mean": "clean_dice", "volume_psnr": "clean_vpsnr"}), on=keys, how="left")
+    frame["dice_lost"] = frame["clean_dice"] - frame["dice_mean"]
+    frame["psnr_lost"] = frame["clean_vpsnr"] - frame["volume_psnr"]
+    groups = [("clean", "clean", frame["perturbation"] == CLEAN, (("dice_mean", "tissue Dice", "higher", 3),))]
+    lost = (("dice_lost", "Dice lost", "lower", 3), ("psnr_lost", "volume PSNR lost (dB)", "lower", 2))
+    perturbed = frame[frame["perturbation"] != CLEAN]
+    for pert in dict.fromkeys(perturbed["perturbation"]):
+        sev = int(perturbed.loc[perturbed["perturbation"] == pert, "severity"].max())
+        groups.append((f"{pert}_s{sev}", f"{pert} {sev}", (frame["perturbation"] == pert) & (frame["severity"] == sev), lost))
+    n_subjects = int(clean.groupby("direction")["subject"].nunique().max())
+    real = clinical[clinical["perturbation"] == CLEAN].groupby("direction")["dice_real"].mean()
+    what = ("tissue Dice (CSF, grey and white matter, lesions ignored) of a segmenter trained once on the real training "
+            "images and frozen, mean over test subjects; losses against the same model clean [95% interval: subjects "
+            "and seeds]. Its Dice on the real test images, its ceiling: "
+            + ", ".join(f"{d} {v:.3f}" for d, v in real.items()) + f" ({n_subjects} subjects)")
+    return _table(frame, groups, reference, "segmentation", "Downstream segmentation: tissue Dice kept and lost", what)
 
 
 def detector_note(clinical: pd.DataFrame) -> str:
