@@ -387,7 +387,7 @@ def build_report(
                     f"Lesion, {direction}", png,
                     "The test slice with the most lesion voxels. Rows: models. Columns: the real target, then clean and "
                     "under the strongest corruption each model's output and its absolute error. Cyan: the true "
-                    "lesions; red: what the fixed detector finds (run on this slice alone).",
+                    "lesions; red: what the fixed detector finds (its findings of at least 8 mm², on this slice alone).",
                     [f"figures/{name}.png", f"figures/{name}.pdf"]))
 
         page = _page(inputs, subjects, table_items, figure_items, error)

@@ -29,7 +29,10 @@ from robustmri.report.table import ordered_perturbations  # noqa: E402
 
 __all__ = [
     "clean_boxplot",
+    "bare_axes",
     "degradation_curves",
+    "error_image",
+    "error_maps",
     "figure_png",
     "loss_heatmap",
     "model_colors",
@@ -252,6 +255,38 @@ def sample_rows(keys: Sequence[str], max_rows: int = 6) -> list[tuple[str, int]]
     return rows[:max_rows]
 
 
+def error_maps(data: dict[str, np.ndarray], target: np.ndarray, mask: np.ndarray, models: Sequence[str],
+               rows: Sequence[tuple[str, int]]) -> tuple[dict[tuple[str, int, str], np.ndarray], float]:
+    """``|output - target|`` within ``mask`` (NaN outside) of each model's sample output for each
+    (perturbation, severity) of ``rows``, keyed (perturbation, severity, model), and the colour
+    scale they share: the 99.5th percentile of every error shown (1 when there is none)."""
+    errors = {}
+    for pert, sev in rows:
+        for m in models:
+            out = data.get(SampleKey("output", m, pert, sev).encode())
+            if out is not None:
+                errors[(pert, sev, m)] = np.where(mask, np.abs(np.asarray(out, dtype=np.float32) - target), np.nan)
+    finite = np.concatenate([e[np.isfinite(e)] for e in errors.values()]) if errors else np.zeros(1)
+    emax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    return errors, (emax if emax > 0 else 1.0)
+
+
+def bare_axes(ax: plt.Axes, missing: bool) -> bool:
+    """An image panel without ticks or frame; ``missing``: it says "n/a" instead. Returns ``missing``."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if missing:
+        ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.5")
+    return missing
+
+
+def error_image(ax: plt.Axes, error: np.ndarray, emax: float):  # type: ignore[no-untyped-def]
+    """Draw an absolute-error map on the shared scale 0..``emax`` (NaN, outside the mask: black)."""
+    return ax.imshow(error, cmap=plt.get_cmap("inferno").with_extremes(bad="black"), vmin=0.0, vmax=emax)
+
+
 def qualitative_grid(
     samples: Path | str | dict[str, np.ndarray],
     *,
@@ -285,15 +320,7 @@ def qualitative_grid(
     source = np.asarray(data["source"], dtype=np.float32)
     svals = source[mask] if mask.any() and source.shape == mask.shape else source.ravel()
     in_min, in_max = np.percentile(svals, [0.5, 99.5])  # the input column has its own contrast
-    errors = {}
-    for pert, sev in rows:
-        for m in models:
-            out = data.get(SampleKey("output", m, pert, sev).encode())
-            if out is not None:
-                errors[(pert, sev, m)] = np.where(mask, np.abs(np.asarray(out, dtype=np.float32) - target), np.nan)
-    finite = np.concatenate([e[np.isfinite(e)] for e in errors.values()]) if errors else np.zeros(1)
-    emax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-    emax = emax if emax > 0 else 1.0
+    errors, emax = error_maps(data, target, mask, models, rows)
     ncols = 2 + 2 * len(models)
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(len(rows), ncols, figsize=(1.55 * ncols + 0.8, 1.65 * len(rows) + 0.7),
@@ -311,15 +338,10 @@ def qualitative_grid(
                 panels.append(("|error|", errors.get((pert, sev, m)), True))
             for c, (label, img, is_err) in enumerate(panels):
                 ax = axes[r, c]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
-                if img is None:
-                    ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.5")
+                if bare_axes(ax, img is None):
+                    pass
                 elif is_err:
-                    err_im = ax.imshow(img, cmap=plt.get_cmap("inferno").with_extremes(bad="black"), vmin=0.0,
-                                       vmax=emax)
+                    err_im = error_image(ax, img, emax)
                 elif c == 0:
                     ax.imshow(np.asarray(img, dtype=np.float32), cmap="gray", vmin=in_min, vmax=in_max)
                 else:

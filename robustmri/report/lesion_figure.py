@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from robustmri.clinical.lesions import detect
 from robustmri.data.tissues import LESION_LABELS
 from robustmri.perturb import PERTURBATIONS
-from robustmri.report.figures import sample_rows, shown
+from robustmri.report.figures import bare_axes, error_image, error_maps, sample_rows, shown
 from robustmri.results import CLEAN, SampleKey
 
 __all__ = ["lesion_figure"]
@@ -67,15 +67,7 @@ def lesion_figure(samples: Path | str | dict[str, np.ndarray], *, models: Sequen
     if strongest is not None:
         conditions.append(strongest)
     vmin, vmax = np.percentile(target[mask] if mask.any() else target, [0.5, 99.5])
-    errors = {}
-    for pert, sev in conditions:
-        for m in models:
-            out = data.get(SampleKey("output", m, pert, sev).encode())
-            if out is not None:
-                errors[(m, pert, sev)] = np.where(mask, np.abs(np.asarray(out, dtype=np.float32) - target), np.nan)
-    finite = np.concatenate([e[np.isfinite(e)] for e in errors.values()]) if errors else np.zeros(1)
-    emax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
-    emax = emax if emax > 0 else 1.0
+    errors, emax = error_maps(data, target, mask, models, conditions)
 
     def outline(ax, image: np.ndarray) -> None:
         ax.contour(lesion, levels=[0.5], colors="cyan", linewidths=0.7)
@@ -96,17 +88,13 @@ def lesion_figure(samples: Path | str | dict[str, np.ndarray], *, models: Sequen
                 name = "clean" if pert == CLEAN else f"{pert} {sev}"
                 out = data.get(SampleKey("output", m, pert, sev).encode())
                 panels.append((f"output, {name}", None if out is None else np.asarray(out, dtype=np.float32), "image"))
-                panels.append((f"|error|, {name}", errors.get((m, pert, sev)), "error"))
+                panels.append((f"|error|, {name}", errors.get((pert, sev, m)), "error"))
             for c, (label, img, kind) in enumerate(panels):
                 ax = axes[r, c]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
-                if img is None:
-                    ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.5")
+                if bare_axes(ax, img is None):
+                    pass
                 elif kind == "error":
-                    err_im = ax.imshow(img, cmap=plt.get_cmap("inferno").with_extremes(bad="black"), vmin=0.0, vmax=emax)
+                    err_im = error_image(ax, img, emax)
                 else:
                     ax.imshow(img, cmap="gray", vmin=vmin, vmax=vmax)
                     outline(ax, img)
