@@ -224,3 +224,22 @@ def test_the_bench_writes_clinical_rows_and_the_report_a_clinical_table(tmp_path
                                       for s in ("contrast_kept", "lesions_kept", "lesions_invented", "volume_psnr",
                                                 "volume_ssim", "dice_mean")}
     assert entry["clinical"]["clean_volume_ssim"] == pytest.approx(clean["volume_ssim"].mean(), abs=1e-4)
+
+
+def test_tumour_only_labels_give_the_scores_inside_the_tumour_and_nan_for_the_rest() -> None:
+    """BraTS labels the tumour only: no normal white matter to compare with, no tissue to segment.
+    The scores inside the tumour are given; contrast, detection and Dice are NaN, not errors."""
+    import torch
+
+    from robustmri.clinical import clinical_frame
+    from robustmri.data.paired import PairedTensors
+
+    image, labels = _phantom()
+    tumour = np.where(labels == WMH, SEG_LABELS["core"], 0).astype(np.uint8)
+    target = torch.from_numpy(image.astype(np.float32))[:, None]
+    n = target.shape[0]
+    data = PairedTensors(target, target, torch.ones_like(target, dtype=torch.bool), torch.zeros(n, dtype=torch.long),
+                         torch.arange(n), ["s"], torch.ones(n, dtype=torch.float64), torch.from_numpy(tumour)[:, None])
+    row = clinical_frame((target * 0.9).clamp(0, 1), data).iloc[0]
+    assert row["lesions"] == 2 and math.isfinite(row["lesion_psnr"]) and row["lesion_psnr"] < 40
+    assert math.isnan(row["contrast_kept"]) and math.isnan(row["dice_mean"])

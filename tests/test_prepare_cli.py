@@ -135,7 +135,7 @@ def test_prepare_brats_brain_fraction_selection(tmp_path: Path, new_names: bool)
     assert set(res.meta["slices_per_subject"].values()) == {expected}
     assert res.meta["contrasts"] == ["t1", "t2"] and "seg" in res.meta["arrays"]
     seg = np.load(res.entry / "seg.npy", mmap_mode="r")
-    assert set(np.unique(seg)) == {0, 2}  # BraTS labels kept (nearest), not used as brain mask
+    assert set(np.unique(seg)) == {0, 4}  # BraTS oedema (2) read as robustmri's oedema (4), nearest; not a brain mask
     assert res.slices_per_split() == {"train": expected, "val": expected, "test": 0, "unused": 0}
 
 

@@ -237,3 +237,23 @@ def test_embedded_generator_output_loads_through_generic_reader(tmp_path: Path) 
     np.testing.assert_allclose(sub.images["t2"], raw.get_fdata(), rtol=1e-6)  # RAS already: no flip
     seg = np.asarray(nib.load(str(root / "sub-001" / "seg.nii.gz")).dataobj)
     np.testing.assert_array_equal(sub.mask, seg > 0)
+
+
+def test_brats_tumour_labels_are_read_as_robustmri_lesion_labels(tmp_path: Path) -> None:
+    from robustmri.data.tissues import SEG_LABELS
+
+    root = make_brats2023(tmp_path / "b23", n=1)
+    sid = "BraTS-GLI-00000-000"
+    seg = np.zeros(SHAPE, np.uint8)
+    seg[8:10, 8:10, 4] = 1  # necrotic / non-enhancing core
+    seg[10:12, 8:10, 4] = 2  # oedema
+    seg[12:14, 8:10, 4] = 3  # enhancing tumour (2023)
+    save(root / sid / f"{sid}-seg.nii.gz", seg)
+    sub = readers.load_subject(readers.discover_subjects(root)[0])
+    core, oedema = SEG_LABELS["core"], SEG_LABELS["oedema"]
+    assert (sub.seg[8:10, 8:10, 4] == core).all() and (sub.seg[12:14, 8:10, 4] == core).all()
+    assert (sub.seg[10:12, 8:10, 4] == oedema).all() and int((sub.seg > 0).sum()) == 12
+    seg[0, 0, 0] = 7
+    save(root / sid / f"{sid}-seg.nii.gz", seg)
+    with pytest.raises(DataError, match=r"label\(s\) \[7\], which BraTS does not use"):
+        readers.load_subject(readers.discover_subjects(root)[0])

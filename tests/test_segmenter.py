@@ -138,3 +138,15 @@ def test_training_is_deterministic_for_a_seed(tissue_data) -> None:
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_labels_without_any_tissue_give_no_segmenter(tmp_path, tissue_data) -> None:
+    """BraTS labels the tumour only: nothing to learn, no segmenter, the Dice columns stay NaN."""
+    from robustmri.data.tissues import SEG_LABELS
+
+    images, _ = tissue_data
+    tumour_only = torch.zeros(16, 1, 64, 64, dtype=torch.uint8)
+    tumour_only[:, :, 20:30, 20:30] = SEG_LABELS["core"]
+    tumour_only[:, :, 18:20, 20:30] = SEG_LABELS["oedema"]
+    assert load_or_train_segmenter(tmp_path, lambda: (images[:16], tumour_only), {"data": "brats"}, SegmenterConfig(steps=2)) is None
+    assert not (tmp_path / "segmenter.pt").exists()

@@ -171,12 +171,13 @@ class FrozenSegmenter:
 
 
 def load_or_train_segmenter(folder: Any, training_data: Callable[[], tuple[Tensor, Tensor | None]], identity: dict[str, Any],
-                            config: SegmenterConfig = SegmenterConfig(), device: torch.device | str = "cpu") -> FrozenSegmenter:
+                            config: SegmenterConfig = SegmenterConfig(), device: torch.device | str = "cpu") -> FrozenSegmenter | None:
     """The segmenter saved in ``folder`` (``segmenter.pt``, ``segmenter.json``) when it was trained
     with ``config`` on the data ``identity`` names; otherwise train it on ``training_data()``
     (images (N, 1, H, W) and tissue labels of the real target-contrast training slices) and save
     it atomically. The caller holds a lock so that one process trains and the others load.
-    Weights load with ``weights_only=True``."""
+    Weights load with ``weights_only=True``. None when the training labels hold no tissue class
+    (BraTS labels the tumour only): there is nothing to segment, and the Dice columns stay NaN."""
     import json
     import time
     from pathlib import Path
@@ -201,6 +202,8 @@ def load_or_train_segmenter(folder: Any, training_data: Callable[[], tuple[Tenso
     images, labels = training_data()
     if labels is None:
         raise DataError("the clinical segmenter needs the training subjects' tissue labels (a seg file per subject)")
+    if not (class_targets(labels) > 0).any():
+        return None
     t0 = time.perf_counter()
     model, loss = train_segmenter(images, labels, config, device)
     folder.mkdir(parents=True, exist_ok=True)

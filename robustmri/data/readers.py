@@ -12,6 +12,11 @@ Layouts (``layout=`` argument, ``"auto"`` tries them in this order):
   (``t1, t1ce, t2, flair, seg``) or ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1n.nii.gz``
   (``t1n, t1c, t2w, t2f, seg``). The BraTS ``seg`` labels the tumour only, so it is NOT used as a
   brain mask (the images are skull-stripped; the threshold rule of :mod:`robustmri.data.brainmask` applies).
+  Its labels are read into robustmri's (:data:`robustmri.data.tissues.SEG_LABELS`): oedema (BraTS 2)
+  -> ``oedema``; necrotic or non-enhancing core (1) and enhancing tumour (4 in 2020, 3 in 2023) ->
+  ``core``; 0 -> background. BraTS has no tissue labels, so the clinical scores that need normal
+  white matter (lesion contrast, the detector) or tissue (the segmenter's Dice) are NaN on it; the
+  scores inside the tumour are given.
 - ``"generic"``: ``ROOT/<subject>/<contrast>.nii[.gz]`` plus optional ``seg.nii.gz`` (labels,
   ``seg > 0`` is brain) and ``mask.nii.gz`` (``mask > 0`` is brain): the embedded generator's layout.
 
@@ -385,6 +390,21 @@ def reference_contrast(contrasts: Sequence[str], reference: str | None = None) -
     return "t2" if "t2" in names else names[0]
 
 
+def brats_labels(seg: np.ndarray, path: Path | str) -> np.ndarray:
+    """BraTS tumour labels (0; 1 necrotic / non-enhancing core, 2 oedema, 3 or 4 enhancing tumour)
+    as robustmri's :data:`robustmri.data.tissues.SEG_LABELS` (background, ``core``, ``oedema``)."""
+    from robustmri.data.tissues import SEG_LABELS
+
+    unknown = sorted(set(np.unique(seg).tolist()) - {0, 1, 2, 3, 4})
+    if unknown:
+        raise DataError(f"{path} holds label(s) {unknown}, which BraTS does not use (0-4): check that it is the BraTS "
+                        "tumour segmentation, or use the generic layout for other label maps")
+    table = np.zeros(256, dtype=np.uint8)
+    table[[1, 3, 4]] = SEG_LABELS["core"]
+    table[2] = SEG_LABELS["oedema"]
+    return table[seg]
+
+
 def load_subject(
     record: SubjectRecord,
     *,
@@ -436,6 +456,8 @@ def load_subject(
     if record.seg is not None:
         seg_f = on_grid(load_volume(record.seg, reorient=reorient), 0, "seg")
         seg = np.rint(seg_f).clip(0, 255).astype(np.uint8)
+        if record.layout == "brats":
+            seg = brats_labels(seg, record.seg)
         if record.seg_is_brain:
             mask = seg > 0
             if not mask.any():
