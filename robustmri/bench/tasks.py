@@ -274,16 +274,11 @@ def wanted_cells(job: Job, grid: list[Cell], store: ResultsStore | None = None) 
 
 
 def _recorded_info(store: ResultsStore, job: Job) -> dict[str, Any]:
-    """The ``model.json`` of ``job`` in ``store`` when it records this external model (same
-    entry and digest is checked at scoring time; the entry is enough for a plan), else {}."""
-    import json
-
-    try:
-        info = json.loads((store.cell_dir(job) / "model.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    external = info.get("external") or {}
-    return info if external.get("entry") == job.model.external else {}
+    """What an earlier scoring recorded about ``job``'s external model (its ``model.json``, through
+    :meth:`ResultsStore.model_info`) when it is this entry, else {} (the digest is checked at
+    scoring time; the entry is enough for a plan)."""
+    info = store.model_info().get(job.model.label, {})
+    return info if (info.get("external") or {}).get("entry") == job.model.external else {}
 
 
 def cells_of_job(job: Job, run: Any, grid: list[Cell]) -> list[Cell]:
