@@ -1,4 +1,5 @@
-"""Image-quality metrics for translated MRI slices: PSNR, SSIM, MAE, NMSE (batched torch).
+"""Image-quality metrics for translated MRI slices: PSNR, SSIM, MAE, NMSE (batched torch), and the
+registry of metrics a protocol can score (:func:`register_metric` adds one).
 
 Every metric takes a prediction and a target of shape (B, 1, H, W), floating point, on any device,
 and returns one value per image: a float64 tensor of shape (B,) on the inputs' device. There is no
@@ -23,9 +24,11 @@ Conventions
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
-from typing import Literal
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -33,19 +36,27 @@ from torch import Tensor
 from robustmri.errors import ConfigError, DataError
 
 __all__ = [
+    "BETTER",
+    "DECIMALS",
+    "LABELS",
     "METRICS",
+    "MetricSpec",
     "Window",
+    "list_metrics",
     "mae",
+    "metric_spec",
     "mse",
     "nmse",
     "psnr",
+    "register_metric",
     "ssim",
     "ssim_map",
     "ssim_pad",
 ]
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "mae", "nmse")
-"""Names of the metrics this module computes, in the canonical order."""
+"""Names of the built-in metrics, in the canonical order: the default protocol scores these, and
+every results table has their columns. Registered metrics (:func:`register_metric`) come after."""
 
 Window = Literal["gaussian", "uniform"]
 
@@ -341,3 +352,134 @@ def ssim(
 # --------------------------------------------------------------------------------------------
 # aggregation
 # --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# the registry of metrics
+# --------------------------------------------------------------------------------------------
+
+Better = Literal["higher", "lower"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    """A metric a protocol can score.
+
+    Attributes:
+        name: its column in the results table (lower case letters, digits, underscores).
+        better: "higher" or "lower": which way is better (tables bold the best, losses are signed by it).
+        label: how tables and figures name it (units in parentheses, e.g. "PSNR (dB)").
+        decimals: digits the tables print.
+        data_range: whether it takes the protocol's per-image ``data_range`` (a (B,) float64 tensor).
+        compute: ``compute(pred, target, *, mask, [data_range])`` -> (B,) float64 for a registered
+            metric; ``None`` for the four built-ins, which the protocol computes by its own rules
+            (SSIM window and space, PSNR cap).
+    """
+
+    name: str
+    better: Better
+    label: str
+    decimals: int
+    data_range: bool
+    compute: Callable[..., Tensor] | None = None
+
+
+_SPECS: dict[str, MetricSpec] = {
+    "psnr": MetricSpec("psnr", "higher", "PSNR (dB)", 2, True),
+    "ssim": MetricSpec("ssim", "higher", "SSIM", 4, True),
+    "mae": MetricSpec("mae", "lower", "MAE", 4, True),
+    "nmse": MetricSpec("nmse", "lower", "NMSE", 4, False),
+}
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_RESERVED = {"model", "direction", "seed", "perturbation", "family", "severity", "subject", "slice", "protocol",
+             "metric", "value", "trial"}
+
+
+def register_metric(
+    name: str, *, better: Better, label: str | None = None, decimals: int = 3, data_range: bool = False,
+) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Decorator: register ``fn(pred, target, *, mask=None[, data_range])`` as the metric ``name``.
+
+    ``fn`` takes (B, 1, H, W) prediction and target in [0, 1] (as the protocol prepares them: mapped,
+    normalised or cropped by its rule), ``mask`` a bool (B, 1, H, W) region or None, and with
+    ``data_range=True`` a keyword ``data_range``, a (B,) float64 tensor. It returns (B,) values,
+    one per image (NaN where undefined). A protocol that lists ``name`` in its ``metrics`` scores it,
+    and the results table gets a column ``name``. Names already taken, or a column of the results
+    table, are refused (ConfigError).
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"metric name {name!r} must be lower case letters, digits and underscores, starting with a letter")
+    if name in _SPECS or name in _RESERVED or name.startswith("stability_"):
+        raise ConfigError(f"metric name {name!r} is taken (a metric or a column of the results table); choose another")
+    if better not in ("higher", "lower"):
+        raise ConfigError(f"metric {name!r}: better={better!r} must be 'higher' or 'lower'")
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 8:
+        raise ConfigError(f"metric {name!r}: decimals={decimals!r} must be an integer from 0 to 8")
+
+    def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        if not callable(fn):
+            raise ConfigError(f"metric {name!r}: register a function, not {type(fn).__name__}")
+        _SPECS[name] = MetricSpec(name, better, label or name.upper(), decimals, bool(data_range), fn)
+        return fn
+
+    return decorate
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The registered metric ``name``; ConfigError naming the known ones otherwise (a plugin that
+    registers it must be loaded first: :func:`robustmri.plugins.load_plugins`)."""
+    try:
+        return _SPECS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"unknown metric {name!r}; use one of {', '.join(_SPECS)} (or load the plugin that registers it)"
+        ) from None
+
+
+def list_metrics() -> tuple[str, ...]:
+    """Every metric name: the built-ins in :data:`METRICS` order, then the registered ones in the
+    order they were registered."""
+    return tuple(_SPECS)
+
+
+def compute_registered(name: str, pred: Tensor, target: Tensor, *, mask: Tensor | None,
+                       data_range: Tensor | None = None) -> Tensor:
+    """Call a registered (not built-in) metric and check what it returns: (B,) float64 on the
+    inputs' device. A wrong shape is a one-line ConfigError naming the metric."""
+    spec = metric_spec(name)
+    if spec.compute is None:
+        raise ConfigError(f"metric {name!r} is built in; the protocol computes it")
+    kwargs: dict[str, Tensor | None] = {"mask": mask}
+    if spec.data_range:
+        kwargs["data_range"] = data_range
+    value = spec.compute(pred, target, **kwargs)
+    if not isinstance(value, Tensor) or tuple(value.shape) != (pred.shape[0],):
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ConfigError(f"metric {name!r} returned {shape} for {pred.shape[0]} images; "
+                          "it must return one value per image, a (B,) tensor")
+    return value.to(device=pred.device, dtype=torch.float64)
+
+
+class _SpecField(Mapping[str, Any]):
+    """A read-only view, metric name -> one field of its :class:`MetricSpec`, that follows the
+    registry (a metric registered later is in it)."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(_SPECS[name], self._field)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(_SPECS))
+
+    def __len__(self) -> int:
+        return len(_SPECS)
+
+
+BETTER: Mapping[str, Better] = _SpecField("better")
+"""Metric name -> "higher" or "lower": which way is better."""
+LABELS: Mapping[str, str] = _SpecField("label")
+"""Metric name -> how tables and figures name it ("PSNR (dB)")."""
+DECIMALS: Mapping[str, int] = _SpecField("decimals")
+"""Metric name -> digits the tables print."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from robustmri.errors import ConfigError, DataError
-from robustmri.metrics import METRICS
+from robustmri.metrics import METRICS, list_metrics
 from robustmri.protocol import Protocol, check_same_protocol
 
 CLEAN = "clean"
@@ -46,6 +46,33 @@ RESULT_COLUMNS: tuple[str, ...] = (
 """Columns a ``results.csv`` must have (one row per model, direction, seed, perturbation, severity,
 subject and slice)."""
 
+
+
+def registered_metrics(columns: Iterable[str]) -> list[str]:
+    """The registered metrics (:func:`robustmri.metrics.register_metric`, not the built-ins) among
+    ``columns``, in the registry's order. A column the registry does not know makes the plugins
+    load first (a plugin registers its metric when imported)."""
+    columns = [str(c) for c in columns]
+    if any(c not in RESULT_COLUMNS and c not in list_metrics() for c in columns):
+        from robustmri.plugins import load_plugins
+
+        load_plugins()
+    return [m for m in list_metrics() if m not in METRICS and m in columns]
+
+
+def result_columns(extra_metrics: Sequence[str] = ()) -> tuple[str, ...]:
+    """The columns of a results table whose protocol also scores ``extra_metrics`` (registered
+    metrics): :data:`RESULT_COLUMNS` with them after the built-in metrics."""
+    n = RESULT_COLUMNS.index(METRICS[-1]) + 1
+    return (*RESULT_COLUMNS[:n], *extra_metrics, *RESULT_COLUMNS[n:])
+
+
+def value_columns(frame: pd.DataFrame) -> list[str]:
+    """The per-slice value columns ``frame`` has: built-in metrics, registered metrics, stability."""
+    extra = registered_metrics(frame.columns)
+    return [m for m in (*METRICS, *extra, *STABILITY_METRICS) if m in frame.columns]
+
+
 KEYS: tuple[str, ...] = ("model", "direction", "perturbation", "family", "severity", "subject")
 """Columns identifying one row of a subject frame (see :func:`subject_means`)."""
 
@@ -56,7 +83,7 @@ def subject_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> 
     Args:
         frame: a results table, one row per slice, with the columns of :data:`RESULT_COLUMNS`
             (``protocol`` and unused metrics may be absent).
-        metrics: metric columns to keep; default: those of :data:`robustmri.metrics.METRICS` present.
+        metrics: metric columns to keep; default: every value column present (:func:`value_columns`).
 
     Returns:
         The *subject frame*: one row per :data:`KEYS` combination with the metric columns (same
@@ -64,7 +91,7 @@ def subject_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> 
         and ``n_slices`` (slices per subject, summed over seeds). Sorted by :data:`KEYS`.
     """
     if metrics is None:
-        metrics = [m for m in REPORTED if m in frame.columns]
+        metrics = value_columns(frame)
     metrics = list(metrics)
     needed = [*KEYS, "seed", "slice", *metrics]
     missing = [c for c in needed if c not in frame.columns]
@@ -88,7 +115,8 @@ def subject_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> 
 
 def cell_means(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean over subjects of :func:`subject_means`, one row per cell and metric: columns
-    :data:`CELL_KEY` + ``value``, sorted by them."""
+    :data:`CELL_KEY` + ``value``, sorted by them. By default the columns of :data:`REPORTED` (the
+    drift check's: a registered metric has no committed tolerance)."""
     subjects = subject_means(frame, metrics)
     names = [m for m in REPORTED if m in subjects.columns] if metrics is None else list(metrics)
     cell = subjects.groupby(["model", "direction", "perturbation", "severity"], sort=True)[names].mean()
@@ -188,7 +216,7 @@ def read_table(path: str | os.PathLike[str], require_clean: bool = False) -> pd.
     try:
         for col in ("seed", "severity", "slice"):
             frame[col] = pd.to_numeric(frame[col], errors="raise").astype(int)
-        for m in REPORTED:
+        for m in (*REPORTED, *registered_metrics(frame.columns)):
             frame[m] = pd.to_numeric(frame[m], errors="raise").astype(float)
     except (ValueError, TypeError) as exc:
         raise DataError(f"{path} has a non-numeric value in a seed/severity/slice/metric column ({exc}); "
@@ -278,7 +306,7 @@ def aggregate(
     Args:
         frame: one row per slice with columns ``subject``, ``slice`` and one column per metric;
             extra columns named in ``by`` (e.g. perturbation, severity) split the summary.
-        metrics: metric columns to summarise; default: the columns of :data:`METRICS` present.
+        metrics: metric columns to summarise; default: every value column present (:func:`value_columns`).
         level: ``"subject"``: average the slices of each subject first (NaN slices skipped), then
             summarise the per-subject means, so every subject weighs the same; ``"slice"``:
             summarise the slice values directly.
@@ -291,7 +319,7 @@ def aggregate(
     """
     by = list(by)
     if metrics is None:
-        metrics = [m for m in REPORTED if m in frame.columns]
+        metrics = value_columns(frame)
     metrics = list(metrics)
     needed = [*by, *metrics] + (["subject"] if level == "subject" else [])
     missing = [c for c in needed if c not in frame.columns]

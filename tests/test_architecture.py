@@ -199,3 +199,70 @@ def test_the_layer_diagram_is_the_contract_of_pyproject() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     drawn = re.findall(r'L\d+\["([^"]+)"\]', text[text.index("## The layers"):])
     assert drawn == layers
+
+
+def test_the_metric_recipe_runs_as_written(tmp_path, monkeypatch, cache_dir) -> None:
+    import importlib
+
+    import numpy as np
+    import pandas as pd
+    import torch
+    from scipy import ndimage
+
+    from robustmri import metrics
+    from robustmri.bench import load_suite, run_suite
+    from robustmri.errors import ConfigError
+    from robustmri.protocol import get_protocol, presets
+    from robustmri.publish import publish
+
+    # what the plugin registers is removed afterwards
+    monkeypatch.setattr(presets, "PRESETS", dict(presets.PRESETS))
+    monkeypatch.setattr(metrics, "_SPECS", dict(metrics._SPECS))
+    module = install_recipe("Add a metric", "mypkg_metric.hfen", tmp_path, monkeypatch)
+    mine = get_protocol("robustmri_hfen")  # loading the plugin registers the metric and the preset
+    assert mine.metrics == ("psnr", "ssim", "mae", "nmse", "hfen")
+    hfen = importlib.import_module(module).hfen
+
+    # known answer: scipy's Laplacian of Gaussian (zeros beyond the edge), sums within the mask
+    rng = np.random.default_rng(0)
+    pred, target = rng.random((2, 3, 1, 24, 20))
+    mask = rng.random((3, 1, 24, 20)) > 0.3
+    log = lambda x: ndimage.gaussian_laplace(x, sigma=1.5, mode="constant")  # noqa: E731
+    expected = [np.sqrt((log(p[0] - t[0]) ** 2)[m[0]].sum() / (log(t[0]) ** 2)[m[0]].sum())
+                for p, t, m in zip(pred, target, mask, strict=True)]
+    got = hfen(torch.tensor(pred), torch.tensor(target), mask=torch.tensor(mask))
+    assert got.dtype == torch.float64 and got.shape == (3,)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10)
+    assert float(hfen(torch.tensor(target), torch.tensor(target))[0]) == 0.0
+    assert float(hfen(torch.zeros(1, 1, 24, 20, dtype=torch.float64), torch.tensor(target[:1]))[0]) == pytest.approx(1.0)
+
+    # the registry refuses a taken name, a results column, and a metric that returns the wrong shape
+    with pytest.raises(ConfigError, match="taken"):
+        metrics.register_metric("hfen", better="lower")(hfen)
+    with pytest.raises(ConfigError, match="taken"):
+        metrics.register_metric("subject", better="lower")(hfen)
+    metrics.register_metric("one_number", better="lower")(lambda p, t, mask=None: p.mean())
+    with pytest.raises(ConfigError, match="one_number.*one value per image"):
+        metrics.compute_registered("one_number", torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), mask=None)
+
+    # end to end: the same suite under robustmri's protocol and under the recipe's preset
+    suite_text = RECIPE_SUITE.replace('name = "recipe_scale"', 'name = "lookup"').replace(
+        'names = ["recipe_darken"]', 'names = ["gaussian_blur"]')
+    rows, outs = {}, {}
+    for name in ("robustmri", "robustmri_hfen"):
+        (tmp_path / f"{name}.toml").write_text(suite_text.replace('[train]', f'[protocol]\nname = "{name}"\n\n[train]'))
+        outs[name] = run_suite(load_suite(tmp_path / f"{name}.toml"), tmp_path / name, cache=cache_dir, progress=False)
+        rows[name] = pd.read_csv(outs[name] / "results.csv")
+    a, b = rows["robustmri"], rows["robustmri_hfen"]
+    assert list(b.columns) == [*a.columns[:a.columns.get_loc("nmse") + 1], "hfen", *a.columns[a.columns.get_loc("nmse") + 1:]]
+    assert set(b["protocol"]) == {mine.id} and mine.id != get_protocol("robustmri").id
+    pd.testing.assert_frame_equal(a.drop(columns="protocol"), b.drop(columns=["protocol", "hfen"]))  # nothing else moved
+    assert b["hfen"].notna().all() and (b["hfen"] > 0).all()
+    by_cell = b.groupby(["perturbation", "severity"])["hfen"].mean()
+    assert by_cell[("gaussian_blur", 5)] > by_cell[("clean", 0)]  # blurred inputs lose the fine detail HFEN weighs
+
+    publish(outs["robustmri_hfen"])
+    report = outs["robustmri_hfen"] / "report"
+    assert "HFEN" in (report / "tables" / "clean_quality.md").read_text()
+    summary = pd.read_csv(report / "summary.csv")
+    assert "hfen" in set(summary["metric"])

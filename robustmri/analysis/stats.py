@@ -20,12 +20,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from robustmri.errors import ConfigError, DataError
+from robustmri.metrics import BETTER
 from robustmri.analysis.intervals import interval
 from robustmri.results import KEYS, RESULT_COLUMNS, aggregate, subject_means
 
@@ -42,8 +42,7 @@ __all__ = [
     "wilcoxon_paired",
 ]
 
-BETTER: dict[str, Literal["higher", "lower"]] = {"psnr": "higher", "ssim": "higher", "mae": "lower", "nmse": "lower"}
-"""Direction of "better" for each metric."""
+
 
 def summarize(
     subjects: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] | None = None, *, ddof: int = 0

@@ -36,7 +36,7 @@ from robustmri.atomic import atomic_path, write_json_atomic
 from robustmri.bench.plan import Cell, Job, direction_tag
 from robustmri.bench.suite import Suite
 from robustmri.errors import ConfigError, DataError
-from robustmri.results import REPORTED, RESULT_COLUMNS, SampleKey, read_manifest, read_model_records, read_table
+from robustmri.results import REPORTED, SampleKey, registered_metrics, result_columns, read_manifest, read_model_records, read_table
 
 
 def git_commit() -> str | None:
@@ -102,7 +102,8 @@ def cell_provenance(suite: Suite, run_identity: dict[str, Any], trained_steps: i
 
 
 def result_rows(job: Job, cell: Cell, scores: pd.DataFrame) -> pd.DataFrame:
-    """Per-slice scores of ``job`` under ``cell`` as rows of the results table (RESULT_COLUMNS)."""
+    """Per-slice scores of ``job`` under ``cell`` as rows of the results table (RESULT_COLUMNS, with
+    the protocol's registered metrics after the built-in ones)."""
     frame = scores.copy()
     for i, (col, value) in enumerate((
         ("model", job.model.label), ("direction", job.direction), ("seed", job.seed),
@@ -112,7 +113,7 @@ def result_rows(job: Job, cell: Cell, scores: pd.DataFrame) -> pd.DataFrame:
     for metric in REPORTED:  # a protocol scoring fewer metrics (e.g. Reg-GAN's has no NMSE) leaves NaN
         if metric not in frame.columns:
             frame[metric] = float("nan")
-    return frame[list(RESULT_COLUMNS)]
+    return frame[list(result_columns(registered_metrics(frame.columns)))]
 
 
 def sample_index(test: Any) -> int:

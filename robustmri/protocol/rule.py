@@ -15,8 +15,9 @@ Scoring pipeline of :meth:`Protocol.score` (pred, target: (B, 1, H, W) in the pr
 4. for each metric: if masked in "zero" mode, both images are multiplied by the region; if the
    metric is in ``norm_metrics`` the image normalisation is applied (over the whole image); if
    the mask rule is "center_crop" and the metric is masked, both images are cropped.
-5. data range (PSNR, SSIM) per image from the rule, on the images the metric sees; MAE is always
-   in [0, 1] intensity units (data_range 1) and NMSE is scale-free.
+5. data range (PSNR, SSIM, and a registered metric that asks for it) per image from the rule, on
+   the images the metric sees; MAE is always in [0, 1] intensity units (data_range 1) and NMSE is
+   scale-free.
 6. the metric, with the region as its mask in "select" mode; SSIM in "io" space sees the images
    mapped back to the I/O range with the range scaled by the span (Reg-GAN); PSNR capped.
 7. images with an empty target get NaN (or 0 with ``empty_target="zero"``); images whose
@@ -84,12 +85,18 @@ def _choice(field: str, value: Any, literal: Any) -> None:
 
 def _metric_tuple(field: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigError(f"protocol field {field}={value!r} must be a list of metric names from {list(_m.METRICS)}")
+        raise ConfigError(f"protocol field {field}={value!r} must be a list of metric names from {list(_m.list_metrics())}")
     names = list(value)
-    unknown = [n for n in names if n not in _m.METRICS]
+    if any(n not in _m.list_metrics() for n in names):
+        from robustmri.plugins import load_plugins
+
+        load_plugins()  # a plugin module may register it
+    known = _m.list_metrics()
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"protocol field {field} has unknown metric(s) {unknown}; use names from {list(_m.METRICS)}")
-    return tuple(n for n in _m.METRICS if n in names)  # canonical order, no duplicates
+        raise ConfigError(f"protocol field {field} has unknown metric(s) {unknown}; use names from {list(known)} "
+                          "(or load the plugin that registers them)")
+    return tuple(n for n in known if n in names)  # canonical order (built-ins, then registered), no duplicates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +147,7 @@ class Protocol:
             raise ConfigError(f"protocol field clip={self.clip!r} must be true or false")
         metrics = _metric_tuple("metrics", self.metrics)
         if not metrics:
-            raise ConfigError("protocol field metrics is empty; list at least one of psnr, ssim, mae, nmse")
+            raise ConfigError(f"protocol field metrics is empty; list at least one of {', '.join(_m.list_metrics())}")
         set_("metrics", metrics)
 
         def subset(field: str, used: bool, why: str) -> None:
@@ -281,7 +288,13 @@ class Protocol:
             zero = masked and region is not None and self.mask_mode == "zero"
             select = region if (masked and region is not None and self.mask_mode == "select") else None
             p, t = images(zero, name in self.norm_metrics, crop)
-            if name == "mae":
+            spec = _m.metric_spec(name)
+            if spec.compute is not None:  # a registered metric: the protocol's images, region and range
+                rng = self._range(p, t) if spec.data_range else None
+                value = _m.compute_registered(name, p, t, mask=select, data_range=rng)
+                if rng is not None:
+                    value = torch.where(torch.isfinite(rng) & (rng > 0), value, torch.full_like(value, float("nan")))
+            elif name == "mae":
                 value = _m.mae(p, t, data_range=1.0, mask=select)
             elif name == "nmse":
                 value = _m.nmse(p, t, mask=select)

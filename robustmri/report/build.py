@@ -28,8 +28,10 @@ from robustmri.analysis.robustness import CLEAN
 from robustmri.analysis.stats import compare_to_reference, interval_summary, summarize
 from robustmri.atomic import atomic_dir, write_text_atomic
 from robustmri.errors import ConfigError, DataError
-from robustmri.metrics import METRICS
-from robustmri.results import FLOOR_MODELS, read_clinical, read_manifest, read_model_records, read_table, subject_means
+from robustmri.results import (
+    FLOOR_MODELS, STABILITY_METRICS, read_clinical, read_manifest, read_model_records, read_table, registered_metrics,
+    subject_means, value_columns,
+)
 
 __all__ = ["ReportInputs", "build_report", "load_results", "summary_frame"]
 
@@ -182,7 +184,7 @@ def load_results(results_dir: str | Path) -> ReportInputs:
 
 def summary_frame(
     subjects: pd.DataFrame, reference: str, *,
-    metrics: Sequence[str] = METRICS, frame: pd.DataFrame | None = None,
+    metrics: Sequence[str] | None = None, frame: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every (direction, model, perturbation, family, severity, metric): mean/std/median/n over
     subjects, the 95% t interval of the mean, Wilcoxon p vs ``reference``, Holm-adjusted p and,
@@ -191,6 +193,8 @@ def summary_frame(
     :func:`robustmri.analysis.stats.paired_difference_ci`). Every interval is
     :func:`robustmri.analysis.intervals.interval`."""
     by = ["direction", "model", "perturbation", "family", "severity"]
+    if metrics is None:  # the built-in metrics and any registered one the protocol scored
+        metrics = [m for m in value_columns(subjects) if m not in STABILITY_METRICS]
     metrics = [m for m in metrics if m in subjects.columns]
     stats = summarize(subjects, by=by, metrics=metrics)
     cis = []
@@ -247,7 +251,8 @@ def build_report(
     ref = inputs.reference
     has_pert = bool(((subjects["perturbation"] != CLEAN) & (subjects["severity"] > 0)).any())
 
-    tables = [T.clean_table(subjects, ref)]
+    extra = registered_metrics(subjects.columns)  # a protocol's registered metrics join the clean table
+    tables = [T.clean_table(subjects, ref, metrics=("psnr", "ssim", "mae", *extra))]
     scores = None
     if has_pert:
         tables += [T.robustness_table(subjects, ref, "psnr", error=error),

@@ -25,6 +25,7 @@ from robustmri.analysis.stats import interval_summary  # noqa: E402
 from robustmri.atomic import write_bytes_atomic  # noqa: E402
 from robustmri.results import SampleKey  # noqa: E402
 from robustmri.errors import DataError  # noqa: E402
+from robustmri.metrics import BETTER  # noqa: E402
 from robustmri.report.table import ordered_perturbations  # noqa: E402
 
 __all__ = [
@@ -62,7 +63,6 @@ def model_colors(models: Sequence[str]) -> dict[str, tuple[float, float, float]]
     return {m: tuple(palette[i % len(palette)][:3]) for i, m in enumerate(models)}
 
 
-_HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "mae": False, "nmse": False}
 _UNIT = {"psnr": " dB"}
 
 
@@ -76,7 +76,7 @@ def with_losses(subjects: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
     keys = ["model", "direction", "subject"]
     clean = curves[curves["severity"] == 0].drop_duplicates(keys)[[*keys, metric]].rename(columns={metric: "_clean"})
     out = curves.merge(clean, on=keys, how="left")
-    sign = 1.0 if _HIGHER_IS_BETTER.get(metric, True) else -1.0
+    sign = 1.0 if BETTER.get(metric, "higher") == "higher" else -1.0
     return out.assign(lost=sign * (out["_clean"] - out[metric])).drop(columns="_clean")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from robustmri.analysis.stats import compare_to_reference, holm, summarize
+from robustmri.metrics import DECIMALS, LABELS
 
 __all__ = [
     "Cell", "Column", "FAMILY_ORDER", "METRIC_DECIMALS", "METRIC_LABEL", "PARTIAL_MARK", "PARTIAL_NOTE", "Table",
@@ -45,8 +46,8 @@ Better = Literal["higher", "lower"]
 FAMILY_ORDER = ("clean", "noise", "image", "kspace", "geometric", "adversarial")
 """Canonical order of perturbation families in tables and figures (others follow, alphabetically)."""
 
-METRIC_LABEL = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE", "nmse": "NMSE"}
-METRIC_DECIMALS = {"psnr": 2, "ssim": 4, "mae": 4, "nmse": 4}
+METRIC_LABEL = LABELS  # metric -> label and digits, from the metric registry (robustmri.metrics)
+METRIC_DECIMALS = DECIMALS
 
 
 @dataclass(frozen=True)
