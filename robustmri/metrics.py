@@ -109,7 +109,11 @@ def _check_pair(pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tens
 
 
 def _range_tensor(data_range: float | Tensor, batch: int, device: torch.device) -> Tensor:
-    """Return data_range as a float64 tensor of shape (B,) on ``device`` after checking it."""
+    """Return data_range as a float64 tensor of shape (B,) on ``device`` after checking it.
+
+    A float, or a tensor on the CPU, that is not finite and > 0 is a ConfigError. A tensor on
+    another device is not read back (that would make the host wait for the device at every
+    batch): its entries that are not finite and > 0 give those images NaN instead."""
     if isinstance(data_range, Tensor):
         r = data_range.detach().to(device=device, dtype=torch.float64).reshape(-1)
         if r.numel() == 1:
@@ -120,6 +124,8 @@ def _range_tensor(data_range: float | Tensor, batch: int, device: torch.device) 
             )
     else:
         r = torch.full((batch,), float(data_range), dtype=torch.float64, device=device)
+    if isinstance(data_range, Tensor) and data_range.device.type != "cpu":
+        return torch.where(torch.isfinite(r) & (r > 0), r, torch.full_like(r, float("nan")))
     if not bool(torch.isfinite(r).all()) or not bool((r > 0).all()):
         raise ConfigError(f"data_range must be finite and > 0, got {data_range!r}; pass the intensity span, e.g. 1.0")
     return r

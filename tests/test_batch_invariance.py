@@ -23,7 +23,7 @@ from scipy import stats
 from robustmri.bench.scoring import EvalSettings, score_cell
 from robustmri.bench.plan import CLEAN_CELL, Cell
 from robustmri.data.paired import PairedTensors
-from robustmri.errors import DataError
+from robustmri.errors import ConfigError, DataError
 from robustmri.models.registry import build_model
 from robustmri.perturb import PERTURBATIONS, get_perturbation, list_perturbations
 from robustmri.protocol import get_protocol
@@ -176,3 +176,59 @@ def test_a_stochastic_models_scores_and_attacks_are_the_same_at_any_batch_size()
     out = score_cell(model, same, CLEAN_CELL, EvalSettings(get_protocol("robustmri"), batch_size=2), keep=True)
     assert out.predictions is not None and not torch.equal(out.predictions[0], out.predictions[1])
     assert math.isfinite(float(base["psnr"].mean()))
+
+
+# ------------------------------------------------------------------------------------------------
+# the scoring loop reads back one tensor per batch
+
+
+ID_READS = ("paired.py", "scoring.py")
+"""Sites that read CPU-held slice ids (PairedTensors keeps subject and slice numbers on the CPU)."""
+CPU_ONLY_READS = ("base.py", "image.py", "metrics.py", "kspace.py")
+"""Reads of values that live on the CPU: the pixel spacing (check_spacing moves it there by contract)
+and the per-image kernel widths made from it (image.py groups images by width: kernel shapes are
+host values); and checks that read only on the CPU: a data range (_range_tensor), a spike's minimum
+(both tested below on another device)."""
+
+
+def test_the_scoring_loop_reads_back_one_tensor_per_batch(reads):
+    """Per batch, whatever the perturbation: one read of scores computed on the device (the stacked
+    metric and stability rows, protocol.rule.to_host); every other read is of CPU-held ids or of a
+    check that reads only CPU values."""
+    from collections import Counter
+
+    torch.manual_seed(0)
+    model = build_model("pix2pix", size="tiny", image_size=64).eval()
+    data = _data(20, 64)
+    settings = EvalSettings(get_protocol("robustmri"), seed=4, batch_size=8,
+                            attack_budget={k: v for k, v in BUDGET.items() if v})
+    cache: dict = {}
+    n_batches = 3
+    for cell in _cells(*sorted(PERTURBATIONS)):
+        before = reads.count
+        score_cell(model, data, cell, settings, clean_cache=cache)
+        # .numpy() of what .cpu() returned is no second read (on a GPU tensor it would raise)
+        sites = Counter(w.split(" at ")[1].split(":")[0] for w in reads.where[before:] if not w.startswith("numpy"))
+        device_reads = {s: n for s, n in sites.items() if s not in ID_READS + CPU_ONLY_READS}
+        assert device_reads == {"rule.py": n_batches}, f"{cell.perturbation}: {reads.where[before:]}"
+
+
+def test_the_cpu_only_checks_read_nothing_from_another_device():
+    """On a device other than the CPU (here 'meta', where any read would raise), a data range is
+    not checked on the host and a spike chooses its peak per image."""
+    from robustmri import metrics
+    from robustmri.perturb.kspace import spike
+
+    r = metrics._range_tensor(torch.ones(3, device="meta"), 3, torch.device("meta"))
+    assert r.device.type == "meta" and r.shape == (3,)
+    u = torch.ones(2, 1, 8, 8, device="meta")
+    assert spike(u, torch.full((2, 1, 2), 0.25, device="meta"), 0.5).shape == u.shape
+    # and on the CPU the range is still checked, the spike per image the same as alone
+    with pytest.raises(ConfigError, match="finite and > 0"):
+        metrics._range_tensor(torch.tensor([1.0, 0.0]), 2, torch.device("cpu"))
+    x = torch.rand(2, 1, 8, 8)
+    x[1] -= 0.5  # one image with negative values: the other keeps its own rule
+    pos = torch.full((2, 1, 2), 0.25)
+    both = spike(x, pos, 0.5)
+    assert torch.allclose(both[0], spike(x[:1], pos[:1], 0.5)[0], atol=1e-6)
+    assert torch.allclose(both[1], spike(x[1:], pos[1:], 0.5)[0], atol=1e-6)

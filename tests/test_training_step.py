@@ -10,8 +10,6 @@ CPU Adam reads its step counter; on a GPU the engine uses the fused Adam, which 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,35 +20,7 @@ from robustmri.train.accel import networks, use_channels_last
 from robustmri.train.data import PairedTensors
 from robustmri.train.engine import TrainConfig, train
 from robustmri.train.losslog import LossLog
-
-READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
-ROOT = str(Path(__file__).resolve().parents[1])
-
-
-class ReadCounter:
-    """Counts host reads of tensors called from this repository's code (not from torch's)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.where: list[str] = []
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReadCounter]:
-    counter = ReadCounter()
-    for name in READS:
-        original = getattr(torch.Tensor, name)
-
-        def counted(self, *args, __original=original, __name=name, **kwargs):  # type: ignore[no-untyped-def]
-            frame = sys._getframe(1)
-            path = frame.f_code.co_filename
-            if path.startswith(ROOT) and "/tests/" not in path and "/.venv/" not in path:
-                counter.count += 1
-                counter.where.append(f"{__name} at {Path(path).name}:{frame.f_lineno}")
-            return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    yield counter
+from conftest import ReadCounter
 
 
 def _pairs(size: int = 64) -> PairedTensors:

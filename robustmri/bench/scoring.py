@@ -40,6 +40,7 @@ from robustmri.bench.plan import Cell
 from robustmri.data.paired import PairedTensors
 from robustmri.models.base import TranslationModel
 from robustmri.protocol import Protocol, get_protocol
+from robustmri.protocol.rule import to_host
 from robustmri.rng import KeyedStream
 from robustmri.threads import rebalance
 
@@ -146,10 +147,11 @@ STABILITY_PSNR_CAP = 100.0
 def output_stability(
     model: TranslationModel, x: Tensor, y: Tensor, mask: Tensor, x_in: Tensor, pred: Tensor, cell: Cell,
     settings: EvalSettings, rows: RowIds, batch_index: int, clean_cache: dict[int, Tensor] | None = None,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Tensor]:
     """How far the perturbation moved the output: the protocol's PSNR and SSIM of ``pred`` against
     the model's clean output for the same batch (same noise draw for a stochastic model), as
-    ``stability_psnr`` / ``stability_ssim`` (B,). NaN for the clean cell, where the clean output
+    ``stability_psnr`` / ``stability_ssim``, (B,) float64 tensors on the scoring device (read back
+    with the batch's other scores). NaN for the clean cell, where the clean output
     is the reference itself. PSNR is capped at :data:`STABILITY_PSNR_CAP` dB: a perturbation that
     leaves the input as it is (a 2 mm voxel on a 3.3 mm grid) leaves the output unchanged, and an
     infinite value would swamp every mean it enters. ``clean_cache`` (batch index -> clean output,
@@ -157,8 +159,9 @@ def output_stability(
     from robustmri.results import STABILITY_METRICS
 
     n = pred.shape[0]
+    missing = torch.full((n,), float("nan"), dtype=torch.float64, device=pred.device)
     if cell.is_clean:
-        return {name: np.full(n, np.nan) for name in STABILITY_METRICS}
+        return {name: missing for name in STABILITY_METRICS}
     if clean_cache is not None and batch_index in clean_cache:
         clean = clean_cache[batch_index].to(pred.device)
     else:
@@ -169,8 +172,8 @@ def output_stability(
     out = {}
     for name in STABILITY_METRICS:
         base = name.removeprefix("stability_")
-        out[name] = scores[base].detach().cpu().numpy().astype(np.float64) if base in scores else np.full(n, np.nan)
-    out["stability_psnr"] = np.minimum(out["stability_psnr"], STABILITY_PSNR_CAP)
+        out[name] = scores[base].detach().to(torch.float64) if base in scores else missing
+    out["stability_psnr"] = out["stability_psnr"].clamp(max=STABILITY_PSNR_CAP)
     return out
 
 
@@ -199,8 +202,8 @@ def score_cell(
     assert data.slice is not None
     for b, rows in batches(len(data), eval_batch_size(settings.batch_size, model, data.source, device)):
         rebalance()  # this process's share of the CPUs, if another robustmri process started or ended
-        labels, slices = data.subject_labels(rows), data.slice[rows]
-        ids = list(zip(labels, slices.tolist(), strict=True))
+        labels, slices = data.subject_labels(rows), data.slice[rows].tolist()  # ids are held on the CPU
+        ids = list(zip(labels, slices, strict=True))
         x = data.source[rows].to(device, torch.float32)
         y = data.target[rows].to(device, torch.float32)
         m = data.mask[rows].to(device, torch.bool)
@@ -208,11 +211,13 @@ def score_cell(
         x_in = perturb_batch(model, x, y, m, cell, settings, ids, sp)
         pred = predict_batch(model, x_in, y, settings, ids)
         scores = protocol.score_unit(pred, y, mask=m, source=x_in[:, :1])
-        frame = protocol.results_frame(scores, labels, slices)
         if cell.is_clean and clean_cache is not None:
             clean_cache[b] = pred.detach()
-        for name, values in output_stability(model, x, y, m, x_in, pred, cell, settings, ids, b, clean_cache).items():
-            frame[name] = values
+        stability = output_stability(model, x, y, m, x_in, pred, cell, settings, ids, b, clean_cache)
+        host = to_host({**{n: scores[n] for n in protocol.metrics}, **stability})  # the batch's one read back
+        frame = protocol.results_frame(host, labels, slices)
+        for name in stability:
+            frame[name] = host[name]
         frames.append(frame)
         if sample_index is not None and rows.start <= sample_index < rows.stop:
             k = sample_index - rows.start

@@ -152,8 +152,7 @@ def polynomial_terms(order: int) -> list[tuple[int, int]]:
 
 def _centred_axis(n: int, device: torch.device) -> torch.Tensor:
     c = torch.arange(n, dtype=torch.float32, device=device) - (n - 1) / 2.0
-    m = c.max()
-    return c / m if m > 0 else c
+    return c / max((n - 1) / 2.0, 1.0) if n > 1 else c  # the largest |c| is known: no read back
 
 
 def bias_field_map(shape: tuple[int, int], coefficients: torch.Tensor, order: int) -> torch.Tensor:

@@ -166,10 +166,14 @@ def spike(
     # A spike of value a at centred k-space index (r, c) adds, after the inverse DFT, the plane wave
     # a / (H W) * exp(2 pi i (p y / H + q x / W)) with (p, q) = (r - H//2, c - W//2): no FFT needed.
     # The k-space maximum of a non-negative image is its DC term, the sum of its pixels.
-    if float(u.amin()) >= 0:
-        peak = u.float().sum(dim=(-3, -2, -1)).double()  # (B,)
+    # Each image its own rule, so an image's spike does not depend on the others in its batch. On a
+    # CPU, reading the minimum back is free and spares the FFT of a batch without negative values;
+    # elsewhere both are computed and chosen per image (no host wait).
+    dc = u.float().sum(dim=(-3, -2, -1)).double()  # (B,)
+    if u.device.type == "cpu" and float(u.amin()) >= 0:
+        peak = dc
     else:
-        peak = fft2c(u.double()).abs().amax(dim=(-3, -2, -1))
+        peak = torch.where(u.amin(dim=(-3, -2, -1)) >= 0, dc, fft2c(u.double()).abs().amax(dim=(-3, -2, -1)))
     amp = peak * torch.as_tensor(intensity, dtype=torch.float64, device=u.device)  # (B,) or scalar
     amp = (amp.expand(b) if amp.ndim else amp.repeat(b)) / (h * w)
     pos = positions.to(u.device)

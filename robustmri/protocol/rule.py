@@ -385,17 +385,19 @@ class Protocol:
 
     # ---------------------------------------------------------------- results tables
     def results_frame(
-        self, scores: Mapping[str, Tensor], subject: Sequence[Any] | Tensor, slice_index: Sequence[int] | Tensor
+        self, scores: Mapping[str, Any], subject: Sequence[Any] | Tensor, slice_index: Sequence[int] | Tensor
     ) -> pd.DataFrame:
-        """Per-slice results table: columns subject, slice, one per metric, protocol (= :attr:`id`)."""
+        """Per-slice results table: columns subject, slice, one per metric, protocol (= :attr:`id`).
+        ``scores``: metric -> (B,) values, tensors (read back together, in one transfer) or arrays."""
         import pandas as pd
 
         def column(v: Sequence[Any] | Tensor) -> list[Any]:
             return v.detach().cpu().tolist() if isinstance(v, Tensor) else list(v)
 
         frame = pd.DataFrame({"subject": column(subject), "slice": column(slice_index)})
+        host = to_host({name: scores[name] for name in self.metrics})
         for name in self.metrics:
-            values = scores[name].detach().cpu().numpy()
+            values = host[name]
             if len(values) != len(frame):
                 raise DataError(f"{len(values)} {name} values for {len(frame)} slices; pass one subject and slice per image")
             frame[name] = values
@@ -403,6 +405,23 @@ class Protocol:
 
 
 # -------------------------------------------------------------------- results tagging
+
+
+def to_host(values: Mapping[str, Any]) -> dict[str, Any]:
+    """name -> (B,) values as float64 numpy arrays, the tensors among them read back from their
+    device in one transfer (stacked), not one per name: a batch's scores cost the host one wait."""
+    import numpy as np
+
+    tensors = {k: v for k, v in values.items() if isinstance(v, Tensor)}
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in values.items() if k not in tensors}
+    if tensors:
+        lengths = {t.reshape(-1).shape[0] for t in tensors.values()}
+        if len(lengths) == 1:
+            stacked = torch.stack([t.detach().reshape(-1).to(torch.float64) for t in tensors.values()]).cpu().numpy()
+            out.update(zip(tensors, stacked, strict=True))
+        else:  # ragged: the caller's length check names the problem
+            out.update({k: t.detach().reshape(-1).to(torch.float64).cpu().numpy() for k, t in tensors.items()})
+    return {k: out[k] for k in values}
 
 
 def tag_results(frame: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
