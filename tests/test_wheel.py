@@ -36,7 +36,10 @@ def test_wheel_in_a_fresh_venv_runs_the_smoke_suite(tmp_path):
                          cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     frame = pd.read_csv(work / "smoke" / "results.csv")
-    assert set(frame["model"]) == {"pix2pix", "kd_attack:full"}
+    from robustmri.bench import load_suite
+
+    assert set(frame["model"]) == {m.label for m in load_suite("smoke").models}  # the trained models and the floors
+    assert {"pix2pix", "kd_attack:full", "lookup"} <= set(frame["model"])
     assert (work / "smoke" / "report" / "report.html").is_file()
     where = subprocess.run([str(py), "-c", "import robustmri; print(robustmri.__file__)"], cwd=work, env=env,
                            capture_output=True, text=True)
