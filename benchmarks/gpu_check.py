@@ -28,7 +28,9 @@ Stages, each printed as it finishes:
    budget ran out (trained runs, cells written).
 
 Random slices: speed does not depend on content. Nothing is asserted: the figures are written for
-the README to quote, with the card's name beside each.
+the README to quote, with the card's name beside each. The files are rewritten after every stage,
+and a stage that fails is recorded with its error while the others go on: a device lent for a few
+minutes is never spent for nothing.
 """
 
 from __future__ import annotations
@@ -232,6 +234,8 @@ def markdown(fig: dict) -> str:
     lines += ["", "| scoring (family: perturbation, severity 3) | slices/s | batch |", "|:--|--:|--:|"]
     for k, v in fig["eval"].items():
         lines.append(f"| {k} | {v['slices_per_s']:.1f} | {v['batch']} |")
+    for stage, error in fig.get("errors", {}).items():
+        lines += ["", f"Stage `{stage}` failed: {error}"]
     busy = fig.get("gpu_busy") or {}
     lines += ["", f"GPU busy during the scoring stage: {busy.get('mean_pct', 'not measured')} % on average "
               f"(max {busy.get('max_pct', '-')} %, {busy.get('samples', 0)} samples).", "",
@@ -263,9 +267,36 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes, args.models, args.steps, args.warmup, args.batch, args.eval_slices = "tiny", "pix2pix,kd_attack", 2, 1, 2, 16
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({platform.processor() or platform.machine()})"
     print(f"device {name}, torch {torch.__version__}", flush=True)
-    peak = matmul_peak(args.device, args.quick)
-    print(f"peak: {peak:.1f} TFLOP/s matmul", flush=True)
-    train_rows = []
+    date = dt.date.today().isoformat()
+    fig: dict = {"date": date, "device": name, "torch": torch.__version__,
+                 "command": " ".join(["benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
+                 "peak_tflops": float("nan"), "train": [], "eval": {}, "eval_model": args.eval_model, "gpu_busy": {},
+                 "drift": {"status": "not reached"}, "quick": {"status": "not reached"}, "errors": {},
+                 "cuda_nondeterministic": os.environ.get("ROBUSTMRI_CUDA_NONDETERMINISTIC", "") == "1"}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.out_dir / f"{date}-{slug(name)}"
+
+    def save() -> None:  # after every stage: a run cut short still leaves what it measured
+        from robustmri.atomic import write_json_atomic, write_text_atomic
+
+        write_json_atomic(stem.with_suffix(".json"), fig)
+        write_text_atomic(stem.with_suffix(".md"), markdown(fig))
+
+    def failed(stage: str, exc: BaseException) -> None:
+        fig["errors"][stage] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        print(f"{stage}: failed ({fig['errors'][stage]}); the other stages go on", flush=True)
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    try:
+        peak = matmul_peak(args.device, args.quick)
+        print(f"peak: {peak:.1f} TFLOP/s matmul", flush=True)
+    except Exception as exc:  # noqa: BLE001 - recorded, the other stages go on
+        failed("peak", exc)
+        peak = float("nan")
+    fig["peak_tflops"] = round(peak, 2)
+    save()
+    train_rows = fig["train"]
     for model in filter(None, args.models.split(",")):
         options = {"generator": "pix2pix", "variant": "full"} if model == "kd_attack" else {}
         for size in args.sizes.split(","):
@@ -277,38 +308,46 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"train {model:10s} {size:6s}: out of memory at batch {args.batch}", flush=True)
                     torch.cuda.empty_cache()
                     continue
+                except Exception as exc:  # noqa: BLE001 - recorded, the other rows go on
+                    failed(f"train {model} {size}{' compiled' if compiled else ''}", exc)
+                    continue
                 row = {"model": model, "size": size, "compile": compiled, "batch": args.batch, "steps_per_s": round(rate, 3),
                        "images_per_s": round(rate * args.batch, 1), "gflop_per_step": round(flops / 1e9, 2),
                        "tflops": round(rate * flops / 1e12, 3), "share_of_peak": round(rate * flops / 1e12 / peak, 4)}
                 train_rows.append(row)
+                save()
                 print(f"train {model:10s} {size:6s} {IMAGES[size]}^2 batch {args.batch}{' compiled' if compiled else ''}: "
                       f"{rate:7.2f} steps/s, {row['images_per_s']:8.1f} images/s, {row['tflops']:6.2f} TFLOP/s "
                       f"({100 * row['share_of_peak']:.1f} % of peak)", flush=True)
     image = 64 if args.quick else 128
-    rates, samples = eval_rates(args.device, args.eval_slices, image, args.eval_model, args.quick)
-    busy = {"mean_pct": round(sum(u for u, _ in samples) / len(samples), 1), "max_pct": max(u for u, _ in samples),
-            "max_mem_mib": max(m for _, m in samples), "samples": len(samples)} if samples else {}
-    if busy:
-        print(f"GPU busy during scoring: mean {busy['mean_pct']} %, max {busy['max_pct']} %", flush=True)
-    drift: dict[str, object] = {"status": "skipped (--quick)"}
+    fig["eval_image"] = image
+    try:
+        rates, samples = eval_rates(args.device, args.eval_slices, image, args.eval_model, args.quick)
+        fig["eval"] = rates
+        fig["gpu_busy"] = {"mean_pct": round(sum(u for u, _ in samples) / len(samples), 1), "max_pct": max(u for u, _ in samples),
+                           "max_mem_mib": max(m for _, m in samples), "samples": len(samples)} if samples else {}
+        if fig["gpu_busy"]:
+            print(f"GPU busy during scoring: mean {fig['gpu_busy']['mean_pct']} %, max {fig['gpu_busy']['max_pct']} %", flush=True)
+    except Exception as exc:  # noqa: BLE001
+        failed("eval", exc)
+    save()
+    fig["drift"] = {"status": "skipped (--quick)"}
     if not args.quick:
-        drift = smoke_drift(args.device, min(180.0, args.budget_s - (time.perf_counter() - t_start)))
-        print(f"smoke on {args.device} against the CPU reference: {drift}", flush=True)
-    left = args.budget_s - (time.perf_counter() - t_start)
-    quick = quick_suite(left, args.quick)
-    print(f"quick suite: {quick}", flush=True)
-    date = dt.date.today().isoformat()
-    fig = {"date": date, "device": name, "torch": torch.__version__, "command": " ".join(["benchmarks/gpu_check.py", *(argv or sys.argv[1:])]),
-           "peak_tflops": round(peak, 2), "train": train_rows, "eval": rates, "eval_model": args.eval_model, "eval_image": image,
-           "gpu_busy": busy, "drift": drift, "quick": quick, "cuda_nondeterministic": os.environ.get("ROBUSTMRI_CUDA_NONDETERMINISTIC", "") == "1"}
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"{date}-{slug(name)}"
-    from robustmri.atomic import write_json_atomic, write_text_atomic
-
-    write_json_atomic(stem.with_suffix(".json"), fig)
-    write_text_atomic(stem.with_suffix(".md"), markdown(fig))
-    print(f"wrote {stem}.json and .md ({time.perf_counter() - t_start:.0f} s)")
-    return 0
+        try:
+            fig["drift"] = smoke_drift(args.device, min(180.0, args.budget_s - (time.perf_counter() - t_start)))
+            print(f"smoke on {args.device} against the CPU reference: {fig['drift']}", flush=True)
+        except Exception as exc:  # noqa: BLE001
+            failed("drift", exc)
+    save()
+    try:
+        fig["quick"] = quick_suite(args.budget_s - (time.perf_counter() - t_start), args.quick)
+        print(f"quick suite: {fig['quick']}", flush=True)
+    except Exception as exc:  # noqa: BLE001
+        failed("quick", exc)
+    save()
+    print(f"wrote {stem}.json and .md ({time.perf_counter() - t_start:.0f} s)"
+          + (f"; {len(fig['errors'])} stage(s) failed: {', '.join(fig['errors'])}" if fig["errors"] else ""))
+    return 1 if fig["errors"] else 0
 
 
 if __name__ == "__main__":
