@@ -47,7 +47,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
 subject and slice)."""
 
 
-
 def registered_metrics(columns: Iterable[str]) -> list[str]:
     """The registered metrics (:func:`robustmri.metrics.register_metric`, not the built-ins) among
     ``columns``, in the registry's order. A column the registry does not know makes the plugins

@@ -354,3 +354,32 @@ def test_peer_presets_equal_the_peers_code_on_model_outputs():
     raw = get_protocol("reggan").score(p, t)
     inflation = (raw["psnr"] - reggan["psnr"]).numpy()
     assert np.all(inflation > 4.0), inflation  # 6 dB from halving every error, less the mask change
+
+
+def test_a_registered_metric_gets_the_protocols_images_region_and_range(monkeypatch):
+    """A metric registered with data_range=True that computes PSNR must equal the protocol's own
+    PSNR under a per-image range, a mask and an image normalisation; an image whose range is
+    invalid (an all-zero target under target_max) scores NaN in both, without reaching the metric."""
+    from robustmri import metrics as M
+
+    monkeypatch.setattr(M, "_SPECS", dict(M._SPECS))
+    seen: list[float] = []
+
+    @M.register_metric("psnr_again", better="higher", data_range=True)
+    def psnr_again(pred, target, *, mask=None, data_range):
+        seen.extend(data_range.tolist())
+        return M.psnr(pred, target, data_range=data_range, mask=mask)
+
+    proto = Protocol(name="t", data_range="target_max", image_norm="per_image_max", norm_metrics=("psnr", "psnr_again"),
+                     metrics=("psnr", "psnr_again"), mask="threshold", mask_threshold=0.05)
+    assert proto.metrics == ("psnr", "psnr_again")
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 1, 32, 32, generator=g)
+    pred = (target + 0.1 * torch.randn(3, 1, 32, 32, generator=g)).clamp(0, 1)
+    target[2] = 0.0
+    out = proto.score(pred, target)
+    np.testing.assert_allclose(out["psnr_again"][:2].numpy(), out["psnr"][:2].numpy(), rtol=1e-12)
+    assert math.isnan(float(out["psnr"][2])) and math.isnan(float(out["psnr_again"][2]))
+    assert all(math.isfinite(r) and r > 0 for r in seen)  # the metric never saw an invalid range
+    frame = proto.results_frame(out, [0, 0, 1], [0, 1, 0])
+    assert list(frame.columns) == ["subject", "slice", "psnr", "psnr_again", "protocol"]

@@ -36,7 +36,9 @@ from robustmri.atomic import atomic_path, write_json_atomic
 from robustmri.bench.plan import Cell, Job, direction_tag
 from robustmri.bench.suite import Suite
 from robustmri.errors import ConfigError, DataError
-from robustmri.results import REPORTED, SampleKey, registered_metrics, result_columns, read_manifest, read_model_records, read_table
+from robustmri.results import (
+    REPORTED, SampleKey, read_manifest, read_model_records, read_table, registered_metrics, result_columns,
+)
 
 
 def git_commit() -> str | None:

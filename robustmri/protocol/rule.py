@@ -290,10 +290,13 @@ class Protocol:
             p, t = images(zero, name in self.norm_metrics, crop)
             spec = _m.metric_spec(name)
             if spec.compute is not None:  # a registered metric: the protocol's images, region and range
-                rng = self._range(p, t) if spec.data_range else None
-                value = _m.compute_registered(name, p, t, mask=select, data_range=rng)
-                if rng is not None:
-                    value = torch.where(torch.isfinite(rng) & (rng > 0), value, torch.full_like(value, float("nan")))
+                if spec.data_range:  # as for PSNR/SSIM: an invalid range is replaced, its image scores NaN
+                    rng = self._range(p, t)
+                    bad = ~(torch.isfinite(rng) & (rng > 0))
+                    value = _m.compute_registered(name, p, t, mask=select, data_range=torch.where(bad, torch.ones_like(rng), rng))
+                    value = torch.where(bad, torch.full_like(value, float("nan")), value)
+                else:
+                    value = _m.compute_registered(name, p, t, mask=select)
             elif name == "mae":
                 value = _m.mae(p, t, data_range=1.0, mask=select)
             elif name == "nmse":
