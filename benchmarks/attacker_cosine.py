@@ -13,7 +13,8 @@ A pix2pix (``--model-size``) is trained for ``--steps`` steps (batch 4) on 6 emb
    per sample; per pixel or on a k x k basis), ``local`` is :func:`robustmri.kd.attacker.local_gradient`
    (from the output images: 1 base query + 1 per sample; smoothed by sigma pixels). The training
    default is ``local``, 3 samples, sigma 1 (4 queries, as the former default ``loss`` x 2 samples).
-2. **Strength**: a fresh attacker network A (KD+attack's ``tiny`` one, eps 0.03) is trained against
+2. **Strength**: a fresh attacker network A (KD+attack's ``tiny`` one, at KD+attack's default eps
+   0.015, or ``--eps``) is trained against
    the frozen generator for ``--attack-steps`` steps (batch 4, Adam) at the default budget of 4
    queries, with each estimate and update rule (:func:`robustmri.kd.attacker.attacker_loss`). The
    test slices' mean L1 error (x 1000) under A's output, and under the adversarial example the
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--attack-steps", type=int, default=450, help="attacker training steps (paper-mini trains it for 450)")
+    ap.add_argument("--eps", type=float, default=None,
+                    help="L-inf budget of part 2's attacks; default: KD+attack's (robustmri.kd.model.DEFAULT_EPS, 0.015)")
     ap.add_argument("--quick", action="store_true", help="seconds: 2 training steps on 4 subjects, one repeat, budgets 4 and 16")
     args = ap.parse_args(argv)
     if args.quick:
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     from robustmri.data.embedded import embedded_slices
     from robustmri.data.paired import PairedTensors
     from robustmri.kd.attacker import GenerativeAttacker, ascent_step, attacker_loss, local_gradient, per_image_l1, spsa_gradient
-    from robustmri.kd.model import PRESETS, KDAttack
+    from robustmri.kd.model import DEFAULT_EPS, PRESETS, KDAttack
     from robustmri.train.engine import TrainConfig, load_trained, train
 
     defaults = {k: v.default for k, v in inspect.signature(KDAttack.__init__).parameters.items()}
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     # 2. strength of an attacker network trained with each estimate at the default budget
     xt, yt, mt = data["t1"][tr], data["t2"][tr], data["mask"][tr]
     preset = PRESETS["tiny"]
-    eps = 0.03
+    eps = DEFAULT_EPS["learned"] if args.eps is None else args.eps
     strength: list[dict[str, Any]] = []
 
     def l1_x1000(xp: torch.Tensor) -> float:
