@@ -156,7 +156,7 @@ class FrozenSegmenter:
     def __init__(self, model: nn.Module, info: dict[str, Any]) -> None:
         self.model = model
         self.info = info
-        self._real: dict[int, np.ndarray] = {}
+        self._real: tuple[Tensor, np.ndarray] | None = None  # (the test targets, their class maps)
 
     def classes(self, images: Tensor) -> np.ndarray:
         """Class maps (N, H, W) of ``images`` (N, 1, H, W) in [0, 1]."""
@@ -164,10 +164,9 @@ class FrozenSegmenter:
 
     def real_classes(self, test: Any) -> np.ndarray:
         """Class maps of ``test.target`` (the real test images), computed once per test set."""
-        key = id(test.target)
-        if key not in self._real:
-            self._real = {key: self.classes(test.target)}
-        return self._real[key]
+        if self._real is None or self._real[0] is not test.target:  # the tensor itself, not an id a new one may reuse
+            self._real = (test.target, self.classes(test.target))
+        return self._real[1]
 
 
 def load_or_train_segmenter(folder: Any, training_data: Callable[[], tuple[Tensor, Tensor | None]], identity: dict[str, Any],

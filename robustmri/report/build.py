@@ -332,37 +332,32 @@ def build_report(
 
         figure_items = []
         fig_dir = tmp / "figures"
-        stem = fig_dir / "clean_psnr_box"
-        png = F.save_figure(F.clean_boxplot(subjects, metric="psnr", models=inputs.models, oracles=inputs.oracles), stem)
-        figure_items.append(H.FigureItem("Clean PSNR per subject", png,
-                                         "One dot per test subject (slices averaged); boxes: median and quartiles.",
-                                         ["figures/clean_psnr_box.png", "figures/clean_psnr_box.pdf"]))
+
+        def add_figure(fig: Any, name: str, title: str, caption: str) -> None:
+            """Save ``fig`` as figures/<name>.png and .pdf and list it in the page."""
+            png = F.save_figure(fig, fig_dir / name)
+            figure_items.append(H.FigureItem(title, png, caption, [f"figures/{name}.png", f"figures/{name}.pdf"]))
+
+        add_figure(F.clean_boxplot(subjects, metric="psnr", models=inputs.models, oracles=inputs.oracles),
+                   "clean_psnr_box", "Clean PSNR per subject",
+                   "One dot per test subject (slices averaged); boxes: median and quartiles.")
         for direction in dict.fromkeys(subjects["direction"]):
             if not has_pert or subjects[(subjects["direction"] == direction)
                                         & (subjects["perturbation"] != CLEAN)].empty:
                 continue
-            name = f"degradation_psnr_{_slug(direction)}"
-            fig = F.degradation_curves(subjects, direction, metric="psnr", models=inputs.models,
-                                       oracles=inputs.oracles)
-            png = F.save_figure(fig, fig_dir / name)
-            figure_items.append(H.FigureItem(
-                f"PSNR lost vs severity, {direction}", png,
-                "PSNR lost from clean (dB; higher = worse) on one y axis shared by every panel; severity 0 is the "
-                "clean input, where every line starts at 0, and the legend gives each model's clean PSNR. Lines: "
-                "mean over subjects of each subject's loss; bands: 95% t interval of that mean.",
-                [f"figures/{name}.png", f"figures/{name}.pdf"]))
-            name = f"heatmap_psnr_{_slug(direction)}"
-            png = F.save_figure(F.loss_heatmap(subjects, direction, metric="psnr", models=inputs.models,
-                                               oracles=inputs.oracles), fig_dir / name)
-            figure_items.append(H.FigureItem(
-                f"PSNR lost at a glance, {direction}", png,
-                "Model x perturbation at each perturbation's highest severity: PSNR lost from clean (dB, mean over "
-                "subjects); red loses, blue gains; blank: not scored (white-box attacks on a model without "
-                "gradients).", [f"figures/{name}.png", f"figures/{name}.pdf"]))
+            add_figure(F.degradation_curves(subjects, direction, metric="psnr", models=inputs.models, oracles=inputs.oracles),
+                       f"degradation_psnr_{_slug(direction)}", f"PSNR lost vs severity, {direction}",
+                       "PSNR lost from clean (dB; higher = worse) on one y axis shared by every panel; severity 0 is the "
+                       "clean input, where every line starts at 0, and the legend gives each model's clean PSNR. Lines: "
+                       "mean over subjects of each subject's loss; bands: 95% t interval of that mean.")
+            add_figure(F.loss_heatmap(subjects, direction, metric="psnr", models=inputs.models, oracles=inputs.oracles),
+                       f"heatmap_psnr_{_slug(direction)}", f"PSNR lost at a glance, {direction}",
+                       "Model x perturbation at each perturbation's highest severity: PSNR lost from clean (dB, mean over "
+                       "subjects); red loses, blue gains; blank: not scored (white-box attacks on a model without "
+                       "gradients).")
         sample_files = sorted((root / "samples").glob("*.npz")) if (root / "samples").is_dir() else []
         # <direction>.npz only: the runner's <direction>.pair.npz (source/target/mask alone) are skipped
         for path in [p for p in sample_files if "." not in p.stem]:
-            name = f"samples_{_slug(path.stem)}"
             direction = path.stem.replace("_to_", "->")
             try:
                 title = (f"Example test slice, {direction.replace('->', ' → ')}\ninput, target, each model's "
@@ -371,12 +366,9 @@ def build_report(
             except (OSError, ValueError, EOFError, DataError) as exc:
                 inputs.warnings.append(f"Could not read {path.name} ({exc}); its qualitative figure is omitted.")
                 continue
-            png = F.save_figure(fig, fig_dir / name)
-            figure_items.append(H.FigureItem(
-                f"Qualitative examples, {direction}", png,
-                "Rows: clean input and the strongest severity of a few perturbations. Columns: input, target, then "
-                "each model's output and its absolute error within the mask (one shared colour scale).",
-                [f"figures/{name}.png", f"figures/{name}.pdf"]))
+            add_figure(fig, f"samples_{_slug(path.stem)}", f"Qualitative examples, {direction}",
+                       "Rows: clean input and the strongest severity of a few perturbations. Columns: input, target, then "
+                       "each model's output and its absolute error within the mask (one shared colour scale).")
             from robustmri.report.lesion_figure import lesion_figure
 
             try:
@@ -386,14 +378,10 @@ def build_report(
                 inputs.warnings.append(f"Could not draw the lesion figure from {path.name} ({exc}); it is omitted.")
                 lesions = None
             if lesions is not None:
-                name = f"lesions_{_slug(path.stem)}"
-                png = F.save_figure(lesions, fig_dir / name)
-                figure_items.append(H.FigureItem(
-                    f"Lesion, {direction}", png,
-                    "The test slice with the most lesion voxels. Rows: models. Columns: the real target, then clean and "
-                    "under the strongest corruption each model's output and its absolute error. Cyan: the true "
-                    "lesions; red: what the fixed detector finds (its findings of at least 8 mm², on this slice alone).",
-                    [f"figures/{name}.png", f"figures/{name}.pdf"]))
+                add_figure(lesions, f"lesions_{_slug(path.stem)}", f"Lesion, {direction}",
+                           "The test slice with the most lesion voxels. Rows: models. Columns: the real target, then clean "
+                           "and under the strongest corruption each model's output and its absolute error. Cyan: the true "
+                           "lesions; red: what the fixed detector finds (its findings of at least 8 mm², on this slice alone).")
 
         page = _page(inputs, subjects, table_items, figure_items, error)
         write_text_atomic(tmp / "report.html", page)

@@ -69,11 +69,17 @@ def lesion_figure(samples: Path | str | dict[str, np.ndarray], *, models: Sequen
     vmin, vmax = np.percentile(target[mask] if mask.any() else target, [0.5, 99.5])
     errors, emax = error_maps(data, target, mask, models, conditions)
 
-    def outline(ax, image: np.ndarray) -> None:
-        ax.contour(lesion, levels=[0.5], colors="cyan", linewidths=0.7)
+    def findings(image: np.ndarray) -> np.ndarray:
         found = np.zeros(lesion.shape, dtype=bool)
         for _, component in detect(image[None], labels[None], spacing).findings:  # components of at least 8 mm²
             found |= component
+        return found
+
+    target_found = findings(target)  # the same in every row
+
+    def outline(ax, image: np.ndarray) -> None:
+        ax.contour(lesion, levels=[0.5], colors="cyan", linewidths=0.7)
+        found = target_found if image is target else findings(image)
         if found.any():
             ax.contour(found, levels=[0.5], colors="red", linewidths=0.7)
 
